@@ -1,0 +1,91 @@
+"""The vital-sign catalogue: metrics, their LOINC codes, canonical UCUM units, accepted
+input units with their conversions, and plausibility ranges (ARCHITECTURE.md §4).
+
+Plausibility limits reject sensor garbage at ingest. Clinical limits, which raise alerts,
+live in the care plan and are a different thing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+# mg/dL per mmol/L of glucose (molar mass 180.16 g/mol).
+GLUCOSE_MGDL_PER_MMOLL: Final = 18.016
+KG_PER_LB: Final = 0.45359237
+
+
+def _identity(value: float) -> float:
+    return value
+
+
+def _fahrenheit_to_celsius(value: float) -> float:
+    return (value - 32.0) * 5.0 / 9.0
+
+
+def _pounds_to_kg(value: float) -> float:
+    return value * KG_PER_LB
+
+
+def _mmol_to_mgdl(value: float) -> float:
+    return value * GLUCOSE_MGDL_PER_MMOLL
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One kind of measurement the platform accepts."""
+
+    name: str
+    loinc: str | None
+    unit: str
+    low: float
+    high: float
+    display: str
+    # Accepted input units -> conversion into the canonical unit.
+    conversions: dict[str, Callable[[float], float]] = field(default_factory=dict)
+    is_event: bool = False
+
+    def normalise(self, value: float, unit: str) -> float | None:
+        """Return the value in the canonical unit, or None when the unit is not accepted."""
+        if unit == self.unit:
+            return value
+        convert = self.conversions.get(unit)
+        return None if convert is None else convert(value)
+
+    def plausible(self, value: float) -> bool:
+        """True when a canonical value is finite and inside the plausibility range."""
+        return math.isfinite(value) and self.low <= value <= self.high
+
+
+CATALOGUE: Final[dict[str, Metric]] = {
+    m.name: m
+    for m in (
+        Metric("heart_rate", "8867-4", "/min", 20, 300, "Heart rate"),
+        Metric("resp_rate", "9279-1", "/min", 2, 80, "Respiratory rate"),
+        Metric("spo2", "59408-5", "%", 50, 100, "Oxygen saturation"),
+        Metric(
+            "body_temp", "8310-5", "Cel", 30, 45, "Body temperature",
+            conversions={"[degF]": _fahrenheit_to_celsius, "degF": _fahrenheit_to_celsius},
+        ),
+        Metric("bp_systolic", "8480-6", "mm[Hg]", 50, 300, "Systolic blood pressure"),
+        Metric("bp_diastolic", "8462-4", "mm[Hg]", 20, 200, "Diastolic blood pressure"),
+        Metric(
+            "body_weight", "29463-7", "kg", 2, 400, "Body weight",
+            conversions={"[lb_av]": _pounds_to_kg},
+        ),
+        Metric(
+            "glucose", "2339-0", "mg/dL", 10, 1000, "Glucose",
+            conversions={"mmol/L": _mmol_to_mgdl},
+        ),
+        Metric("medication_taken", None, "1", 1, 1, "Medication dose taken", is_event=True),
+    )
+}
+
+METRIC_NAMES: Final = tuple(CATALOGUE)
+
+
+def metric(name: str) -> Metric | None:
+    """Look a metric up by name; None for an unknown metric."""
+    return CATALOGUE.get(name)

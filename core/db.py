@@ -1,0 +1,32 @@
+"""Database access: connection pools and the migration runner (yoyo, plain SQL files).
+
+Nothing connects at import time; pools are created closed and opened by the owner
+(lifespan of the API, startup of a worker).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from psycopg_pool import AsyncConnectionPool
+
+MIGRATIONS_DIR: Final = Path(__file__).parent / "migrations"
+
+
+def create_pool(url: str, min_size: int = 1, max_size: int = 8, name: str = "rpm") -> AsyncConnectionPool:
+    """A closed async pool; open it with `await pool.open(wait=True)` in the owner's startup."""
+    return AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False, name=name)
+
+
+def apply_migrations(url: str) -> list[str]:
+    """Apply pending migrations under yoyo's lock; returns the ids applied."""
+    from yoyo import get_backend, read_migrations
+
+    yoyo_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    backend = get_backend(yoyo_url)
+    migrations = read_migrations(str(MIGRATIONS_DIR))
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+    return [m.id for m in pending]

@@ -1,0 +1,90 @@
+"""Device provisioning and revocation: the library call used by `rpm devices` and the API.
+
+A device gets a row, a binding to a patient for a validity period, and its own MQTT
+credentials in the broker (dynamic security, no restart). Revocation closes the binding
+and disables the credentials, which disconnects the device at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from psycopg import AsyncConnection
+
+from core.broker_admin import BrokerAdmin
+
+DEVICE_CLASSES = ("wearable", "bp_cuff", "pulse_oximeter", "scale", "glucometer", "pill_bottle", "thermometer")
+
+
+class ProvisioningError(ValueError):
+    """The request cannot be carried out (unknown patient, device already bound, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCredentials:
+    device_id: str
+    patient_id: str
+    device_class: str
+    username: str
+    password: str
+
+
+async def provision_device(
+    conn: AsyncConnection,
+    admin: BrokerAdmin,
+    *,
+    device_id: str,
+    patient_id: str,
+    device_class: str,
+    valid_from: datetime | None = None,
+    model: str = "",
+    password: str | None = None,
+) -> DeviceCredentials:
+    """Create (or re-issue) a device, bind it to a patient and create its broker credentials.
+
+    Runs inside the caller's transaction; the broker step comes last so a refused database
+    write leaves no orphan credentials.
+    """
+    if device_class not in DEVICE_CLASSES:
+        raise ProvisioningError(f"unknown device class {device_class!r}; expected one of {', '.join(DEVICE_CLASSES)}")
+    start = valid_from or datetime.now(UTC)
+    cur = await conn.execute("SELECT 1 FROM patients WHERE id = %s", (patient_id,))
+    if await cur.fetchone() is None:
+        raise ProvisioningError(f"unknown patient {patient_id!r}")
+    await conn.execute(
+        """INSERT INTO devices (id, device_class, model) VALUES (%s, %s, %s)
+           ON CONFLICT (id) DO UPDATE SET revoked_at = NULL, device_class = EXCLUDED.device_class""",
+        (device_id, device_class, model),
+    )
+    cur = await conn.execute(
+        "SELECT patient_id FROM device_bindings WHERE device_id = %s AND valid_to IS NULL", (device_id,)
+    )
+    current = await cur.fetchone()
+    if current is not None and current[0] != patient_id:
+        raise ProvisioningError(f"device {device_id!r} is bound to another patient; revoke it first")
+    if current is None:
+        await conn.execute(
+            "INSERT INTO device_bindings (device_id, patient_id, valid_from) VALUES (%s, %s, %s)",
+            (device_id, patient_id, start),
+        )
+    secret = password or secrets.token_urlsafe(24)
+    admin.provision_device(device_id, secret)
+    return DeviceCredentials(device_id, patient_id, device_class, device_id, secret)
+
+
+async def revoke_device(conn: AsyncConnection, admin: BrokerAdmin, device_id: str) -> None:
+    """Close the device's binding, mark it revoked and disable its broker credentials."""
+    now = datetime.now(UTC)
+    cur = await conn.execute(
+        "UPDATE devices SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL RETURNING id", (now, device_id)
+    )
+    if await cur.fetchone() is None:
+        cur = await conn.execute("SELECT 1 FROM devices WHERE id = %s", (device_id,))
+        if await cur.fetchone() is None:
+            raise ProvisioningError(f"unknown device {device_id!r}")
+    await conn.execute(
+        "UPDATE device_bindings SET valid_to = %s WHERE device_id = %s AND valid_to IS NULL", (now, device_id)
+    )
+    admin.revoke_device(device_id)

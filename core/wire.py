@@ -1,0 +1,133 @@
+"""Wire contracts between processes (ARCHITECTURE.md §4): the MQTT device payload, the
+Kafka records, topic names and partition counts. Encoded and decoded with msgspec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+SCHEMA_VERSION: Final = 1
+MAX_PAYLOAD_BYTES: Final = 64 * 1024
+MAX_READINGS_PER_MESSAGE: Final = 2000
+
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+# --- MQTT topics -----------------------------------------------------------------------------
+TOPIC_PREFIX: Final = "rpm/v1/devices"
+INGEST_SHARE_GROUP: Final = "ingest"
+
+
+def telemetry_topic(device_id: str) -> str:
+    return f"{TOPIC_PREFIX}/{device_id}/telemetry"
+
+
+def status_topic(device_id: str) -> str:
+    return f"{TOPIC_PREFIX}/{device_id}/status"
+
+
+def commands_topic(device_id: str) -> str:
+    return f"{TOPIC_PREFIX}/{device_id}/commands"
+
+
+def device_id_from_topic(topic: str) -> tuple[str, str] | None:
+    """Split `rpm/v1/devices/{id}/{kind}` into (id, kind); None for any other topic."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:3]) != TOPIC_PREFIX or not parts[3]:
+        return None
+    return parts[3], parts[4]
+
+
+# --- MQTT payload (device -> platform) -------------------------------------------------------
+class WireReading(msgspec.Struct, forbid_unknown_fields=True):
+    metric: str
+    value: float
+    unit: str
+    ts: AwareDatetime
+    dose_id: str | None = None
+
+
+class DevicePayload(msgspec.Struct, forbid_unknown_fields=True):
+    schema: int
+    device_id: str
+    seq: Annotated[int, msgspec.Meta(ge=0)]
+    sent_at: AwareDatetime
+    readings: Annotated[list[WireReading], msgspec.Meta(min_length=1)]
+    battery: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+
+
+class DeviceCommand(msgspec.Struct, tag_field="command", forbid_unknown_fields=False):
+    """Platform -> device; today only "resend from seq N"."""
+
+
+class ResendFrom(DeviceCommand, tag="resend"):
+    from_seq: int
+
+
+# --- Kafka records ---------------------------------------------------------------------------
+class Reading(msgspec.Struct, array_like=True):
+    """One normalised reading (canonical unit of the catalogue)."""
+
+    metric: str
+    value: float
+    ts: datetime
+    dose_id: str | None = None
+
+
+class ReadingBatch(msgspec.Struct):
+    """The validated readings of one device message; key = patient_id."""
+
+    patient_id: str
+    device_id: str
+    seq: int
+    received_at: datetime
+    readings: list[Reading]
+    quarantined: bool = False
+
+
+class RejectedMessage(msgspec.Struct):
+    """A dead letter: why a device message was refused, with its raw payload (capped)."""
+
+    reason: str
+    detail: str
+    topic: str
+    device_id: str | None
+    received_at: datetime
+    payload: str
+    payload_size: int
+
+
+class DeviceEvent(msgspec.Struct):
+    kind: Literal["online", "offline", "battery", "seq_gap"]
+    device_id: str
+    at: datetime
+    patient_id: str | None = None
+    battery: float | None = None
+    expected_seq: int | None = None
+    got_seq: int | None = None
+
+
+# --- Kafka topics ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class KafkaTopic:
+    name: str
+    partitions: int
+    compacted: bool = False
+
+
+READINGS: Final = KafkaTopic("rpm.readings.v1", 8)
+REJECTED: Final = KafkaTopic("rpm.rejected.v1", 2)
+DEVICE_EVENTS: Final = KafkaTopic("rpm.device-events.v1", 4)
+CARE_PLANS: Final = KafkaTopic("rpm.care-plans.v1", 8, compacted=True)
+DETECTIONS: Final = KafkaTopic("rpm.detections.v1", 8)
+ALL_TOPICS: Final = (READINGS, REJECTED, DEVICE_EVENTS, CARE_PLANS, DETECTIONS)
+
+_encoder = msgspec.json.Encoder()
+encode = _encoder.encode
+payload_decoder: Final = msgspec.json.Decoder(DevicePayload)
+batch_decoder: Final = msgspec.json.Decoder(ReadingBatch)
+rejected_decoder: Final = msgspec.json.Decoder(RejectedMessage)
+device_event_decoder: Final = msgspec.json.Decoder(DeviceEvent)

