@@ -1,0 +1,28 @@
+"""`python -m api`: serve the API with uvicorn on RPM_API_HOST:RPM_API_PORT."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from api.app import create_app
+from api.settings import ApiSettings
+from core.logging import configure_logging
+
+
+def main() -> None:
+    settings = ApiSettings()  # type: ignore[call-arg]  # required fields come from the environment
+    configure_logging(settings.log_level, json=settings.log_json)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        # Our structlog/stdlib logging is configured above; uvicorn must not replace it.
+        log_config=None,
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The app factory: routers, problem handlers, and a lifespan that owns the database pool.
+
+Nothing connects at import time; `create_app()` only wires things up, the pool opens when
+the server starts the app and closes when it stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.auth import endpoints as auth_endpoints
+from api.auth.ratelimit import LoginRateLimiter
+from api.health import endpoints as health_endpoints
+from api.observations import endpoints as observation_endpoints
+from api.problems import install_problem_handlers
+from api.settings import ApiSettings
+from core.db import create_pool
+from core.logging import get_logger
+
+API_PREFIX = "/api/v1"
+
+log = get_logger(__name__)
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """Build the API; settings come from the environment (RPM_*) unless given."""
+    settings = settings or ApiSettings()  # type: ignore[call-arg]  # required fields come from the environment
+    # psycopg's pool logs every checkout at INFO: keep its warnings, drop the chatter.
+    logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = create_pool(
+            settings.database_url.get_secret_value(),
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            name="api",
+        )
+        # wait=False: the process comes up (and /healthz answers) even while the database
+        # is away; /readyz reports it and requests answer 503 until it is back.
+        await pool.open(wait=False)
+        app.state.pool = pool
+        log.info("api started", environment=settings.environment)
+        try:
+            yield
+        finally:
+            await pool.close()
+            log.info("api stopped")
+
+    app = FastAPI(
+        title="RPM platform API",
+        version="1",
+        summary="Remote patient monitoring: patients' readings for their care teams and themselves",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.login_limiter = LoginRateLimiter(
+        max_per_username=settings.login_max_failures_per_username,
+        max_per_ip=settings.login_max_failures_per_ip,
+        window_seconds=settings.login_failure_window.total_seconds(),
+    )
+    install_problem_handlers(app)
+    app.include_router(health_endpoints.router)
+    app.include_router(auth_endpoints.router, prefix=API_PREFIX)
+    app.include_router(observation_endpoints.router, prefix=API_PREFIX)
+    return app

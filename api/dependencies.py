@@ -1,0 +1,38 @@
+"""FastAPI dependencies for what the app owns: settings, the database pool, the clock.
+
+They read `app.state`, filled by the lifespan in `api.app`; nothing here connects.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import Request
+
+from api.auth.ratelimit import LoginRateLimiter
+from api.db import Pool
+from api.settings import ApiSettings
+
+
+def get_settings(request: Request) -> ApiSettings:
+    settings: ApiSettings = request.app.state.settings
+    return settings
+
+
+def get_pool(request: Request) -> Pool:
+    pool: Pool = request.app.state.pool
+    return pool
+
+
+def get_login_limiter(request: Request) -> LoginRateLimiter:
+    limiter: LoginRateLimiter = request.app.state.login_limiter
+    return limiter
+
+
+def client_address(request: Request) -> str:
+    """The caller's address (uvicorn resolves X-Forwarded-For from trusted proxies only)."""
+    return request.client.host if request.client else "unknown"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""Liveness and readiness probes for the stack runner, `make status` and orchestrators."""

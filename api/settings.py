@@ -1,0 +1,90 @@
+"""Settings of the API process (pydantic-settings, prefix `RPM_`).
+
+Composes the shared database, Kafka and MQTT groups (the latter two for readiness checks)
+with what only the API needs: token signing, session limits and login rate limiting.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from core.settings import DatabaseSettings, KafkaSettings, MqttSettings
+
+# RFC 7518 §3.2: an HS256 key must be at least as long as the hash output (32 bytes);
+# PyJWT warns about shorter keys, and a warning is a bug here.
+MIN_JWT_SECRET_BYTES = 32
+
+
+class ApiSettings(DatabaseSettings, KafkaSettings, MqttSettings):
+    """Everything `python -m api` reads from the environment."""
+
+    jwt_secret: SecretStr = Field(
+        description="HS256 signing key of the access tokens, at least 32 bytes "
+        "(generate with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)",
+    )
+    jwt_issuer: str = Field(
+        "rpm-api", description="`iss` and `aud` claim of the tokens this API issues and accepts"
+    )
+    api_host: str = Field("127.0.0.1", description="Interface uvicorn binds to")
+    api_port: int = Field(18000, ge=1, le=65535, description="TCP port uvicorn listens on")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Proxies whose X-Forwarded-For is trusted for the client address "
+        "(login rate limiting)",
+    )
+    access_token_ttl: timedelta = Field(
+        timedelta(minutes=15),
+        description="Lifetime of an access token (seconds or ISO 8601 duration)",
+    )
+    session_idle_timeout: timedelta = Field(
+        timedelta(minutes=30),
+        description="A session ends when no token was refreshed for this long "
+        "(>= access_token_ttl)",
+    )
+    session_absolute_timeout: timedelta = Field(
+        timedelta(hours=12),
+        description="A session ends this long after the password login, whatever the activity",
+    )
+    login_failure_window: timedelta = Field(
+        timedelta(minutes=5), description="Sliding window over which failed logins are counted"
+    )
+    login_max_failures_per_username: int = Field(
+        5,
+        ge=1,
+        description="Failed logins of one username within the window before it is refused (429)",
+    )
+    login_max_failures_per_ip: int = Field(
+        20,
+        ge=1,
+        description="Failed logins from one client address within the window before it is "
+        "refused (429); higher than per username because many users may share an address (NAT)",
+    )
+    db_acquire_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds a request waits for a database connection before answering 503",
+    )
+    readiness_timeout: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds each /readyz dependency check may take before it counts as failed",
+    )
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(f"RPM_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _session_limits_consistent(self) -> ApiSettings:
+        if self.access_token_ttl <= timedelta(0):
+            raise ValueError("access_token_ttl must be positive")
+        if self.session_idle_timeout < self.access_token_ttl:
+            raise ValueError("session_idle_timeout must be at least access_token_ttl")
+        if self.session_absolute_timeout < self.session_idle_timeout:
+            raise ValueError("session_absolute_timeout must be at least session_idle_timeout")
+        return self

@@ -1,0 +1,170 @@
+"""The `rpm` command line: run the local stack, provision devices, drive the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from psycopg import AsyncConnection
+from rich.console import Console
+from rich.table import Table
+
+from core.devices import DEVICE_CLASSES, ProvisioningError, provision_device, revoke_device
+from infra.stack import PLATFORM_COMPONENTS, ROOT, SERVICE_COMPONENTS, Stack, StackError
+
+app = typer.Typer(help="Remote patient monitoring platform", no_args_is_help=True)
+stack_app = typer.Typer(help="The local stack (state in .rpm/)", no_args_is_help=True)
+devices_app = typer.Typer(help="Device provisioning", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(devices_app, name="devices")
+console = Console()
+
+
+def _stack() -> Stack:
+    return Stack(Path(os.environ.get("RPM_STATE_DIR", ROOT / ".rpm")))
+
+
+def _fail(exc: StackError) -> None:
+    console.print(f"[bold red]failed[/] {exc.component}: {exc.reason}")
+    if exc.log_tail:
+        console.print(f"[dim]--- last lines of {exc.component}'s log ---[/]")
+        console.print(exc.log_tail, markup=False, highlight=False)
+    raise typer.Exit(1)
+
+
+@stack_app.command("up")
+def stack_up(
+    demo: Annotated[bool, typer.Option(help="Create demo data and start the simulator")] = True,
+) -> None:
+    """Start the whole stack detached; waits for each component's health."""
+    stack = _stack()
+    console.print(f"Starting the local stack (state in {stack.state})")
+    try:
+        stack.start([*SERVICE_COMPONENTS, *PLATFORM_COMPONENTS])
+        if demo:
+            from infra.demo import ensure_demo_data
+
+            creds, sim = ensure_demo_data(stack)
+            stack.start_simulator(sim, "--no-progress", "--ground-truth", str(stack.state / "ground-truth.jsonl"))
+    except StackError as exc:
+        _fail(exc)
+    api = f"http://127.0.0.1:{stack.ports.api}"
+    console.print("\n[bold green]The platform is running.[/]")
+    console.print(f"  API          {api}  (OpenAPI docs: {api}/docs)")
+    console.print(f"  MQTT         127.0.0.1:{stack.ports.mqtt}   Kafka {stack.kafka_bootstrap}   "
+                  f"PostgreSQL 127.0.0.1:{stack.ports.postgres}")
+    console.print(f"  Metrics      http://127.0.0.1:{stack.ports.ingest_metrics}/metrics (ingest), "
+                  f"http://127.0.0.1:{stack.ports.streams_metrics}/metrics (streams)")
+    if demo:
+        data = json.loads(creds.read_text())
+        console.print(f"  Demo logins  written to {creds}")
+        console.print(f"    clinician  {data['clinician']['username']} / {data['clinician']['password']}")
+        for p in data["patients"]:
+            console.print(f"    patient    {p['username']} / {p['password']}  ({p['patient_id']})")
+        console.print(
+            f"  Try          curl -s -d 'username={data['clinician']['username']}&password=...' {api}/api/v1/auth/token"
+        )
+    console.print("  Status: make status    Logs: make logs    Stop: make stop")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop every process the stack started (and nothing else)."""
+    stopped = _stack().stop()
+    console.print(f"Stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Each component's health and the readings stored in the last minute."""
+    stack = _stack()
+    table = Table("component", "health", "detail")
+    health = stack.health()
+    for name, (ok, detail) in health.items():
+        table.add_row(name, "[green]healthy[/]" if ok else "[red]DOWN[/]", detail)
+    console.print(table)
+    if health.get("postgres", (False, ""))[0]:
+        console.print(f"Readings stored in the last minute: [bold]{stack.readings_last_minute()}[/]")
+    if not all(ok for ok, _ in health.values()):
+        raise typer.Exit(1)
+
+
+@stack_app.command("logs")
+def stack_logs(
+    component: Annotated[str | None, typer.Argument(help="One component; all when omitted")] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n")] = 40,
+    follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+) -> None:
+    """Show the last lines of the components' logs (or follow them)."""
+    stack = _stack()
+    files = sorted(stack.logs.glob(f"{component or '*'}.log"))
+    if not files:
+        console.print("No logs yet.")
+        raise typer.Exit(1)
+    argv = ["tail", "-n", str(lines), *(["-F"] if follow else []), *map(str, files)]
+    raise typer.Exit(subprocess.call(argv))
+
+
+@devices_app.command("provision")
+def devices_provision(
+    device_id: str,
+    patient_id: Annotated[str, typer.Option("--patient")],
+    device_class: Annotated[str, typer.Option("--class", help=", ".join(DEVICE_CLASSES))] = "wearable",
+) -> None:
+    """Create a device, bind it to a patient and issue its MQTT credentials (printed once)."""
+    stack = _stack()
+
+    async def run() -> None:
+        async with await AsyncConnection.connect(stack.admin_db_url) as conn:
+            async with conn.transaction():
+                with stack.broker_admin() as admin:
+                    creds = await provision_device(
+                        conn, admin, device_id=device_id, patient_id=patient_id, device_class=device_class
+                    )
+        console.print_json(json.dumps({"device_id": creds.device_id, "patient_id": creds.patient_id,
+                                       "username": creds.username, "password": creds.password}))
+
+    try:
+        asyncio.run(run())
+    except ProvisioningError as exc:
+        console.print(f"[red]refused:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@devices_app.command("revoke")
+def devices_revoke(device_id: str) -> None:
+    """Revoke a device: its binding ends and the broker refuses it at once."""
+    stack = _stack()
+
+    async def run() -> None:
+        async with await AsyncConnection.connect(stack.admin_db_url) as conn:
+            async with conn.transaction():
+                with stack.broker_admin() as admin:
+                    await revoke_device(conn, admin, device_id)
+
+    try:
+        asyncio.run(run())
+    except ProvisioningError as exc:
+        console.print(f"[red]refused:[/] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"Revoked {device_id}")
+
+
+def _mount_simulator() -> None:
+    try:
+        from devices.simulator.cli import app as sim_app
+    except ImportError:  # the simulator package is optional in a slim deployment
+        return
+    app.add_typer(sim_app, name="sim")
+
+
+_mount_simulator()
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,129 @@
+"""Demo data for the local stack: patients with consent, their devices, a care team, a
+demo clinician and patient logins. Idempotent: a second run reuses what exists."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from psycopg import AsyncConnection
+
+from api.security import hash_password
+from core.devices import provision_device
+from infra.stack import Stack
+
+
+@dataclass(frozen=True)
+class DemoPatient:
+    patient_id: str
+    name: str
+    cohort: str
+    devices: tuple[tuple[str, str], ...]  # (device_id, device_class)
+
+
+DEMO_PATIENTS: Final = (
+    DemoPatient("demo-p001", "Ada Demo", "healthy", (("demo-p001-wear", "wearable"), ("demo-p001-cuff", "bp_cuff"))),
+    DemoPatient("demo-p002", "Ben Demo", "copd", (("demo-p002-wear", "wearable"), ("demo-p002-cuff", "bp_cuff"))),
+    DemoPatient(
+        "demo-p003", "Cleo Demo", "heart_failure",
+        (("demo-p003-wear", "wearable"), ("demo-p003-scale", "scale"), ("demo-p003-pills", "pill_bottle")),
+    ),
+)
+DEMO_CARE_TEAM: Final = "Demo care team"
+DEMO_CLINICIAN: Final = "demo.clinician"
+
+
+async def _upsert_user(
+    conn: AsyncConnection, username: str, password: str, role: str, name: str, patient_id: str | None
+) -> str:
+    cur = await conn.execute(
+        """INSERT INTO users (username, password_hash, role, display_name, patient_id)
+           VALUES (%s, %s, %s, %s, %s)
+           ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash
+           RETURNING id""",
+        (username, hash_password(password), role, name, patient_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def _create(stack: Stack, previous: dict[str, Any]) -> dict[str, Any]:
+    old_devices = {d["device_id"]: d["password"] for d in previous.get("devices", [])}
+    old_users = {u["username"]: u["password"] for u in previous.get("patients", [])}
+    clinician_pw = previous.get("clinician", {}).get("password") or secrets.token_urlsafe(12)
+    enrolled = datetime.now(UTC) - timedelta(days=30)
+    devices: list[dict[str, str]] = []
+    patients: list[dict[str, str]] = []
+    async with await AsyncConnection.connect(stack.admin_db_url) as conn:
+        async with conn.transaction():
+            cur = await conn.execute(
+                "INSERT INTO care_teams (name) VALUES (%s) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
+                "RETURNING id",
+                (DEMO_CARE_TEAM,),
+            )
+            team = await cur.fetchone()
+            assert team is not None
+            clinician_id = await _upsert_user(conn, DEMO_CLINICIAN, clinician_pw, "clinician", "Dr Demo", None)
+            await conn.execute(
+                "INSERT INTO care_team_members VALUES (%s, %s) ON CONFLICT DO NOTHING", (team[0], clinician_id)
+            )
+            with stack.broker_admin() as admin:
+                for p in DEMO_PATIENTS:
+                    await conn.execute(
+                        "INSERT INTO patients (id, display_name, enrolled_at) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (id) DO NOTHING",
+                        (p.patient_id, p.name, enrolled),
+                    )
+                    await conn.execute(
+                        "INSERT INTO care_team_patients VALUES (%s, %s) ON CONFLICT DO NOTHING", (team[0], p.patient_id)
+                    )
+                    cur = await conn.execute(
+                        "SELECT 1 FROM consents WHERE patient_id = %s AND withdrawn_at IS NULL", (p.patient_id,)
+                    )
+                    if await cur.fetchone() is None:
+                        await conn.execute(
+                            "INSERT INTO consents (patient_id, granted_at) VALUES (%s, %s)", (p.patient_id, enrolled)
+                        )
+                    username = p.patient_id.replace("demo-", "demo.")
+                    password = old_users.get(username) or secrets.token_urlsafe(12)
+                    await _upsert_user(conn, username, password, "patient", p.name, p.patient_id)
+                    patients.append(
+                        {"patient_id": p.patient_id, "username": username, "password": password, "cohort": p.cohort}
+                    )
+                    for device_id, device_class in p.devices:
+                        creds = await provision_device(
+                            conn, admin, device_id=device_id, patient_id=p.patient_id, device_class=device_class,
+                            valid_from=enrolled, password=old_devices.get(device_id),
+                        )
+                        devices.append({
+                            "device_id": creds.device_id, "patient_id": creds.patient_id,
+                            "device_class": creds.device_class, "password": creds.password,
+                        })
+    return {
+        "api_url": f"http://127.0.0.1:{stack.ports.api}",
+        "clinician": {"username": DEMO_CLINICIAN, "password": clinician_pw},
+        "patients": patients,
+        "devices": devices,
+    }
+
+
+def ensure_demo_data(stack: Stack) -> tuple[Path, Path]:
+    """Create the demo data; returns (demo credentials file, simulator credentials file)."""
+    creds_path = stack.state / "demo-credentials.json"
+    previous = json.loads(creds_path.read_text()) if creds_path.exists() else {}
+    demo = asyncio.run(_create(stack, previous))
+    creds_path.write_text(json.dumps(demo, indent=2))
+    creds_path.chmod(0o600)
+    sim_path = stack.state / "sim-devices.json"
+    sim_path.write_text(json.dumps({
+        "devices": demo["devices"],
+        "patients": [{"patient_id": p["patient_id"], "cohort": p["cohort"]} for p in demo["patients"]],
+    }, indent=2))
+    sim_path.chmod(0o600)
+    return creds_path, sim_path

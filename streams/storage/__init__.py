@@ -1,0 +1,1 @@
+"""Storage of validated readings: batched COPY into staging, then an idempotent insert."""
