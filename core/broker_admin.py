@@ -149,8 +149,7 @@ class BrokerAdmin:
 
     def ensure_client(self, username: str, password: str, rolename: str) -> None:
         created = self.execute(
-            {"command": "createClient", "username": username, "password": password,
-             "roles": [{"rolename": rolename}]},
+            {"command": "createClient", "username": username, "password": password, "roles": [{"rolename": rolename}]},
             allow_errors=("Client already exists",),
         )
         if created.get("error"):

@@ -30,12 +30,16 @@ from core.rules import Rule, Severity
 
 CAREPLAN_SCHEMA: Final = 1
 
-DeviceClass = Literal[
-    "wearable", "bp_cuff", "pulse_oximeter", "scale", "glucometer", "pill_bottle", "thermometer"
-]
+DeviceClass = Literal["wearable", "bp_cuff", "pulse_oximeter", "scale", "glucometer", "pill_bottle", "thermometer"]
 # Same names as core.devices.DEVICE_CLASSES and the `devices.device_class` CHECK constraint.
 DEVICE_CLASSES: Final[tuple[DeviceClass, ...]] = (
-    "wearable", "bp_cuff", "pulse_oximeter", "scale", "glucometer", "pill_bottle", "thermometer",
+    "wearable",
+    "bp_cuff",
+    "pulse_oximeter",
+    "scale",
+    "glucometer",
+    "pill_bottle",
+    "thermometer",
 )
 
 _MINUTE: Final = 60
@@ -102,20 +106,41 @@ class Limit(msgspec.Struct, frozen=True, kw_only=True):
 # clear where it scores 0.
 DEFAULT_LIMITS: Final[tuple[Limit, ...]] = (
     Limit(
-        rule=Rule.SPO2_LOW, metric="spo2", direction="low", raise_at=90, clear_at=92,
-        sustained_s=10 * _MINUTE, clear_sustained_s=10 * _MINUTE, severity=Severity.HIGH,
+        rule=Rule.SPO2_LOW,
+        metric="spo2",
+        direction="low",
+        raise_at=90,
+        clear_at=92,
+        sustained_s=10 * _MINUTE,
+        clear_sustained_s=10 * _MINUTE,
+        severity=Severity.HIGH,
     ),
     Limit(
-        rule=Rule.HEART_RATE_HIGH, metric="heart_rate", direction="high", raise_at=130,
-        clear_at=90, sustained_s=5 * _MINUTE, clear_sustained_s=5 * _MINUTE,
+        rule=Rule.HEART_RATE_HIGH,
+        metric="heart_rate",
+        direction="high",
+        raise_at=130,
+        clear_at=90,
+        sustained_s=5 * _MINUTE,
+        clear_sustained_s=5 * _MINUTE,
     ),
     Limit(
-        rule=Rule.HEART_RATE_LOW, metric="heart_rate", direction="low", raise_at=41,
-        clear_at=51, sustained_s=5 * _MINUTE, clear_sustained_s=5 * _MINUTE,
+        rule=Rule.HEART_RATE_LOW,
+        metric="heart_rate",
+        direction="low",
+        raise_at=41,
+        clear_at=51,
+        sustained_s=5 * _MINUTE,
+        clear_sustained_s=5 * _MINUTE,
     ),
     Limit(
-        rule=Rule.RESP_RATE_HIGH, metric="resp_rate", direction="high", raise_at=24,
-        clear_at=20, sustained_s=5 * _MINUTE, clear_sustained_s=5 * _MINUTE,
+        rule=Rule.RESP_RATE_HIGH,
+        metric="resp_rate",
+        direction="high",
+        raise_at=24,
+        clear_at=20,
+        sustained_s=5 * _MINUTE,
+        clear_sustained_s=5 * _MINUTE,
     ),
     # Temperature is mostly a spot measurement: one reading raises, one normal reading clears.
     Limit(rule=Rule.TEMP_HIGH, metric="body_temp", direction="high", raise_at=39.0, clear_at=38.0),

@@ -28,11 +28,7 @@ class BaseRpmSettings(BaseSettings):
     log_json: bool = Field(False, description="Emit JSON log lines (production) instead of console lines")
 
     def _secrets(self) -> dict[str, SecretStr]:
-        return {
-            name: value
-            for name in type(self).model_fields
-            if isinstance(value := getattr(self, name), SecretStr)
-        }
+        return {name: value for name in type(self).model_fields if isinstance(value := getattr(self, name), SecretStr)}
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> BaseRpmSettings:

@@ -57,10 +57,14 @@ def stack_up(
     api = f"http://127.0.0.1:{stack.ports.api}"
     console.print("\n[bold green]The platform is running.[/]")
     console.print(f"  API          {api}  (OpenAPI docs: {api}/docs)")
-    console.print(f"  MQTT         127.0.0.1:{stack.ports.mqtt}   Kafka {stack.kafka_bootstrap}   "
-                  f"PostgreSQL 127.0.0.1:{stack.ports.postgres}")
-    console.print(f"  Metrics      http://127.0.0.1:{stack.ports.ingest_metrics}/metrics (ingest), "
-                  f"http://127.0.0.1:{stack.ports.streams_metrics}/metrics (streams)")
+    console.print(
+        f"  MQTT         127.0.0.1:{stack.ports.mqtt}   Kafka {stack.kafka_bootstrap}   "
+        f"PostgreSQL 127.0.0.1:{stack.ports.postgres}"
+    )
+    console.print(
+        f"  Metrics      http://127.0.0.1:{stack.ports.ingest_metrics}/metrics (ingest), "
+        f"http://127.0.0.1:{stack.ports.streams_metrics}/metrics (streams)"
+    )
     if demo:
         data = json.loads(creds.read_text())
         console.print(f"  Demo logins  written to {creds}")
@@ -121,14 +125,21 @@ def devices_provision(
     stack = _stack()
 
     async def run() -> None:
-        async with await AsyncConnection.connect(stack.admin_db_url) as conn:
-            async with conn.transaction():
-                with stack.broker_admin() as admin:
-                    creds = await provision_device(
-                        conn, admin, device_id=device_id, patient_id=patient_id, device_class=device_class
-                    )
-        console.print_json(json.dumps({"device_id": creds.device_id, "patient_id": creds.patient_id,
-                                       "username": creds.username, "password": creds.password}))
+        async with await AsyncConnection.connect(stack.admin_db_url) as conn, conn.transaction():
+            with stack.broker_admin() as admin:
+                creds = await provision_device(
+                    conn, admin, device_id=device_id, patient_id=patient_id, device_class=device_class
+                )
+        console.print_json(
+            json.dumps(
+                {
+                    "device_id": creds.device_id,
+                    "patient_id": creds.patient_id,
+                    "username": creds.username,
+                    "password": creds.password,
+                }
+            )
+        )
 
     try:
         asyncio.run(run())
@@ -143,10 +154,9 @@ def devices_revoke(device_id: str) -> None:
     stack = _stack()
 
     async def run() -> None:
-        async with await AsyncConnection.connect(stack.admin_db_url) as conn:
-            async with conn.transaction():
-                with stack.broker_admin() as admin:
-                    await revoke_device(conn, admin, device_id)
+        async with await AsyncConnection.connect(stack.admin_db_url) as conn, conn.transaction():
+            with stack.broker_admin() as admin:
+                await revoke_device(conn, admin, device_id)
 
     try:
         asyncio.run(run())

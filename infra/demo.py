@@ -30,7 +30,9 @@ DEMO_PATIENTS: Final = (
     DemoPatient("demo-p001", "Ada Demo", "healthy", (("demo-p001-wear", "wearable"), ("demo-p001-cuff", "bp_cuff"))),
     DemoPatient("demo-p002", "Ben Demo", "copd", (("demo-p002-wear", "wearable"), ("demo-p002-cuff", "bp_cuff"))),
     DemoPatient(
-        "demo-p003", "Cleo Demo", "heart_failure",
+        "demo-p003",
+        "Cleo Demo",
+        "heart_failure",
         (("demo-p003-wear", "wearable"), ("demo-p003-scale", "scale"), ("demo-p003-pills", "pill_bottle")),
     ),
 )
@@ -60,51 +62,59 @@ async def _create(stack: Stack, previous: dict[str, Any]) -> dict[str, Any]:
     enrolled = datetime.now(UTC) - timedelta(days=30)
     devices: list[dict[str, str]] = []
     patients: list[dict[str, str]] = []
-    async with await AsyncConnection.connect(stack.admin_db_url) as conn:
-        async with conn.transaction():
-            cur = await conn.execute(
-                "INSERT INTO care_teams (name) VALUES (%s) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
-                "RETURNING id",
-                (DEMO_CARE_TEAM,),
-            )
-            team = await cur.fetchone()
-            assert team is not None
-            clinician_id = await _upsert_user(conn, DEMO_CLINICIAN, clinician_pw, "clinician", "Dr Demo", None)
-            await conn.execute(
-                "INSERT INTO care_team_members VALUES (%s, %s) ON CONFLICT DO NOTHING", (team[0], clinician_id)
-            )
-            with stack.broker_admin() as admin:
-                for p in DEMO_PATIENTS:
+    async with await AsyncConnection.connect(stack.admin_db_url) as conn, conn.transaction():
+        cur = await conn.execute(
+            "INSERT INTO care_teams (name) VALUES (%s) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
+            "RETURNING id",
+            (DEMO_CARE_TEAM,),
+        )
+        team = await cur.fetchone()
+        assert team is not None
+        clinician_id = await _upsert_user(conn, DEMO_CLINICIAN, clinician_pw, "clinician", "Dr Demo", None)
+        await conn.execute(
+            "INSERT INTO care_team_members VALUES (%s, %s) ON CONFLICT DO NOTHING", (team[0], clinician_id)
+        )
+        with stack.broker_admin() as admin:
+            for p in DEMO_PATIENTS:
+                await conn.execute(
+                    "INSERT INTO patients (id, display_name, enrolled_at) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (id) DO NOTHING",
+                    (p.patient_id, p.name, enrolled),
+                )
+                await conn.execute(
+                    "INSERT INTO care_team_patients VALUES (%s, %s) ON CONFLICT DO NOTHING", (team[0], p.patient_id)
+                )
+                cur = await conn.execute(
+                    "SELECT 1 FROM consents WHERE patient_id = %s AND withdrawn_at IS NULL", (p.patient_id,)
+                )
+                if await cur.fetchone() is None:
                     await conn.execute(
-                        "INSERT INTO patients (id, display_name, enrolled_at) VALUES (%s, %s, %s) "
-                        "ON CONFLICT (id) DO NOTHING",
-                        (p.patient_id, p.name, enrolled),
+                        "INSERT INTO consents (patient_id, granted_at) VALUES (%s, %s)", (p.patient_id, enrolled)
                     )
-                    await conn.execute(
-                        "INSERT INTO care_team_patients VALUES (%s, %s) ON CONFLICT DO NOTHING", (team[0], p.patient_id)
+                username = p.patient_id.replace("demo-", "demo.")
+                password = old_users.get(username) or secrets.token_urlsafe(12)
+                await _upsert_user(conn, username, password, "patient", p.name, p.patient_id)
+                patients.append(
+                    {"patient_id": p.patient_id, "username": username, "password": password, "cohort": p.cohort}
+                )
+                for device_id, device_class in p.devices:
+                    creds = await provision_device(
+                        conn,
+                        admin,
+                        device_id=device_id,
+                        patient_id=p.patient_id,
+                        device_class=device_class,
+                        valid_from=enrolled,
+                        password=old_devices.get(device_id),
                     )
-                    cur = await conn.execute(
-                        "SELECT 1 FROM consents WHERE patient_id = %s AND withdrawn_at IS NULL", (p.patient_id,)
+                    devices.append(
+                        {
+                            "device_id": creds.device_id,
+                            "patient_id": creds.patient_id,
+                            "device_class": creds.device_class,
+                            "password": creds.password,
+                        }
                     )
-                    if await cur.fetchone() is None:
-                        await conn.execute(
-                            "INSERT INTO consents (patient_id, granted_at) VALUES (%s, %s)", (p.patient_id, enrolled)
-                        )
-                    username = p.patient_id.replace("demo-", "demo.")
-                    password = old_users.get(username) or secrets.token_urlsafe(12)
-                    await _upsert_user(conn, username, password, "patient", p.name, p.patient_id)
-                    patients.append(
-                        {"patient_id": p.patient_id, "username": username, "password": password, "cohort": p.cohort}
-                    )
-                    for device_id, device_class in p.devices:
-                        creds = await provision_device(
-                            conn, admin, device_id=device_id, patient_id=p.patient_id, device_class=device_class,
-                            valid_from=enrolled, password=old_devices.get(device_id),
-                        )
-                        devices.append({
-                            "device_id": creds.device_id, "patient_id": creds.patient_id,
-                            "device_class": creds.device_class, "password": creds.password,
-                        })
     return {
         "api_url": f"http://127.0.0.1:{stack.ports.api}",
         "clinician": {"username": DEMO_CLINICIAN, "password": clinician_pw},
@@ -121,9 +131,14 @@ def ensure_demo_data(stack: Stack) -> tuple[Path, Path]:
     creds_path.write_text(json.dumps(demo, indent=2))
     creds_path.chmod(0o600)
     sim_path = stack.state / "sim-devices.json"
-    sim_path.write_text(json.dumps({
-        "devices": demo["devices"],
-        "patients": [{"patient_id": p["patient_id"], "cohort": p["cohort"]} for p in demo["patients"]],
-    }, indent=2))
+    sim_path.write_text(
+        json.dumps(
+            {
+                "devices": demo["devices"],
+                "patients": [{"patient_id": p["patient_id"], "cohort": p["cohort"]} for p in demo["patients"]],
+            },
+            indent=2,
+        )
+    )
     sim_path.chmod(0o600)
     return creds_path, sim_path

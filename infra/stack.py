@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import psycopg
 from psycopg import sql
@@ -261,7 +261,9 @@ class Stack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise StackError(name, f"exited with code {proc.returncode} while starting", tail(self.logs / f"{name}.log"))
+                raise StackError(
+                    name, f"exited with code {proc.returncode} while starting", tail(self.logs / f"{name}.log")
+                )
             with contextlib.suppress(Exception):
                 if check():
                     return
@@ -293,7 +295,9 @@ class Stack:
         if not dynsec.exists():
             out = subprocess.run(
                 ["mosquitto_ctrl", "dynsec", "init", str(dynsec), "rpm-admin", self.secrets.mqtt_admin_password],
-                capture_output=True, text=True, check=False,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if out.returncode != 0:
                 raise StackError(name, f"dynsec init failed: {out.stderr.strip() or out.stdout.strip()}")
@@ -301,7 +305,10 @@ class Stack:
         conf = mdir / "mosquitto.conf"
         conf.write_text(
             template.format(
-                state=mdir, port=self.ports.mqtt, host="127.0.0.1", plugin=DYNSEC_PLUGIN,
+                state=mdir,
+                port=self.ports.mqtt,
+                host="127.0.0.1",
+                plugin=DYNSEC_PLUGIN,
                 user_line=f"user {user.pw_name}" if user else "",
             )
         )
@@ -364,21 +371,52 @@ class Stack:
             pwfile.write_text(self.secrets.pg_superuser_password)
             _chown_tree(pgdir, user)
             result = subprocess.run(
-                [str(PG_BIN / "initdb"), "-D", str(data), "-U", "rpm_super", "--auth=scram-sha-256",
-                 f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"],
-                capture_output=True, text=True, check=False,
-                user=user.pw_uid if user else None, group=user.pw_gid if user else None,
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "rpm_super",
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                user=user.pw_uid if user else None,
+                group=user.pw_gid if user else None,
                 extra_groups=[] if user else None,
             )
             pwfile.unlink()
             if result.returncode != 0:
                 raise StackError(name, "initdb failed", result.stderr[-2000:])
         argv = [
-            str(PG_BIN / "postgres"), "-D", str(data), "-p", str(self.ports.postgres),
-            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={sockets}",
-            "-c", "shared_preload_libraries=timescaledb", "-c", "timescaledb.telemetry_level=off",
-            "-c", "max_connections=200", "-c", "shared_buffers=512MB", "-c", "synchronous_commit=on",
-            "-c", "max_wal_size=2GB", "-c", "logging_collector=off",
+            str(PG_BIN / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(self.ports.postgres),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={sockets}",
+            "-c",
+            "shared_preload_libraries=timescaledb",
+            "-c",
+            "timescaledb.telemetry_level=off",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=512MB",
+            "-c",
+            "synchronous_commit=on",
+            "-c",
+            "max_wal_size=2GB",
+            "-c",
+            "logging_collector=off",
         ]
         proc = self._spawn(name, argv, user=user, marker=f"-D {data}")
 
@@ -392,10 +430,7 @@ class Stack:
         self._say(f"  postgres   ready on 127.0.0.1:{self.ports.postgres} (TimescaleDB, migrations applied)")
 
     def _db_url(self, database: str) -> str:
-        return (
-            f"postgresql://rpm_super:{self.secrets.pg_superuser_password}"
-            f"@127.0.0.1:{self.ports.postgres}/{database}"
-        )
+        return f"postgresql://rpm_super:{self.secrets.pg_superuser_password}@127.0.0.1:{self.ports.postgres}/{database}"
 
     def _migrate(self) -> None:
         with psycopg.connect(self._db_url("postgres"), autocommit=True) as conn:
@@ -413,7 +448,9 @@ class Stack:
             raise StackError("postgres", f"migrations failed: {exc}") from exc
 
     # --- platform processes -----------------------------------------------------------------
-    def _python(self, name: str, module: str, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _python(
+        self, name: str, module: str, *args: str, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         env = {**self.env(), **(extra_env or {})}
         marker = f"-m {module}"
         return self._spawn(name, [sys.executable, "-m", module, *args], env=env, marker=marker)
@@ -545,7 +582,9 @@ async def create_topics(bootstrap: str) -> None:
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(
-                t.name, t.partitions, 1,
+                t.name,
+                t.partitions,
+                1,
                 topic_configs={"cleanup.policy": "compact"} if t.compacted else {},
             )
             for t in ALL_TOPICS
@@ -553,9 +592,7 @@ async def create_topics(bootstrap: str) -> None:
         ]
         if wanted:
             response = await admin.create_topics(wanted)
-            errors = [
-                f"{err[0]}: {err[2] or err[1]}" for err in response.topic_errors if err[1] not in (0, 36)
-            ]
+            errors = [f"{err[0]}: {err[2] or err[1]}" for err in response.topic_errors if err[1] not in (0, 36)]
             if errors:
                 raise RuntimeError("; ".join(errors))
     finally:
@@ -577,5 +614,3 @@ def metric_value(port: int, name: str) -> float | None:
         if line.startswith(name + " "):
             return float(line.split()[1])
     return None
-
-

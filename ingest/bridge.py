@@ -20,8 +20,8 @@ from typing import Any, Final
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaProducer
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from psycopg import AsyncConnection
 
@@ -101,8 +101,9 @@ class Bridge:
         await self._producer.start()
         await self._refresh_registry(force=True)
         self._client = self._make_client()
-        self._client.connect_async(s.mqtt_host, s.mqtt_port, keepalive=30, clean_start=False,
-                                   properties=self._connect_properties())
+        self._client.connect_async(
+            s.mqtt_host, s.mqtt_port, keepalive=30, clean_start=False, properties=self._connect_properties()
+        )
         self._client.loop_start()
         tasks = [
             asyncio.create_task(self._process(), name="process"),
@@ -131,7 +132,7 @@ class Bridge:
             log.info("bridge stopped")
 
     def _connect_properties(self) -> Properties:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.settings.mqtt_session_expiry_s
         props.ReceiveMaximum = self.settings.mqtt_receive_maximum
         return props
@@ -267,10 +268,10 @@ class Bridge:
             return [self._dead_letter(msg, None, received_at, "foreign_topic", "not a device topic")]
         device_id, kind = parsed
         if kind == "status":
-            return self._status_event(device_id, msg.payload, received_at)
+            return self._status_event(device_id, bytes(msg.payload), received_at)
         if kind != "telemetry":
             return [self._dead_letter(msg, device_id, received_at, "foreign_topic", f"unexpected topic kind {kind}")]
-        outcome = validate(device_id, msg.payload, received_at, self._registry)
+        outcome = validate(device_id, bytes(msg.payload), received_at, self._registry)
         records: list[tuple[str, bytes | None, bytes]] = []
         if outcome.seq is not None:
             track = self._tracks.setdefault(device_id, DeviceTrack())
@@ -309,8 +310,13 @@ class Bridge:
         metrics.REJECTED.labels(reason=str(reason)).inc()
         payload = msg.payload[:DEAD_LETTER_PAYLOAD_CAP].decode("utf-8", "replace")
         record = RejectedMessage(
-            reason=str(reason), detail=detail, topic=msg.topic[:256], device_id=device_id,
-            received_at=received_at, payload=payload, payload_size=len(msg.payload),
+            reason=str(reason),
+            detail=detail,
+            topic=msg.topic[:256],
+            device_id=device_id,
+            received_at=received_at,
+            payload=payload,
+            payload_size=len(msg.payload),
         )
         return (REJECTED.name, (device_id or "unknown").encode(), encode(record))
 
@@ -327,8 +333,16 @@ class Bridge:
         state = payload.decode("utf-8", "replace").strip().strip('"').lower()
         if state not in ("online", "offline"):
             return []
-        return [self._event(DeviceEvent(kind=state, device_id=device_id, at=at,  # type: ignore[arg-type]
-                                        patient_id=self._patient_of(device_id)))]
+        return [
+            self._event(
+                DeviceEvent(
+                    kind="online" if state == "online" else "offline",
+                    device_id=device_id,
+                    at=at,
+                    patient_id=self._patient_of(device_id),
+                )
+            )
+        ]
 
     def _device_side_events(
         self, device_id: str, outcome: Outcome, track: DeviceTrack, at: datetime
@@ -338,21 +352,29 @@ class Bridge:
         seq = outcome.seq
         assert seq is not None
         if track.last_seq is not None and seq > track.last_seq + 1:
-            records.append(self._event(DeviceEvent(
-                kind="seq_gap", device_id=device_id, at=at, patient_id=patient_id,
-                expected_seq=track.last_seq + 1, got_seq=seq,
-            )))
+            records.append(
+                self._event(
+                    DeviceEvent(
+                        kind="seq_gap",
+                        device_id=device_id,
+                        at=at,
+                        patient_id=patient_id,
+                        expected_seq=track.last_seq + 1,
+                        got_seq=seq,
+                    )
+                )
+            )
             self._request_resend(device_id, track.last_seq + 1, track)
         if track.last_seq is None or seq > track.last_seq:
             track.last_seq = seq
         battery = outcome.battery
-        if battery is not None and (
-            track.last_battery is None or abs(battery - track.last_battery) >= BATTERY_STEP
-        ):
+        if battery is not None and (track.last_battery is None or abs(battery - track.last_battery) >= BATTERY_STEP):
             track.last_battery = battery
-            records.append(self._event(DeviceEvent(
-                kind="battery", device_id=device_id, at=at, patient_id=patient_id, battery=battery
-            )))
+            records.append(
+                self._event(
+                    DeviceEvent(kind="battery", device_id=device_id, at=at, patient_id=patient_id, battery=battery)
+                )
+            )
         return records
 
     def _request_resend(self, device_id: str, from_seq: int, track: DeviceTrack) -> None:

@@ -7,7 +7,9 @@ from prometheus_client import Counter, Gauge, Histogram
 UP = Gauge("rpm_ingest_up", "1 while the bridge is connected to MQTT and Kafka")
 RECEIVED = Counter("rpm_ingest_received_messages", "MQTT messages received")
 FORWARDED = Counter("rpm_ingest_forwarded_readings", "Readings forwarded to Kafka")
-QUARANTINED = Counter("rpm_ingest_quarantined_readings", "Readings forwarded but quarantined (too old or before enrolment)")
+QUARANTINED = Counter(
+    "rpm_ingest_quarantined_readings", "Readings forwarded but quarantined (too old or before enrolment)"
+)
 REJECTED = Counter("rpm_ingest_rejected", "Dead letters by reason", ["reason"])
 DUPLICATES = Counter("rpm_ingest_duplicate_messages", "Messages absorbed as duplicates of an earlier (device, seq)")
 DEVICE_EVENTS = Counter("rpm_ingest_device_events", "Device events produced", ["kind"])

@@ -35,11 +35,19 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
         producer_acks=-1,
     )
     readings = app.topic(
-        READINGS.name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+        READINGS.name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
         partitions=READINGS.partitions,
     )
     rejected = app.topic(
-        REJECTED.name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+        REJECTED.name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
         partitions=REJECTED.partitions,
     )
     writer = StorageWriter(s.database_url.get_secret_value())
@@ -49,13 +57,13 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
         async for stored in store_stream(stream, writer, rejected, s.storage_batch_max, s.storage_batch_within_s):
             yield stored
 
-    @app.timer(interval=1.0)
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def report_up() -> None:
         assigned = app.consumer.assignment() if app.consumer is not None else set()
         metrics.UP.set(1 if assigned else 0)
 
-    @app.on_before_shutdown.connect  # type: ignore[misc]
-    async def close_writer(_app: faust.App, **_kw: Any) -> None:
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types receivers narrower than it calls them
+    async def close_writer(_sender: Any, *_args: Any, signal: Any, **_kw: Any) -> None:
         metrics.UP.set(0)
         await writer.close()
 

@@ -10,10 +10,12 @@ STORED = Counter("rpm_streams_stored_readings", "Readings newly inserted into ob
 REPLAYED = Counter("rpm_streams_replayed_readings", "Readings already stored (absorbed replays and duplicates)")
 DEAD_LETTERS = Counter("rpm_streams_dead_letters", "Records or rows sent to the dead-letter topic", ["reason"])
 BATCH_SECONDS = Histogram(
-    "rpm_streams_storage_batch_seconds", "Time to store one batch",
+    "rpm_streams_storage_batch_seconds",
+    "Time to store one batch",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 STORAGE_LAG = Histogram(
-    "rpm_streams_storage_lag_seconds", "From ingest receipt to committed storage",
+    "rpm_streams_storage_lag_seconds",
+    "From ingest receipt to committed storage",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )

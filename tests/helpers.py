@@ -29,35 +29,51 @@ def unique(prefix: str) -> str:
 
 
 def create_patient(
-    db: psycopg.Connection, patient_id: str | None = None, *, consent: bool = True,
+    db: psycopg.Connection,
+    patient_id: str | None = None,
+    *,
+    consent: bool = True,
     enrolled_at: datetime | None = None,
 ) -> str:
     pid = patient_id or unique("pt")
     enrolled = enrolled_at or datetime.now(UTC) - timedelta(days=30)
-    db.execute("INSERT INTO patients (id, display_name, enrolled_at) VALUES (%s, %s, %s)", (pid, f"Test {pid}", enrolled))
+    db.execute(
+        "INSERT INTO patients (id, display_name, enrolled_at) VALUES (%s, %s, %s)", (pid, f"Test {pid}", enrolled)
+    )
     if consent:
         db.execute("INSERT INTO consents (patient_id, granted_at) VALUES (%s, %s)", (pid, enrolled))
     return pid
 
 
-def provision(stack: Stack, patient_id: str, device_class: str = "wearable", device_id: str | None = None) -> DeviceCredentials:
+def provision(
+    stack: Stack, patient_id: str, device_class: str = "wearable", device_id: str | None = None
+) -> DeviceCredentials:
     """Provision a device through the platform's own library call (database + broker)."""
 
     async def run() -> DeviceCredentials:
-        async with await AsyncConnection.connect(stack.admin_db_url) as conn:
-            async with conn.transaction():
-                with stack.broker_admin() as admin:
-                    return await provision_device(
-                        conn, admin, device_id=device_id or unique("dev"), patient_id=patient_id,
-                        device_class=device_class, valid_from=datetime.now(UTC) - timedelta(days=30),
-                    )
+        async with await AsyncConnection.connect(stack.admin_db_url) as conn, conn.transaction():
+            with stack.broker_admin() as admin:
+                return await provision_device(
+                    conn,
+                    admin,
+                    device_id=device_id or unique("dev"),
+                    patient_id=patient_id,
+                    device_class=device_class,
+                    valid_from=datetime.now(UTC) - timedelta(days=30),
+                )
 
     return asyncio.run(run())
 
 
 def payload(device_id: str, seq: int, readings: list[dict[str, Any]], **extra: Any) -> bytes:
-    body = {"schema": 1, "device_id": device_id, "seq": seq, "sent_at": datetime.now(UTC).isoformat(),
-            "readings": readings, **extra}
+    body = {
+        "schema": 1,
+        "device_id": device_id,
+        "seq": seq,
+        "sent_at": datetime.now(UTC).isoformat(),
+        "readings": readings,
+        **extra,
+    }
     return json.dumps(body).encode()
 
 

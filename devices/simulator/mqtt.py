@@ -229,12 +229,13 @@ class ConnectionListener(Protocol):
 class MqttConnection(asyncio.Protocol):
     """One TCP connection speaking MQTT 5 for one listener."""
 
-    __slots__ = ("_buf", "listener", "last_rx", "transport")
+    __slots__ = ("_buf", "_error", "last_rx", "listener", "transport")
 
     def __init__(self, listener: ConnectionListener) -> None:
         self.listener = listener
         self.transport: asyncio.Transport | None = None
         self._buf = bytearray()
+        self._error: Exception | None = None
         self.last_rx = 0.0
 
     # asyncio callbacks ---------------------------------------------------------------------
@@ -244,7 +245,7 @@ class MqttConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        self.listener.on_lost(exc)
+        self.listener.on_lost(self._error or exc)
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf
@@ -264,8 +265,8 @@ class MqttConnection(asyncio.Protocol):
                 pos = end
         except (MqttProtocolError, struct.error, IndexError) as exc:
             del buf[:]
+            self._error = MqttProtocolError(str(exc) or type(exc).__name__)
             self.abort()
-            self.listener.on_lost(MqttProtocolError(str(exc) or type(exc).__name__))
             return
         if pos:
             del buf[:pos]

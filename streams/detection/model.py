@@ -121,6 +121,12 @@ def episode_of(detection: Detection) -> Episode:
     return Episode(detection.rule, detection.detection_id, detection.episode_start)
 
 
+def _utc_reading(r: Reading) -> Reading:
+    if r.ts.tzinfo is UTC:
+        return r
+    return Reading(r.metric, r.value, as_utc(r.ts), r.dose_id)
+
+
 def new_readings(
     readings: Iterable[Reading], metrics: str | frozenset[str], after: datetime | None
 ) -> list[Reading]:
@@ -128,12 +134,11 @@ def new_readings(
 
     Stateful detectors keep the time of the last reading they processed; anything at or
     before it has been seen (a replay) or arrived too late to re-run the state machine,
-    so it is skipped. The observations themselves are stored regardless.
+    so it is skipped. The observations themselves are stored regardless. Timestamps come
+    back in UTC; a naive one is refused.
     """
     wanted = frozenset({metrics}) if isinstance(metrics, str) else metrics
-    picked = [r for r in readings if r.metric in wanted]
-    for r in picked:
-        as_utc(r.ts)
+    picked = [_utc_reading(r) for r in readings if r.metric in wanted]
     if after is not None:
         picked = [r for r in picked if r.ts > after]
     picked.sort(key=lambda r: r.ts)

@@ -27,8 +27,13 @@ UNEXPECTED_ERROR_RETRIES = 3
 def dead_letter(reason: str, detail: str, payload: str) -> bytes:
     return encode(
         RejectedMessage(
-            reason=reason, detail=detail[:500], topic="rpm.readings.v1", device_id=None,
-            received_at=datetime.now(UTC), payload=payload[:4096], payload_size=len(payload),
+            reason=reason,
+            detail=detail[:500],
+            topic="rpm.readings.v1",
+            device_id=None,
+            received_at=datetime.now(UTC),
+            payload=payload[:4096],
+            payload_size=len(payload),
         )
     )
 
@@ -50,7 +55,9 @@ async def _store_batch(values: Sequence[bytes], writer: StorageWriter, rejected_
             decoded = decode_records(values)
             for raw, error in decoded.undecodable:
                 metrics.DEAD_LETTERS.labels(reason="undecodable_record").inc()
-                await rejected_topic.send(value=dead_letter("undecodable_record", error, raw.decode("utf-8", "replace")))
+                await rejected_topic.send(
+                    value=dead_letter("undecodable_record", error, raw.decode("utf-8", "replace"))
+                )
             inserted, refused = await writer.write(decoded)
             for row, error in refused:
                 metrics.DEAD_LETTERS.labels(reason="storage_refused").inc()
@@ -72,7 +79,9 @@ async def _store_batch(values: Sequence[bytes], writer: StorageWriter, rejected_
     for raw in values:
         metrics.DEAD_LETTERS.labels(reason="storage_failed").inc()
         try:
-            await rejected_topic.send(value=dead_letter("storage_failed", "retries exhausted", raw.decode("utf-8", "replace")))
+            await rejected_topic.send(
+                value=dead_letter("storage_failed", "retries exhausted", raw.decode("utf-8", "replace"))
+            )
         except Exception:
             log.exception("could not dead-letter a record")
     return 0

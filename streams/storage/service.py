@@ -42,7 +42,9 @@ def decode_records(values: Sequence[bytes]) -> DecodedBatch:
         out.batches.append(batch)
         target = out.quarantined if batch.quarantined else out.observations
         for r in batch.readings:
-            target.append((batch.patient_id, batch.device_id, r.metric, r.ts, r.value, batch.received_at, batch.seq, r.dose_id))
+            target.append(
+                (batch.patient_id, batch.device_id, r.metric, r.ts, r.value, batch.received_at, batch.seq, r.dose_id)
+            )
     return out
 
 
@@ -82,7 +84,7 @@ class StorageWriter:
             except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
                 attempt += 1
                 await self.close()
-                delay = min(self._max_backoff, 0.1 * 2**min(attempt, 6))
+                delay = min(self._max_backoff, 0.1 * 2 ** min(attempt, 6))
                 log.warning("database unavailable; batch waits", error=str(exc), attempt=attempt, retry_in=delay)
                 await asyncio.sleep(delay)
 

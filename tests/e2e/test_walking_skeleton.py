@@ -17,7 +17,8 @@ from tests.helpers import Device, count_rows, create_patient, payload, provision
 def _login(stack: Stack, username: str, password: str) -> str:
     response = httpx.post(
         f"http://127.0.0.1:{stack.ports.api}/api/v1/auth/token",
-        data={"username": username, "password": password}, timeout=10,
+        data={"username": username, "password": password},
+        timeout=10,
     )
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]
@@ -31,9 +32,11 @@ def _clinician_for(db: psycopg.Connection, patient_id: str) -> tuple[str, str]:
     team = db.execute("INSERT INTO care_teams (name) VALUES (%s) RETURNING id", (f"team-{patient_id}",)).fetchone()
     user = db.execute(
         "INSERT INTO users (username, password_hash, role, display_name) VALUES (%s, %s, 'clinician', 'Dr T') "
-        "RETURNING id", (username, hash_password(password)),
+        "RETURNING id",
+        (username, hash_password(password)),
     ).fetchone()
-    assert team and user
+    assert team
+    assert user
     db.execute("INSERT INTO care_team_members VALUES (%s, %s)", (team[0], user[0]))
     db.execute("INSERT INTO care_team_patients VALUES (%s, %s)", (team[0], patient_id))
     return username, password
@@ -61,9 +64,13 @@ def test_readings_published_over_mqtt_are_served_by_the_api(platform: Stack, db:
     token = _login(platform, username, password)
     response = httpx.get(
         f"http://127.0.0.1:{platform.ports.api}/api/v1/patients/{patient}/observations",
-        params={"metric": "heart_rate", "start": (now - timedelta(hours=1)).isoformat(),
-                "end": (now + timedelta(minutes=1)).isoformat()},
-        headers={"Authorization": f"Bearer {token}"}, timeout=10,
+        params={
+            "metric": "heart_rate",
+            "start": (now - timedelta(hours=1)).isoformat(),
+            "end": (now + timedelta(minutes=1)).isoformat(),
+        },
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
     )
     assert response.status_code == 200, response.text
     items = response.json()["items"]
@@ -108,7 +115,8 @@ def test_a_device_cannot_publish_to_another_devices_topic(platform: Stack, db: p
     ts = datetime.now(UTC) - timedelta(minutes=1)
     forged = payload(dev_b.device_id, 1, [reading("heart_rate", 180, "/min", ts)])
     rc = device.publish(telemetry_topic(dev_b.device_id), forged)
-    assert rc.value >= 0x80 and rc.getName() == "Not authorized"
+    assert rc.value >= 0x80
+    assert rc.getName() == "Not authorized"
     # Its own topic still works, and only that reading arrives.
     assert device.send(1, [reading("heart_rate", 72, "/min", ts)]).value < 0x80
     assert wait_for(lambda: count_rows(db, patient_a) == 1, timeout=90)

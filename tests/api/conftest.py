@@ -1,0 +1,186 @@
+"""Fixtures of the API tests: settings pointing at the session stack, an in-process app,
+and factories for patients, users, care teams and observations (unique ids per test).
+
+Set-up goes through the superuser `db` connection; the app itself connects as `rpm_app`,
+the role it has in production.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.security import hash_password
+from api.settings import ApiSettings
+from infra.stack import Stack
+
+PASSWORD = "correct horse battery staple"
+JWT_SECRET = secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class TestUser:
+    __test__ = False  # a record, not a test class
+
+    id: uuid.UUID
+    username: str
+    role: str
+    patient_id: str | None
+
+
+def make_settings(stack: Stack, **overrides: Any) -> ApiSettings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": stack.app_db_url,
+        "kafka_bootstrap": stack.kafka_bootstrap,
+        "mqtt_host": "127.0.0.1",
+        "mqtt_port": stack.ports.mqtt,
+        "jwt_secret": JWT_SECRET,
+        "readiness_timeout": 2.0,
+        "db_acquire_timeout": 2.0,
+    }
+    values.update(overrides)
+    # _env_file=None: a developer's .env must not change what the tests run against.
+    return ApiSettings(_env_file=None, **values)
+
+
+@pytest.fixture
+def settings_for(stack: Stack) -> Callable[..., ApiSettings]:
+    """Settings pointing at the session stack, with overrides (e.g. a closed Kafka port)."""
+    return lambda **overrides: make_settings(stack, **overrides)
+
+
+@pytest.fixture
+def settings(settings_for: Callable[..., ApiSettings]) -> ApiSettings:
+    return settings_for()
+
+
+@pytest.fixture
+def client(settings: ApiSettings) -> Iterator[TestClient]:
+    """The app in-process, lifespan run (pool opened) for the duration of one test."""
+    with TestClient(create_app(settings), client=("192.0.2.10", 50000)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    # argon2 is slow on purpose; one hash serves every test user.
+    return hash_password(PASSWORD)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_patient(db: psycopg.Connection) -> Callable[[], str]:
+    def make() -> str:
+        patient_id = unique("pt")
+        db.execute("INSERT INTO patients (id, display_name) VALUES (%s, %s)", (patient_id, "Test Patient"))
+        return patient_id
+
+    return make
+
+
+@pytest.fixture
+def make_user(db: psycopg.Connection, password_hash: str) -> Callable[..., TestUser]:
+    def make(role: str, *, patient_id: str | None = None, disabled: bool = False) -> TestUser:
+        username = unique(role)
+        row = db.execute(
+            """
+            INSERT INTO users (username, password_hash, role, display_name, patient_id, disabled)
+            VALUES (%s, %s, %s, %s, %s, %s) RETURNING id
+            """,
+            (username, password_hash, role, f"Test {role}", patient_id, disabled),
+        ).fetchone()
+        assert row is not None
+        return TestUser(row[0], username, role, patient_id)
+
+    return make
+
+
+@pytest.fixture
+def make_care_team(db: psycopg.Connection) -> Callable[..., uuid.UUID]:
+    def make(members: list[TestUser], patients: list[str]) -> uuid.UUID:
+        row = db.execute("INSERT INTO care_teams (name) VALUES (%s) RETURNING id", (unique("team"),)).fetchone()
+        assert row is not None
+        team_id: uuid.UUID = row[0]
+        for member in members:
+            db.execute("INSERT INTO care_team_members (care_team_id, user_id) VALUES (%s, %s)", (team_id, member.id))
+        for patient_id in patients:
+            db.execute(
+                "INSERT INTO care_team_patients (care_team_id, patient_id) VALUES (%s, %s)", (team_id, patient_id)
+            )
+        return team_id
+
+    return make
+
+
+@pytest.fixture
+def add_observations(db: psycopg.Connection) -> Callable[..., None]:
+    def add(patient_id: str, metric: str, points: list[tuple[datetime, float]], device_id: str = "dev-1") -> None:
+        with db.cursor() as cur:
+            cur.executemany(
+                """
+                INSERT INTO observations (patient_id, device_id, metric, ts, value, received_at, seq)
+                VALUES (%s, %s, %s, %s, %s, now(), %s)
+                """,
+                [(patient_id, device_id, metric, ts, value, seq) for seq, (ts, value) in enumerate(points)],
+            )
+
+    return add
+
+
+@pytest.fixture
+def login(client: TestClient) -> Callable[[TestUser], dict[str, str]]:
+    """Log a user in; returns the Authorization header to send."""
+
+    def do(user: TestUser) -> dict[str, str]:
+        response = client.post("/api/v1/auth/token", data={"username": user.username, "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    return do
+
+
+@pytest.fixture
+def audit_rows(db: psycopg.Connection) -> Callable[..., list[dict[str, Any]]]:
+    """Audit events matching the given column values, oldest first."""
+
+    def rows(**where: Any) -> list[dict[str, Any]]:
+        clauses = " AND ".join(f"{column} = %s" for column in where)
+        with db.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            cur.execute(
+                f"SELECT * FROM audit_events WHERE {clauses} ORDER BY id",  # noqa: S608 - column names from the test
+                tuple(where.values()),
+            )
+            return cur.fetchall()
+
+    return rows
+
+
+def _assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["type"].endswith(code)
+    assert body["title"]
+    assert body["detail"]
+    return body
+
+
+@pytest.fixture
+def assert_problem() -> Callable[[Any, int, str], dict[str, Any]]:
+    """Assert an RFC 9457 problem answer (status, media type, members, code); returns its body."""
+    return _assert_problem
