@@ -9,6 +9,7 @@ readings therefore yields the same ids, which lets the alert service drop duplic
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -122,6 +123,9 @@ def episode_of(detection: Detection) -> Episode:
 
 
 def _utc_reading(r: Reading) -> Reading:
+    if not math.isfinite(r.value):
+        # Ingest rejects these; one here is a bug upstream, not something to score.
+        raise ValueError(f"non-finite {r.metric} value at {r.ts.isoformat()}")
     if r.ts.tzinfo is UTC:
         return r
     return Reading(r.metric, r.value, as_utc(r.ts), r.dose_id)

@@ -7,16 +7,18 @@ the role it has in production.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
-from fastapi.testclient import TestClient
+from fastapi import FastAPI
 
 from api.app import create_app
 from api.security import hash_password
@@ -64,11 +66,33 @@ def settings(settings_for: Callable[..., ApiSettings]) -> ApiSettings:
     return settings_for()
 
 
+CLIENT_ADDRESS = ("192.0.2.10", 50000)
+
+
 @pytest.fixture
-def client(settings: ApiSettings) -> Iterator[TestClient]:
-    """The app in-process, lifespan run (pool opened) for the duration of one test."""
-    with TestClient(create_app(settings), client=("192.0.2.10", 50000)) as test_client:
-        yield test_client
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI, address: tuple[str, int] = CLIENT_ADDRESS) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process with its lifespan run (pool opened), and an HTTP client for it."""
+    transport = httpx.ASGITransport(app=app, client=address)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+@pytest.fixture
+def serve() -> Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]:
+    """`async with serve(app) as client:` for tests that build their own app."""
+    return running
+
+
+@pytest.fixture
+async def client(anyio_backend: str, settings: ApiSettings) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(create_app(settings)) as http:
+        yield http
 
 
 @pytest.fixture(scope="session")
@@ -141,11 +165,11 @@ def add_observations(db: psycopg.Connection) -> Callable[..., None]:
 
 
 @pytest.fixture
-def login(client: TestClient) -> Callable[[TestUser], dict[str, str]]:
+def login(client: httpx.AsyncClient) -> Callable[[TestUser], Awaitable[dict[str, str]]]:
     """Log a user in; returns the Authorization header to send."""
 
-    def do(user: TestUser) -> dict[str, str]:
-        response = client.post("/api/v1/auth/token", data={"username": user.username, "password": PASSWORD})
+    async def do(user: TestUser) -> dict[str, str]:
+        response = await client.post("/api/v1/auth/token", data={"username": user.username, "password": PASSWORD})
         assert response.status_code == 200, response.text
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
 

@@ -1,0 +1,161 @@
+"""Personal baseline deviation: rolling median and MAD per patient and metric (ARCHITECTURE.md §6).
+
+For every new reading, the baseline is the median of the (at most `window`) readings before it
+and its spread the median absolute deviation (MAD). The reading deviates when its modified
+z-score, 0.6745 * (x - median) / max(MAD, min_mad), exceeds the plan's threshold in either
+direction; `min_mad` keeps a very steady series (MAD 0) from turning every wiggle into an
+infinite score. Nothing fires before `min_samples` readings are known. `repeat_count`
+consecutive deviating readings raise `baseline_deviation` (one episode per metric; the metric
+is part of the id), `clear_count` consecutive ordinary readings clear it.
+
+The rolling statistics of a whole batch are computed at once with numpy over a sliding-window
+view; only the short warm-up (fewer than `window` readings known) goes row by row. All
+readings join the window, so a lasting change slowly becomes the new baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Final
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
+
+from core.careplan import BaselineSetting, CarePlan
+from core.rules import Rule, Severity
+from core.wire import Reading
+from streams.detection.model import (
+    Detection,
+    Episode,
+    clear_detection,
+    episode_of,
+    iso,
+    latest_ts,
+    new_readings,
+    raise_detection,
+)
+
+Floats = npt.NDArray[np.float64]
+
+MAD_TO_Z: Final = 0.6745  # Iglewicz and Hoaglin's modified z-score constant
+
+
+class BaselineSeries(msgspec.Struct, frozen=True, kw_only=True):
+    values: tuple[float, ...] = ()  # the last `window` readings, oldest first
+    last_ts: datetime | None = None
+    run: int = 0  # consecutive deviating readings (no open episode)
+    run_start: datetime | None = None
+    calm: int = 0  # consecutive ordinary readings (open episode)
+    open: Episode | None = None
+
+
+class BaselineState(msgspec.Struct, frozen=True, kw_only=True):
+    series: dict[str, BaselineSeries] = msgspec.field(default_factory=dict)
+
+
+def rolling_median_mad(
+    history: Floats, new: Floats, window: int, min_samples: int
+) -> tuple[Floats, Floats]:
+    """Median and MAD of the up to `window` values preceding each value of `new` (history
+    first, then earlier values of `new`); NaN where fewer than `min_samples` precede it."""
+    values = np.concatenate([history[-window:], new])
+    n = len(new)
+    first = len(values) - n
+    positions = np.arange(first, first + n)
+    counts = np.minimum(positions, window)
+    median = np.full(n, np.nan)
+    mad = np.full(n, np.nan)
+    full = positions >= window
+    if full.any():
+        # Row k holds values[k : k + window], the window just before values[k + window].
+        rows = sliding_window_view(values[:-1], window)[positions[full] - window]
+        m = np.median(rows, axis=1)
+        median[full] = m
+        mad[full] = np.median(np.abs(rows - m[:, None]), axis=1)
+    for i in np.flatnonzero(~full & (counts >= min_samples)):
+        w = values[positions[i] - counts[i] : positions[i]]
+        m_i = np.median(w)
+        median[i] = m_i
+        mad[i] = np.median(np.abs(w - m_i))
+    return median, mad
+
+
+def _run_series(
+    patient_id: str, setting: BaselineSetting, series: BaselineSeries, batch: list[Reading]
+) -> tuple[BaselineSeries, list[Detection]]:
+    new = np.fromiter((r.value for r in batch), dtype=np.float64, count=len(batch))
+    history = np.asarray(series.values[-setting.window :], dtype=np.float64)
+    median, mad = rolling_median_mad(history, new, setting.window, setting.min_samples)
+    known = ~np.isnan(median)
+    z = np.zeros(len(batch))
+    z[known] = MAD_TO_Z * (new[known] - median[known]) / np.maximum(mad[known], setting.min_mad)
+    deviating = known & (np.abs(z) > setting.z_threshold)
+
+    run, run_start, calm, open_ = series.run, series.run_start, series.calm, series.open
+    out: list[Detection] = []
+    for i, r in enumerate(batch):
+        if open_ is None:
+            if not deviating[i]:
+                run, run_start = 0, None
+                continue
+            run += 1
+            run_start = run_start or r.ts
+            if run < setting.repeat_count:
+                continue
+        elif deviating[i]:
+            calm = 0
+            continue
+        else:
+            calm += 1
+            if calm < setting.clear_count:
+                continue
+        evidence = {
+            "metric": setting.metric,
+            "value": r.value,
+            "median": float(median[i]) if known[i] else None,
+            "mad": float(mad[i]) if known[i] else None,
+            "z": round(float(z[i]), 3),
+            "z_threshold": setting.z_threshold,
+            "direction": "above" if z[i] > 0 else "below",
+            "window": setting.window,
+            "samples": int(min(len(history) + i, setting.window)),
+        }
+        if open_ is None:
+            det = raise_detection(
+                patient_id, Rule.BASELINE_DEVIATION, Severity.LOW, at=r.ts,
+                episode_start=run_start or r.ts, evidence=evidence, key_suffix=setting.metric,
+            )
+            open_, run, run_start, calm = episode_of(det), 0, None, 0
+        else:
+            evidence["ts"] = iso(r.ts)
+            det = clear_detection(patient_id, open_, at=r.ts, evidence=evidence)
+            open_, calm = None, 0
+        out.append(det)
+    values = np.concatenate([history, new])[-setting.window :]
+    return BaselineSeries(
+        values=tuple(values.tolist()), last_ts=latest_ts(batch, series.last_ts),
+        run=run, run_start=run_start, calm=calm, open=open_,
+    ), out
+
+
+def detect_baseline(
+    patient_id: str, plan: CarePlan, state: BaselineState, readings: Sequence[Reading]
+) -> tuple[BaselineState, list[Detection]]:
+    """Compare each new reading with the patient's own recent readings of that metric."""
+    series: dict[str, BaselineSeries] = {}
+    out: list[Detection] = []
+    for setting in plan.baselines:
+        if not setting.enabled:
+            continue
+        previous = state.series.get(setting.metric, BaselineSeries())
+        batch = new_readings(readings, setting.metric, previous.last_ts)
+        if batch:
+            series[setting.metric], found = _run_series(patient_id, setting, previous, batch)
+            out.extend(found)
+        else:
+            series[setting.metric] = previous
+    out.sort(key=lambda d: d.detected_at)
+    return BaselineState(series=series), out

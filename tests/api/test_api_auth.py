@@ -1,0 +1,268 @@
+"""Login, tokens, session limits, rate limiting and the audit of logins, end to end against
+the real database (users created per test)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import jwt
+import psycopg
+import pytest
+
+from api.security import issue_token
+from api.settings import ApiSettings
+
+pytestmark = [
+    pytest.mark.anyio,
+    # Starting the session `stack` fixture drops running Popen objects (infra/stack.py) and
+    # yoyo's migration connection (core/db.py) without closing them; their ResourceWarnings
+    # land on whichever test starts the stack first. Outside our folder: reported to the
+    # lead, remove these two filters once fixed there. Both are narrow: sync psycopg
+    # connections and subprocesses, neither of which the API code uses.
+    pytest.mark.filterwarnings(r"ignore:subprocess \d+ is still running:ResourceWarning"),
+    pytest.mark.filterwarnings(r"ignore:<psycopg.Connection object at .*> was deleted:ResourceWarning"),
+]
+
+PASSWORD = "correct horse battery staple"
+TOKEN_URL = "/api/v1/auth/token"
+Problem = Callable[..., dict[str, Any]]
+
+
+async def post_login(client: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
+    return await client.post(TOKEN_URL, data={"username": username, "password": password})
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def craft_token(settings: ApiSettings, user_id: uuid.UUID, role: str, *, now: datetime, auth_time: datetime) -> str:
+    token, _ = issue_token(
+        key=settings.jwt_secret.get_secret_value(),
+        issuer=settings.jwt_issuer,
+        user_id=user_id,
+        role=role,
+        session_id="s-test",
+        auth_time=auth_time,
+        now=now,
+        ttl=settings.access_token_ttl,
+        absolute_limit=settings.session_absolute_timeout,
+    )
+    return token
+
+
+async def test_login_returns_a_short_lived_bearer_token_and_audits_it(
+    client: httpx.AsyncClient, settings: ApiSettings, make_user: Any, audit_rows: Any
+) -> None:
+    user = make_user("clinician")
+    response = await post_login(client, user.username, PASSWORD)
+
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert 890 <= body["expires_in"] <= 900
+    claims = jwt.decode(
+        body["access_token"],
+        settings.jwt_secret.get_secret_value(),
+        algorithms=["HS256"],
+        audience=settings.jwt_issuer,
+    )
+    assert claims["sub"] == str(user.id)
+    assert claims["role"] == "clinician"
+    assert claims["sid"]
+    assert claims["exp"] - claims["iat"] == 900
+    [row] = audit_rows(actor_id=user.id, action="login")
+    assert row["outcome"] == "allowed"
+    assert row["actor_role"] == "clinician"
+    assert row["detail"]["username"] == user.username
+    assert row["detail"]["session_id"] == claims["sid"]
+
+
+async def test_me_describes_the_logged_in_patient(
+    client: httpx.AsyncClient, make_patient: Any, make_user: Any, login: Any
+) -> None:
+    patient_id = make_patient()
+    user = make_user("patient", patient_id=patient_id)
+    response = await client.get("/api/v1/me", headers=await login(user))
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "id": str(user.id),
+        "username": user.username,
+        "display_name": "Test patient",
+        "role": "patient",
+        "patient_id": patient_id,
+    }
+
+
+async def test_wrong_password_is_refused_and_audited(
+    client: httpx.AsyncClient, make_user: Any, audit_rows: Any, assert_problem: Problem
+) -> None:
+    user = make_user("clinician")
+    response = await post_login(client, user.username, "not the password")
+    assert_problem(response, 401, "invalid_credentials")
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    [row] = audit_rows(actor_id=user.id, action="login")
+    assert row["outcome"] == "denied"
+    assert row["detail"]["reason"] == "wrong_password"
+    assert set(row["detail"]) == {"username", "client_ip", "reason"}  # never the password tried
+
+
+async def test_unknown_user_gets_the_same_answer_as_a_wrong_password(
+    client: httpx.AsyncClient, db: psycopg.Connection, assert_problem: Problem
+) -> None:
+    username = f"nobody-{uuid.uuid4().hex[:8]}"
+    response = await post_login(client, username, PASSWORD)
+    body = assert_problem(response, 401, "invalid_credentials")
+    assert body["detail"] == "username or password is wrong"
+    row = db.execute(
+        "SELECT actor_id, outcome, detail FROM audit_events WHERE action = 'login' AND detail->>'username' = %s",
+        (username,),
+    ).fetchone()
+    assert row == (None, "denied", {"username": username, "client_ip": "192.0.2.10", "reason": "unknown_user"})
+
+
+async def test_disabled_user_is_refused_even_with_the_right_password(
+    client: httpx.AsyncClient, make_user: Any, audit_rows: Any, assert_problem: Problem
+) -> None:
+    user = make_user("clinician", disabled=True)
+    assert_problem(await post_login(client, user.username, PASSWORD), 403, "account_disabled")
+    [row] = audit_rows(actor_id=user.id, action="login")
+    assert (row["outcome"], row["detail"]["reason"]) == ("denied", "account_disabled")
+
+
+async def test_disabling_a_user_ends_their_sessions_at_once(
+    client: httpx.AsyncClient, db: psycopg.Connection, make_user: Any, login: Any, assert_problem: Problem
+) -> None:
+    user = make_user("clinician")
+    headers = await login(user)
+    assert (await client.get("/api/v1/me", headers=headers)).status_code == 200
+    db.execute("UPDATE users SET disabled = true WHERE id = %s", (user.id,))
+    assert_problem(await client.get("/api/v1/me", headers=headers), 401, "invalid_token")
+
+
+async def test_five_failures_lock_the_username_with_retry_after(
+    client: httpx.AsyncClient, make_user: Any, audit_rows: Any, login: Any, assert_problem: Problem
+) -> None:
+    user, bystander = make_user("clinician"), make_user("clinician")
+    for _ in range(5):
+        assert (await post_login(client, user.username, "wrong")).status_code == 401
+
+    # Even the right password is refused now, without being checked.
+    response = await post_login(client, user.username, PASSWORD)
+    body = assert_problem(response, 429, "too_many_login_attempts")
+    assert 1 <= int(response.headers["retry-after"]) <= 300
+    assert "username" in body["detail"]
+    # Case variants share the budget.
+    assert (await post_login(client, user.username.upper(), PASSWORD)).status_code == 429
+    # Another user behind the same address is not locked out (the per-address budget is larger).
+    await login(bystander)
+
+    reasons = [row["detail"]["reason"] for row in audit_rows(action="login", actor_id=user.id)]
+    assert reasons == ["wrong_password"] * 5
+    limited = audit_rows(action="login", outcome="denied")
+    assert any(
+        r["detail"].get("reason") == "rate_limited_username" and r["detail"]["username"] == user.username
+        for r in limited
+    )
+
+
+async def test_many_failures_from_one_address_lock_that_address(
+    settings_for: Callable[..., ApiSettings], serve: Any, make_user: Any, assert_problem: Problem
+) -> None:
+    from api.app import create_app
+
+    app = create_app(settings_for(login_max_failures_per_ip=3))
+    users = [make_user("clinician") for _ in range(4)]
+    async with serve(app, ("198.51.100.7", 40000)) as client:
+        for user in users[:3]:
+            assert (await post_login(client, user.username, "wrong")).status_code == 401
+        response = await post_login(client, users[3].username, PASSWORD)
+    body = assert_problem(response, 429, "too_many_login_attempts")
+    assert "client address" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({}, "not_authenticated"),
+        ({"Authorization": "Bearer not-a-jwt"}, "invalid_token"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "not_authenticated"),
+    ],
+)
+async def test_token_is_required(
+    client: httpx.AsyncClient, headers: dict[str, str], code: str, assert_problem: Problem
+) -> None:
+    for path in ("/api/v1/me", "/api/v1/patients/anyone/observations?metric=heart_rate"):
+        response = await client.get(path, headers=headers)
+        assert_problem(response, 401, code)
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_expired_and_forged_tokens_are_refused(
+    client: httpx.AsyncClient, settings: ApiSettings, make_user: Any, assert_problem: Problem
+) -> None:
+    user = make_user("clinician")
+    past = datetime.now(UTC) - timedelta(minutes=20)
+    expired = craft_token(settings, user.id, "clinician", now=past, auth_time=past)
+    assert_problem(await client.get("/api/v1/me", headers=bearer(expired)), 401, "token_expired")
+
+    forged = jwt.encode(
+        {"sub": str(user.id), "role": "admin", "iss": "rpm-api", "aud": "rpm-api", "sid": "x",
+         "iat": int(datetime.now(UTC).timestamp()), "exp": int(datetime.now(UTC).timestamp()) + 600,
+         "auth_time": int(datetime.now(UTC).timestamp())},
+        "another key that is long enough for HS256!!",
+        algorithm="HS256",
+    )
+    assert_problem(await client.get("/api/v1/me", headers=bearer(forged)), 401, "invalid_token")
+
+    # A valid signature with a role the user does not have (stale or tampered) is refused too.
+    now = datetime.now(UTC)
+    wrong_role = craft_token(settings, user.id, "admin", now=now, auth_time=now)
+    assert_problem(await client.get("/api/v1/me", headers=bearer(wrong_role)), 401, "invalid_token")
+
+
+async def test_refresh_keeps_the_session_within_its_limits(
+    client: httpx.AsyncClient, settings: ApiSettings, make_user: Any, assert_problem: Problem
+) -> None:
+    user = make_user("clinician")
+    now = datetime.now(UTC)
+
+    # Expired 5 minutes ago, issued 20 minutes ago: within the 30 min idle limit.
+    recent = craft_token(settings, user.id, "clinician", now=now - timedelta(minutes=20), auth_time=now - timedelta(hours=1))
+    response = await client.post("/api/v1/auth/refresh", headers=bearer(recent))
+    assert response.status_code == 200, response.text
+    fresh = response.json()["access_token"]
+    claims = jwt.decode(fresh, settings.jwt_secret.get_secret_value(), algorithms=["HS256"], audience="rpm-api")
+    assert claims["sid"] == "s-test"
+    assert claims["auth_time"] == int((now - timedelta(hours=1)).timestamp())
+    assert (await client.get("/api/v1/me", headers=bearer(fresh))).status_code == 200
+
+    idle = craft_token(settings, user.id, "clinician", now=now - timedelta(minutes=31), auth_time=now - timedelta(hours=1))
+    body = assert_problem(await client.post("/api/v1/auth/refresh", headers=bearer(idle)), 401, "session_expired")
+    assert "idle" in body["detail"]
+
+    # Near the 12 h absolute limit a token is cut short, and past it the session is over.
+    old_login = now - timedelta(hours=11, minutes=55)
+    near_end = craft_token(settings, user.id, "clinician", now=now - timedelta(minutes=1), auth_time=old_login)
+    response = await client.post("/api/v1/auth/refresh", headers=bearer(near_end))
+    assert response.status_code == 200, response.text
+    assert response.json()["expires_in"] <= 5 * 60
+    ancient = craft_token(
+        settings, user.id, "clinician", now=now - timedelta(minutes=1), auth_time=now - timedelta(hours=12, minutes=1)
+    )
+    body = assert_problem(await client.post("/api/v1/auth/refresh", headers=bearer(ancient)), 401, "session_expired")
+    assert "maximum" in body["detail"]
+
+
+async def test_login_form_errors_are_problems_that_do_not_echo_the_password(
+    client: httpx.AsyncClient, assert_problem: Problem
+) -> None:
+    response = await client.post(TOKEN_URL, data={"password": "hunter2-secret"})
+    body = assert_problem(response, 422, "validation_error")
+    assert ["body", "username"] in [error["loc"] for error in body["errors"]]
+    assert "hunter2-secret" not in response.text

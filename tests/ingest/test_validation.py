@@ -1,0 +1,168 @@
+"""The validator alone: every input is either accepted and valid, or rejected with a reason."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.catalogue import CATALOGUE
+from ingest.registry import RegistrySnapshot
+from ingest.validation import Binding, Reason, validate
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+ENROLLED = NOW - timedelta(days=60)
+
+
+def registry(consent: bool = True, revoked: bool = False) -> RegistrySnapshot:
+    snap = RegistrySnapshot()
+    snap.devices["dev-1"] = NOW if revoked else None
+    snap.device_bindings["dev-1"] = [Binding("pt-1", ENROLLED, None)]
+    snap.enrolment["pt-1"] = ENROLLED
+    if consent:
+        snap.consents["pt-1"] = [(ENROLLED, None)]
+    return snap
+
+
+def message(readings: list[dict[str, Any]], device_id: str = "dev-1", **extra: Any) -> bytes:
+    body = {"schema": 1, "device_id": device_id, "seq": 7, "sent_at": NOW.isoformat(), "readings": readings, **extra}
+    return json.dumps(body, allow_nan=True).encode()
+
+
+def r(metric: str, value: Any, unit: str, ts: datetime = NOW - timedelta(minutes=1), **extra: Any) -> dict[str, Any]:
+    return {"metric": metric, "value": value, "unit": unit, "ts": ts.isoformat(), **extra}
+
+
+def reasons(raw: bytes, reg: RegistrySnapshot | None = None, topic_device: str = "dev-1") -> list[Reason]:
+    return [rej.reason for rej in validate(topic_device, raw, NOW, reg or registry()).rejections]
+
+
+def test_valid_readings_are_normalised() -> None:
+    out = validate(
+        "dev-1",
+        message([r("body_temp", 98.6, "[degF]"), r("body_weight", 154.0, "[lb_av]"), r("glucose", 5.5, "mmol/L"),
+                 r("heart_rate", 72, "/min")]),
+        NOW, registry(),
+    )
+    assert out.rejections == []
+    values = {x.metric: x.value for x in out.accepted["pt-1"].readings}
+    assert values["body_temp"] == pytest.approx(37.0)
+    assert values["body_weight"] == pytest.approx(69.853, abs=1e-3)
+    assert values["glucose"] == pytest.approx(99.088)
+    assert values["heart_rate"] == 72.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", Reason.INVALID_JSON),
+        (b"x" * 70_000, Reason.OVERSIZE),
+        (message([r("heart_rate", "72", "/min")]), Reason.SCHEMA_INVALID),
+        (message([r("heart_rate", True, "/min")]), Reason.SCHEMA_INVALID),
+        (json.dumps({"schema": 2, "device_id": "dev-1"}).encode(), Reason.UNSUPPORTED_SCHEMA),
+        (message([r("heart_rate", 72, "/min")], device_id="dev-2"), Reason.DEVICE_MISMATCH),
+        (message([r("heart_rate", float("nan"), "/min")]), Reason.INVALID_JSON),
+        (message([r("heart_rate", 72, "/min")]).replace(b"72", b"1e999"), Reason.NOT_FINITE),
+        (message([r("heart_rate", 72, "bpm")]), Reason.UNKNOWN_UNIT),
+        (message([r("body_temp", 37, "[degF]")]), Reason.IMPLAUSIBLE),
+        (message([r("heart_rate", 400, "/min")]), Reason.IMPLAUSIBLE),
+        (message([r("pulse_pressure", 40, "mm[Hg]")]), Reason.UNKNOWN_METRIC),
+        (message([r("medication_taken", 1, "1")]), Reason.MISSING_DOSE_ID),
+        (message([r("heart_rate", 72, "/min", NOW + timedelta(minutes=6))]), Reason.FUTURE_TIMESTAMP),
+    ],
+)
+def test_rejections_carry_a_stable_reason(raw: bytes, reason: Reason) -> None:
+    assert reasons(raw) == [reason]
+
+
+def test_device_and_consent_checks() -> None:
+    good = message([r("heart_rate", 72, "/min")])
+    assert reasons(good, registry(consent=False)) == [Reason.NO_CONSENT]
+    assert reasons(good, registry(revoked=True)) == [Reason.DEVICE_REVOKED]
+    assert reasons(message([r("heart_rate", 72, "/min")], device_id="dev-9"), topic_device="dev-9") == [
+        Reason.UNKNOWN_DEVICE
+    ]
+
+
+def test_reading_before_the_binding_is_rejected_and_old_readings_are_quarantined() -> None:
+    out = validate(
+        "dev-1",
+        message([r("heart_rate", 70, "/min", NOW - timedelta(days=61)), r("heart_rate", 71, "/min", NOW - timedelta(days=8)),
+                 r("heart_rate", 72, "/min", NOW - timedelta(minutes=1))]),
+        NOW, registry(),
+    )
+    assert [x.reason for x in out.rejections] == [Reason.UNBOUND_DEVICE]
+    assert [x.value for x in out.accepted["pt-1"].quarantined] == [71.0]
+    assert [x.value for x in out.accepted["pt-1"].readings] == [72.0]
+
+
+def test_one_bad_reading_does_not_cost_its_neighbours() -> None:
+    out = validate("dev-1", message([r("heart_rate", 72, "/min"), r("spo2", 140, "%"), r("spo2", 97, "%")]), NOW, registry())
+    assert [x.reason for x in out.rejections] == [Reason.IMPLAUSIBLE]
+    assert sorted(x.metric for x in out.accepted["pt-1"].readings) == ["heart_rate", "spo2"]
+
+
+# --- fuzzing ---------------------------------------------------------------------------------
+units = st.sampled_from(sorted({u for m in CATALOGUE.values() for u in [m.unit, *m.conversions]} | {"bpm", "", "°C"}))
+values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**20), 10**20), st.text(max_size=5),
+    st.booleans(), st.none(),
+)
+offsets = st.integers(min_value=-20 * 24 * 3600, max_value=24 * 3600)
+junk = st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=8),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3), max_leaves=8)
+
+
+def _check(raw: bytes) -> None:
+    out = validate("dev-1", raw, NOW, registry())
+    for rejection in out.rejections:
+        assert isinstance(rejection.reason, Reason)
+        assert rejection.detail
+    for bucket in out.accepted.values():
+        for reading in [*bucket.readings, *bucket.quarantined]:
+            spec = CATALOGUE[reading.metric]
+            assert math.isfinite(reading.value)
+            assert spec.low <= reading.value <= spec.high
+            assert reading.ts - NOW <= timedelta(minutes=5)
+            assert reading.ts.utcoffset() == timedelta(0)
+    assert out.accepted_count + len(out.rejections) >= 1
+
+
+def _fuzz_metric(metric: str) -> None:
+    @settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(value=values, unit=units, offset=offsets, extra=junk, mangle=st.integers(0, 6))
+    def run(value: Any, unit: str, offset: int, extra: Any, mangle: int) -> None:
+        reading = {"metric": metric, "value": value, "unit": unit,
+                   "ts": (NOW + timedelta(seconds=offset)).isoformat(), "dose_id": "d1"}
+        body: Any = {"schema": 1, "device_id": "dev-1", "seq": 1, "sent_at": NOW.isoformat(), "readings": [reading]}
+        if mangle == 1:
+            body["junk"] = extra
+        elif mangle == 2:
+            reading["ts"] = (NOW + timedelta(seconds=offset)).replace(tzinfo=None).isoformat()
+        elif mangle == 3:
+            body = extra
+        elif mangle == 4:
+            body["seq"] = extra
+        raw = json.dumps(body, allow_nan=True, default=str).encode()
+        if mangle == 5:
+            raw = raw[: len(raw) // 2]
+        _check(raw)
+
+    run()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("metric", sorted(CATALOGUE))
+def test_fuzz_validator_10000_examples_per_metric(metric: str) -> None:
+    _fuzz_metric(metric)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(raw=st.binary(max_size=300))
+def test_fuzz_raw_bytes_never_raise(raw: bytes) -> None:
+    _check(raw)
