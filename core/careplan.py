@@ -293,7 +293,7 @@ class SilencePolicy(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _default_silence() -> dict[str, SilencePolicy]:
-    policies = {name: SilencePolicy(mode="schedule") for name in DEVICE_CLASSES}
+    policies: dict[str, SilencePolicy] = {name: SilencePolicy(mode="schedule") for name in DEVICE_CLASSES}
     policies["wearable"] = SilencePolicy(mode="continuous", warn_s=15 * _MINUTE, urgent_s=30 * _MINUTE)
     return policies
 

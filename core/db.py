@@ -25,8 +25,11 @@ def apply_migrations(url: str) -> list[str]:
 
     yoyo_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
     backend = get_backend(yoyo_url)
-    migrations = read_migrations(str(MIGRATIONS_DIR))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
+    try:
+        migrations = read_migrations(str(MIGRATIONS_DIR))
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+    finally:
+        backend.connection.close()
     return [m.id for m in pending]

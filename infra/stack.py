@@ -161,6 +161,7 @@ class Stack:
         self.run_dir.mkdir(exist_ok=True)
         ports_file.write_text(json.dumps(asdict(self.ports)))
         self.secrets = Secrets.load_or_create(self.state / "secrets.json")
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     # --- configuration handed to our processes ------------------------------------------------
     @property
@@ -255,7 +256,16 @@ class Stack:
         finally:
             log.close()
         self._pidfile(name).write_text(json.dumps({"pid": proc.pid, "marker": marker or argv[0]}))
+        self._children[name] = proc
         return proc
+
+    def _reap(self, name: str) -> None:
+        # Collect the exit status of a child we started in this process (no zombie, and no
+        # "subprocess still running" warning when the Popen object goes away).
+        proc = self._children.pop(name, None)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
 
     def _wait(self, name: str, proc: subprocess.Popen[bytes], check: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -516,8 +526,7 @@ class Stack:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
                 time.sleep(0.2)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+            self._reap(name)
             self._pidfile(name).unlink(missing_ok=True)
             stopped.append(name)
         return stopped
@@ -528,10 +537,9 @@ class Stack:
         if pid is None:
             raise StackError(name, "not running")
         os.kill(pid, sig)
+        self._reap(name)
         deadline = time.monotonic() + 10
         while self.pid(name) is not None and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
             time.sleep(0.05)
         self._pidfile(name).unlink(missing_ok=True)
 

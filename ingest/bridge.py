@@ -180,8 +180,9 @@ class Bridge:
 
     # --- registry -------------------------------------------------------------------------
     async def _refresh_registry(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self._registry.loaded_at < 1.0:
-            return
+        if not force:
+            # A device provisioned a moment ago: reload, at most five times a second.
+            await asyncio.sleep(max(0.0, self._registry.loaded_at + 0.2 - time.monotonic()))
         for attempt in range(1000000):
             try:
                 if self._db is None or self._db.closed:
@@ -215,6 +216,11 @@ class Bridge:
                 batch.append(self._queue.get_nowait())
             if any(self._unknown_device(m.topic) for m in batch):
                 await self._refresh_registry()
+                if any(self._unknown_device(m.topic) for m in batch):
+                    # Broker credentials are issued inside the provisioning transaction, so
+                    # a device may speak a moment before its row is visible: look once more.
+                    await asyncio.sleep(1.0)
+                    await self._refresh_registry(force=True)
             await self._forward_batch(batch)
 
     def _unknown_device(self, topic: str) -> bool:
