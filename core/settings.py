@@ -42,7 +42,7 @@ class BaseRpmSettings(BaseSettings):
 class DatabaseSettings(BaseRpmSettings):
     database_url: SecretStr = Field(
         SecretStr("postgresql://rpm_app:change-me@127.0.0.1:15433/rpm"),
-        description="libpq URL of the application role (DML only; migrations use RPM_MIGRATION_DATABASE_URL)",
+        description="libpq URL of the application role (DML only; migrations run as the database owner)",
     )
     db_pool_min: int = Field(1, description="Minimum connections in the pool")
     db_pool_max: int = Field(8, description="Maximum connections in the pool")

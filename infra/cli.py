@@ -166,6 +166,14 @@ def devices_revoke(device_id: str) -> None:
     console.print(f"Revoked {device_id}")
 
 
+@app.command("env-example")
+def env_example() -> None:
+    """Print .env.example: every setting with its description and default."""
+    from infra.envfile import render
+
+    sys.stdout.write(render())
+
+
 def _mount_simulator() -> None:
     try:
         from devices.simulator.cli import app as sim_app

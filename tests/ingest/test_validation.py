@@ -45,9 +45,16 @@ def reasons(raw: bytes, reg: RegistrySnapshot | None = None, topic_device: str =
 def test_valid_readings_are_normalised() -> None:
     out = validate(
         "dev-1",
-        message([r("body_temp", 98.6, "[degF]"), r("body_weight", 154.0, "[lb_av]"), r("glucose", 5.5, "mmol/L"),
-                 r("heart_rate", 72, "/min")]),
-        NOW, registry(),
+        message(
+            [
+                r("body_temp", 98.6, "[degF]"),
+                r("body_weight", 154.0, "[lb_av]"),
+                r("glucose", 5.5, "mmol/L"),
+                r("heart_rate", 72, "/min"),
+            ]
+        ),
+        NOW,
+        registry(),
     )
     assert out.rejections == []
     values = {x.metric: x.value for x in out.accepted["pt-1"].readings}
@@ -92,9 +99,15 @@ def test_device_and_consent_checks() -> None:
 def test_reading_before_the_binding_is_rejected_and_old_readings_are_quarantined() -> None:
     out = validate(
         "dev-1",
-        message([r("heart_rate", 70, "/min", NOW - timedelta(days=61)), r("heart_rate", 71, "/min", NOW - timedelta(days=8)),
-                 r("heart_rate", 72, "/min", NOW - timedelta(minutes=1))]),
-        NOW, registry(),
+        message(
+            [
+                r("heart_rate", 70, "/min", NOW - timedelta(days=61)),
+                r("heart_rate", 71, "/min", NOW - timedelta(days=8)),
+                r("heart_rate", 72, "/min", NOW - timedelta(minutes=1)),
+            ]
+        ),
+        NOW,
+        registry(),
     )
     assert [x.reason for x in out.rejections] == [Reason.UNBOUND_DEVICE]
     assert [x.value for x in out.accepted["pt-1"].quarantined] == [71.0]
@@ -102,7 +115,9 @@ def test_reading_before_the_binding_is_rejected_and_old_readings_are_quarantined
 
 
 def test_one_bad_reading_does_not_cost_its_neighbours() -> None:
-    out = validate("dev-1", message([r("heart_rate", 72, "/min"), r("spo2", 140, "%"), r("spo2", 97, "%")]), NOW, registry())
+    out = validate(
+        "dev-1", message([r("heart_rate", 72, "/min"), r("spo2", 140, "%"), r("spo2", 97, "%")]), NOW, registry()
+    )
     assert [x.reason for x in out.rejections] == [Reason.IMPLAUSIBLE]
     assert sorted(x.metric for x in out.accepted["pt-1"].readings) == ["heart_rate", "spo2"]
 
@@ -110,12 +125,18 @@ def test_one_bad_reading_does_not_cost_its_neighbours() -> None:
 # --- fuzzing ---------------------------------------------------------------------------------
 units = st.sampled_from(sorted({u for m in CATALOGUE.values() for u in [m.unit, *m.conversions]} | {"bpm", "", "°C"}))
 values = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**20), 10**20), st.text(max_size=5),
-    st.booleans(), st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**20), 10**20),
+    st.text(max_size=5),
+    st.booleans(),
+    st.none(),
 )
 offsets = st.integers(min_value=-20 * 24 * 3600, max_value=24 * 3600)
-junk = st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=8),
-                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3), max_leaves=8)
+junk = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.text(max_size=8),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+    max_leaves=8,
+)
 
 
 def _check(raw: bytes) -> None:
@@ -137,8 +158,13 @@ def _fuzz_metric(metric: str) -> None:
     @settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(value=values, unit=units, offset=offsets, extra=junk, mangle=st.integers(0, 6))
     def run(value: Any, unit: str, offset: int, extra: Any, mangle: int) -> None:
-        reading = {"metric": metric, "value": value, "unit": unit,
-                   "ts": (NOW + timedelta(seconds=offset)).isoformat(), "dose_id": "d1"}
+        reading = {
+            "metric": metric,
+            "value": value,
+            "unit": unit,
+            "ts": (NOW + timedelta(seconds=offset)).isoformat(),
+            "dose_id": "d1",
+        }
         body: Any = {"schema": 1, "device_id": "dev-1", "seq": 1, "sent_at": NOW.isoformat(), "readings": [reading]}
         if mangle == 1:
             body["junk"] = extra
