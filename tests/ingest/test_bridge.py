@@ -1,0 +1,163 @@
+"""The bridge against the real broker, Kafka and database: every refused message reaches
+the dead-letter topic with its reason, revoked devices are refused, and no reading is lost
+when a bridge process is killed mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from aiokafka import AIOKafkaConsumer
+from psycopg import AsyncConnection
+
+from core.devices import revoke_device
+from core.wire import REJECTED, rejected_decoder, telemetry_topic
+from infra.stack import Stack
+from tests.helpers import Device, count_rows, create_patient, payload, provision, reading, wait_for
+
+
+def dead_letters(stack: Stack, device_id: str, expected: int, timeout: float = 60) -> list[Any]:
+    """Read rpm.rejected.v1 from the start until `expected` records of the device are seen."""
+
+    async def run() -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            REJECTED.name,
+            bootstrap_servers=stack.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        found: list[Any] = []
+        try:
+            deadline = time.monotonic() + timeout
+            while len(found) < expected and time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        letter = rejected_decoder.decode(record.value)
+                        if letter.device_id == device_id:
+                            found.append(letter)
+        finally:
+            await consumer.stop()
+        return found
+
+    return asyncio.run(run())
+
+
+def ingest_metric(stack: Stack, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{stack.ports.ingest_metrics}/metrics", timeout=5).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_each_reject_reason_reaches_the_dead_letter_topic(platform: Stack, db: psycopg.Connection) -> None:
+    patient = create_patient(db)
+    creds = provision(platform, patient)
+    device = Device(platform, creds.username, creds.password)
+    device.connect()
+    topic = telemetry_topic(creds.device_id)
+    ts = datetime.now(UTC) - timedelta(minutes=1)
+    cases = {
+        "invalid_json": b"{this is not json",
+        "schema_invalid": payload(creds.device_id, 1, [reading("heart_rate", "72", "/min", ts)]),
+        "unsupported_schema": json.dumps({"schema": 9, "device_id": creds.device_id}).encode(),
+        "device_mismatch": payload("someone-else", 2, [reading("heart_rate", 72, "/min", ts)]),
+        "unknown_metric": payload(creds.device_id, 3, [reading("mood", 3, "1", ts)]),
+        "unknown_unit": payload(creds.device_id, 4, [reading("heart_rate", 72, "beats", ts)]),
+        "not_finite": payload(creds.device_id, 5, [reading("heart_rate", 72, "/min", ts)]).replace(b": 72", b": 1e999"),
+        "implausible": payload(creds.device_id, 6, [reading("spo2", 30, "%", ts)]),
+        "future_timestamp": payload(creds.device_id, 7, [reading("heart_rate", 72, "/min", ts + timedelta(hours=1))]),
+        "missing_dose_id": payload(creds.device_id, 8, [reading("medication_taken", 1, "1", ts)]),
+    }
+    for body in cases.values():
+        assert device.publish(topic, body).value < 0x80
+    letters = dead_letters(platform, creds.device_id, len(cases))
+    assert sorted(letter.reason for letter in letters) == sorted(cases)
+    for letter in letters:
+        assert letter.payload == cases[letter.reason].decode()[:4096]
+        assert letter.detail
+    device.close()
+    assert count_rows(db, patient) == 0
+
+
+def test_oversize_payload_is_refused_by_the_broker(platform: Stack, db: psycopg.Connection) -> None:
+    creds = provision(platform, create_patient(db))
+    device = Device(platform, creds.username, creds.password)
+    device.connect()
+    ts = datetime.now(UTC) - timedelta(minutes=1)
+    big = payload(creds.device_id, 1, [reading("heart_rate", 72, "/min", ts)], note="x" * 70_000)
+    info = device.client.publish(telemetry_topic(creds.device_id), big, qos=1)
+    # The broker drops the connection (or answers with an error code); never a success PUBACK.
+    time.sleep(2)
+    rc = device.acks.get(info.mid)
+    assert rc is None or rc.value >= 0x80
+    device.close()
+
+
+def test_no_consent_readings_are_rejected_and_counted(platform: Stack, db: psycopg.Connection) -> None:
+    patient = create_patient(db, consent=False)
+    creds = provision(platform, patient)
+    before = ingest_metric(platform, 'rpm_ingest_rejected_total{reason="no_consent"}')
+    device = Device(platform, creds.username, creds.password)
+    device.connect()
+    ts = datetime.now(UTC) - timedelta(minutes=1)
+    assert device.send(1, [reading("heart_rate", 72, "/min", ts), reading("spo2", 97, "%", ts)]).value < 0x80
+    letters = dead_letters(platform, creds.device_id, 2)
+    assert [x.reason for x in letters] == ["no_consent", "no_consent"]
+    assert wait_for(lambda: ingest_metric(platform, 'rpm_ingest_rejected_total{reason="no_consent"}') >= before + 2)
+    device.close()
+    assert count_rows(db, patient) == 0
+
+
+def test_a_revoked_device_is_refused_at_once(platform: Stack, db: psycopg.Connection) -> None:
+    patient = create_patient(db)
+    creds = provision(platform, patient)
+    device = Device(platform, creds.username, creds.password)
+    assert not device.connect().is_failure
+
+    async def revoke() -> None:
+        async with await AsyncConnection.connect(platform.admin_db_url) as conn, conn.transaction():
+            with platform.broker_admin() as admin:
+                await revoke_device(conn, admin, creds.device_id)
+
+    asyncio.run(revoke())
+    # The broker disconnected it, and a new login is refused.
+    assert wait_for(lambda: not device.client.is_connected(), timeout=10)
+    device.close()
+    again = Device(platform, creds.username, creds.password)
+    assert again.connect().is_failure
+    again.close()
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_bridge_loses_nothing(platform: Stack, db: psycopg.Connection) -> None:
+    patient = create_patient(db)
+    creds = provision(platform, patient)
+    device = Device(platform, creds.username, creds.password)
+    device.connect()
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    total = 10_000
+    infos = []
+    for seq in range(1, total + 1):
+        body = payload(
+            creds.device_id, seq, [reading("heart_rate", 60 + seq % 40, "/min", base + timedelta(seconds=seq))]
+        )
+        infos.append(device.client.publish(telemetry_topic(creds.device_id), body, qos=1))
+        if seq == 3_000:
+            platform.kill("ingest")  # SIGKILL while messages are in flight
+    platform.start(["ingest"])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(device.acks) < total:
+        time.sleep(0.2)
+    assert len(device.acks) == total
+    assert all(rc.value < 0x80 for rc in device.acks.values())
+    assert wait_for(lambda: count_rows(db, patient) == total, timeout=120), count_rows(db, patient)
+    time.sleep(2)
+    assert count_rows(db, patient) == total
+    device.close()
