@@ -44,7 +44,6 @@ DEVICE_CLASSES: Final[tuple[DeviceClass, ...]] = (
 
 _MINUTE: Final = 60
 _HOUR: Final = 3600
-_DAY: Final = 86400
 
 
 def _require(condition: bool, message: str) -> None:

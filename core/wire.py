@@ -73,7 +73,7 @@ class Reading(msgspec.Struct, array_like=True):
 
     metric: str
     value: float
-    ts: datetime
+    ts: AwareDatetime
     dose_id: str | None = None
 
 

@@ -8,8 +8,9 @@ infinite score. Nothing fires before `min_samples` readings are known. `repeat_c
 consecutive deviating readings raise `baseline_deviation` (one episode per metric; the metric
 is part of the id), `clear_count` consecutive ordinary readings clear it.
 
-The rolling statistics of a whole batch are computed at once with numpy over a sliding-window
-view; only the short warm-up (fewer than `window` readings known) goes row by row. All
+The rolling statistics of a batch are computed at once with numpy over a sliding-window view;
+batches of a few readings and the short warm-up (fewer than `window` readings known) go row by
+row in plain Python, where numpy's per-call overhead would dominate. All
 readings join the window, so a lasting change slowly becomes the new baseline.
 """
 
@@ -41,6 +42,7 @@ from streams.detection.model import (
 Floats = npt.NDArray[np.float64]
 
 MAD_TO_Z: Final = 0.6745  # Iglewicz and Hoaglin's modified z-score constant
+SMALL_BATCH: Final = 8
 
 
 class BaselineSeries(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,9 +58,18 @@ class BaselineState(msgspec.Struct, frozen=True, kw_only=True):
     series: dict[str, BaselineSeries] = msgspec.field(default_factory=dict)
 
 
-def rolling_median_mad(
-    history: Floats, new: Floats, window: int, min_samples: int
-) -> tuple[Floats, Floats]:
+def _median(ordered: list[float]) -> float:
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _window_stats(window: list[float]) -> tuple[float, float]:
+    """Median and MAD of one window in plain Python (same arithmetic as numpy's median)."""
+    m = _median(sorted(window))
+    return m, _median(sorted(abs(v - m) for v in window))
+
+
+def rolling_median_mad(history: Floats, new: Floats, window: int, min_samples: int) -> tuple[Floats, Floats]:
     """Median and MAD of the up to `window` values preceding each value of `new` (history
     first, then earlier values of `new`); NaN where fewer than `min_samples` precede it."""
     values = np.concatenate([history[-window:], new])
@@ -68,18 +79,19 @@ def rolling_median_mad(
     counts = np.minimum(positions, window)
     median = np.full(n, np.nan)
     mad = np.full(n, np.nan)
-    full = positions >= window
-    if full.any():
+    # numpy's per-call overhead outweighs its speed for a handful of rows (a typical
+    # per-patient batch of a live stream); rows of a partial window are few too.
+    vectorised = (positions >= window) if n > SMALL_BATCH else np.zeros(n, dtype=bool)
+    if vectorised.any():
         # Row k holds values[k : k + window], the window just before values[k + window].
-        rows = sliding_window_view(values[:-1], window)[positions[full] - window]
+        rows = sliding_window_view(values[:-1], window)[positions[vectorised] - window]
         m = np.median(rows, axis=1)
-        median[full] = m
-        mad[full] = np.median(np.abs(rows - m[:, None]), axis=1)
-    for i in np.flatnonzero(~full & (counts >= min_samples)):
-        w = values[positions[i] - counts[i] : positions[i]]
-        m_i = np.median(w)
-        median[i] = m_i
-        mad[i] = np.median(np.abs(w - m_i))
+        median[vectorised] = m
+        mad[vectorised] = np.median(np.abs(rows - m[:, None]), axis=1)
+    as_list: list[float] = values.tolist()
+    for i in np.flatnonzero(~vectorised & (counts >= min_samples)):
+        end = int(positions[i])
+        median[i], mad[i] = _window_stats(as_list[end - int(counts[i]) : end])
     return median, mad
 
 
@@ -125,8 +137,13 @@ def _run_series(
         }
         if open_ is None:
             det = raise_detection(
-                patient_id, Rule.BASELINE_DEVIATION, Severity.LOW, at=r.ts,
-                episode_start=run_start or r.ts, evidence=evidence, key_suffix=setting.metric,
+                patient_id,
+                Rule.BASELINE_DEVIATION,
+                Severity.LOW,
+                at=r.ts,
+                episode_start=run_start or r.ts,
+                evidence=evidence,
+                key_suffix=setting.metric,
             )
             open_, run, run_start, calm = episode_of(det), 0, None, 0
         else:
@@ -136,8 +153,12 @@ def _run_series(
         out.append(det)
     values = np.concatenate([history, new])[-setting.window :]
     return BaselineSeries(
-        values=tuple(values.tolist()), last_ts=latest_ts(batch, series.last_ts),
-        run=run, run_start=run_start, calm=calm, open=open_,
+        values=tuple(values.tolist()),
+        last_ts=latest_ts(batch, series.last_ts),
+        run=run,
+        run_start=run_start,
+        calm=calm,
+        open=open_,
     ), out
 
 

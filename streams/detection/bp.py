@@ -113,9 +113,17 @@ def detect_bp_crisis(
         if high and first is None:
             first = m
             det = raise_detection(
-                patient_id, Rule.BP_CRISIS_UNCONFIRMED, Severity.LOW, at=m.ts, episode_start=m.ts,
-                evidence={"reason": "first reading >= threshold: re-measure", "thresholds": thresholds,
-                          "first": m.evidence(), "confirm_window_s": cfg.confirm_window_s},
+                patient_id,
+                Rule.BP_CRISIS_UNCONFIRMED,
+                Severity.LOW,
+                at=m.ts,
+                episode_start=m.ts,
+                evidence={
+                    "reason": "first reading >= threshold: re-measure",
+                    "thresholds": thresholds,
+                    "first": m.evidence(),
+                    "confirm_window_s": cfg.confirm_window_s,
+                },
             )
             out.append(det)
             unconfirmed = episode_of(det)
@@ -125,8 +133,12 @@ def detect_bp_crisis(
                 out.append(clear_detection(patient_id, unconfirmed, at=m.ts, evidence=evidence(m, reason)))
             if high:
                 det = raise_detection(
-                    patient_id, Rule.BP_CRISIS_CONFIRMED, cfg.confirmed_severity, at=m.ts,
-                    episode_start=first.ts, evidence=evidence(m, reason),
+                    patient_id,
+                    Rule.BP_CRISIS_CONFIRMED,
+                    cfg.confirmed_severity,
+                    at=m.ts,
+                    episode_start=first.ts,
+                    evidence=evidence(m, reason),
                 )
                 out.append(det)
                 confirmed = episode_of(det)

@@ -92,7 +92,11 @@ def detect_glucose(
             hypo_since = None
             if not hypo or (level is Rule.GLUCOSE_LOW_L2 and level.value not in hypo):
                 det = raise_detection(
-                    patient_id, level, _severity(level, cfg), at=r.ts, episode_start=r.ts,
+                    patient_id,
+                    level,
+                    _severity(level, cfg),
+                    at=r.ts,
+                    episode_start=r.ts,
                     evidence=evidence,
                 )
                 out.append(det)
@@ -107,7 +111,11 @@ def detect_glucose(
             hyper_since = None
             if hyper is None:
                 det = raise_detection(
-                    patient_id, level, _severity(level, cfg), at=r.ts, episode_start=r.ts,
+                    patient_id,
+                    level,
+                    _severity(level, cfg),
+                    at=r.ts,
+                    episode_start=r.ts,
                     evidence=evidence,
                 )
                 out.append(det)
@@ -119,7 +127,10 @@ def detect_glucose(
                 out.append(clear_detection(patient_id, hyper, at=r.ts, evidence=evidence))
                 hyper, hyper_since = None, None
     new_state = GlucoseState(
-        last_ts=latest_ts(batch, state.last_ts), hypo=hypo, hypo_recovering_since=hypo_since,
-        hyper=hyper, hyper_recovering_since=hyper_since,
+        last_ts=latest_ts(batch, state.last_ts),
+        hypo=hypo,
+        hypo_recovering_since=hypo_since,
+        hyper=hyper,
+        hyper_recovering_since=hyper_since,
     )
     return new_state, out

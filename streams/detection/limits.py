@@ -72,8 +72,13 @@ class _Machine:
 
     def snapshot(self, last_ts: datetime | None) -> LimitState:
         return LimitState(
-            last_ts=last_ts, open=self.open, start=self.start, last_beyond=self.last_beyond,
-            beyond_count=self.count, worst=self.worst, clear_start=self.clear_start,
+            last_ts=last_ts,
+            open=self.open,
+            start=self.start,
+            last_beyond=self.last_beyond,
+            beyond_count=self.count,
+            worst=self.worst,
+            clear_start=self.clear_start,
             clear_last=self.clear_last,
         )
 
@@ -117,7 +122,11 @@ class _Machine:
                 self.worst = self._worse(v)
                 if t - self.start >= self.sustained and self.count >= lim.repeat_count:
                     det = raise_detection(
-                        patient_id, lim.rule, lim.severity, at=t, episode_start=self.start,
+                        patient_id,
+                        lim.rule,
+                        lim.severity,
+                        at=t,
+                        episode_start=self.start,
                         evidence=self._evidence(r),
                     )
                     self.open = episode_of(det)
@@ -137,9 +146,7 @@ class _Machine:
         clear_start = self.clear_start
         if t - clear_start < self.clear_sustained:
             return None
-        det = clear_detection(
-            patient_id, self.open, at=t, evidence=self._evidence(r, cleared_from=iso(clear_start))
-        )
+        det = clear_detection(patient_id, self.open, at=t, evidence=self._evidence(r, cleared_from=iso(clear_start)))
         self.open = None
         self._reset()
         return det

@@ -101,9 +101,7 @@ def raise_detection(
     )
 
 
-def clear_detection(
-    patient_id: str, episode: Episode, *, at: datetime, evidence: dict[str, Any]
-) -> Detection:
+def clear_detection(patient_id: str, episode: Episode, *, at: datetime, evidence: dict[str, Any]) -> Detection:
     """The end of an episode; its id derives from the raise it clears."""
     return Detection(
         detection_id=detection_id(patient_id, episode.rule, DetectionKind.CLEAR, episode.detection_id),
@@ -131,9 +129,7 @@ def _utc_reading(r: Reading) -> Reading:
     return Reading(r.metric, r.value, as_utc(r.ts), r.dose_id)
 
 
-def new_readings(
-    readings: Iterable[Reading], metrics: str | frozenset[str], after: datetime | None
-) -> list[Reading]:
+def new_readings(readings: Iterable[Reading], metrics: str | frozenset[str], after: datetime | None) -> list[Reading]:
     """The readings of the given metric(s) newer than `after`, sorted by time.
 
     Stateful detectors keep the time of the last reading they processed; anything at or

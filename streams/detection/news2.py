@@ -27,7 +27,13 @@ Consciousness = Literal["A", "C", "V", "P", "U"]  # ACVPU; C = new confusion
 Scale = Literal[1, 2]
 
 PARAMETERS: Final = (
-    "resp_rate", "spo2", "air_or_oxygen", "bp_systolic", "heart_rate", "consciousness", "body_temp",
+    "resp_rate",
+    "spo2",
+    "air_or_oxygen",
+    "bp_systolic",
+    "heart_rate",
+    "consciousness",
+    "body_temp",
 )
 
 _ONE: Final = Decimal(1)

@@ -114,14 +114,16 @@ def detect_news2(
             open_ = None
         if score.rule is not None:
             det = raise_detection(
-                patient_id, score.rule, score.severity, at=at, episode_start=at,
+                patient_id,
+                score.rule,
+                score.severity,
+                at=at,
+                episode_start=at,
                 evidence=_evidence(score, used, reason),
             )
             out.append(det)
             open_ = episode_of(det)
         lower_since = None
     # Bounded: one entry per NEWS2 parameter.
-    new_state = News2State(
-        latest=latest, last_ts=latest_ts(batch, state.last_ts), open=open_, lower_since=lower_since
-    )
+    new_state = News2State(latest=latest, last_ts=latest_ts(batch, state.last_ts), open=open_, lower_since=lower_since)
     return new_state, out

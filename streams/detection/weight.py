@@ -10,7 +10,9 @@ rounded to 1 g before the comparison, so 81.4 - 80.0 counts as 1.4 kg despite bi
 The lowest weight of any window that ends "now" is found with a monotonic queue: a weight is
 dropped once a later, lighter-or-equal weight exists, because it can never again be the minimum
 of a window ending later. The queue covers at most 7 days plus slack and is capped in length.
-Each rule is an episode: it raises once, and clears at the first weighing back under its limit.
+Each rule is an episode: it raises once, and clears at the first weighing whose gain over the
+episode's reference weight (the minimum it was raised against) is back under the limit, i.e.
+when the retained fluid is gone, not merely when the last day was stable.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class WeightState(msgspec.Struct, frozen=True, kw_only=True):
     last_ts: datetime | None = None
     minima: tuple[WeightPoint, ...] = ()
     open: dict[str, Episode] = msgspec.field(default_factory=dict)
+    reference_kg: dict[str, float] = msgspec.field(default_factory=dict)  # per open episode
 
 
 def _window_min(minima: deque[WeightPoint], since: datetime) -> WeightPoint | None:
@@ -77,6 +80,7 @@ def detect_weight_gain(
     horizon = timedelta(days=7) + slack
     minima = deque(state.minima, maxlen=MAX_POINTS)
     open_ = dict(state.open)
+    reference = dict(state.reference_kg)
     out: list[Detection] = []
     for r in batch:
         while minima and minima[0].ts < r.ts - horizon:
@@ -94,18 +98,22 @@ def detect_weight_gain(
                 "window": {"start": iso(start), "end": iso(r.ts)},
             }
             episode = open_.get(rule.value)
-            if gain is not None and gain + _EPSILON >= limit:
-                if episode is None:
+            if episode is None:
+                if ref is not None and gain is not None and gain + _EPSILON >= limit:
                     det = raise_detection(
                         patient_id, rule, cfg.severity, at=r.ts, episode_start=r.ts, evidence=evidence
                     )
                     out.append(det)
                     open_[rule.value] = episode_of(det)
-            elif episode is not None:
+                    reference[rule.value] = ref.kg
+            elif round(r.value - reference[rule.value], 3) + _EPSILON < limit:
+                evidence["episode_reference_kg"] = reference.pop(rule.value)
                 out.append(clear_detection(patient_id, episode, at=r.ts, evidence=evidence))
                 del open_[rule.value]
         while minima and minima[-1].kg >= r.value:
             minima.pop()
         minima.append(WeightPoint(r.ts, r.value))
-    new_state = WeightState(last_ts=latest_ts(batch, state.last_ts), minima=tuple(minima), open=open_)
+    new_state = WeightState(
+        last_ts=latest_ts(batch, state.last_ts), minima=tuple(minima), open=open_, reference_kg=reference
+    )
     return new_state, out
