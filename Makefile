@@ -34,4 +34,4 @@ check: setup
 	@$(VENV)/bin/lint-imports
 
 bench: setup
-	@for b in bench/*.py; do $(VENV)/bin/python "$$b" || exit 1; done
+	@for b in bench/*.py; do PYTHONPATH=. $(VENV)/bin/python "$$b" || exit 1; done

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import uvicorn
 
 from api.app import create_app
@@ -10,8 +12,10 @@ from core.logging import configure_logging
 
 
 def main() -> None:
-    settings = ApiSettings()  # type: ignore[call-arg]  # required fields come from the environment
+    settings = ApiSettings()
     configure_logging(settings.log_level, json=settings.log_json)
+    # psycopg's pool logs every connection checkout at INFO: keep its warnings, drop the chatter.
+    logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

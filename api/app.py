@@ -6,17 +6,18 @@ the server starts the app and closes when it stops.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import endpoints as auth_endpoints
 from api.auth.ratelimit import LoginRateLimiter
 from api.health import endpoints as health_endpoints
 from api.observations import endpoints as observation_endpoints
 from api.problems import install_problem_handlers
+from api.security import PasswordWork, dummy_hash
 from api.settings import ApiSettings
 from core.db import create_pool
 from core.logging import get_logger
@@ -28,12 +29,13 @@ log = get_logger(__name__)
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """Build the API; settings come from the environment (RPM_*) unless given."""
-    settings = settings or ApiSettings()  # type: ignore[call-arg]  # required fields come from the environment
-    # psycopg's pool logs every checkout at INFO: keep its warnings, drop the chatter.
-    logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
+    settings = settings or ApiSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The dummy hash for unknown usernames costs one argon2 run: pay it now, off the loop,
+        # rather than on the first login.
+        await run_in_threadpool(dummy_hash)
         pool = create_pool(
             settings.database_url.get_secret_value(),
             min_size=settings.db_pool_min,
@@ -63,6 +65,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         max_per_ip=settings.login_max_failures_per_ip,
         window_seconds=settings.login_failure_window.total_seconds(),
     )
+    app.state.password_work = PasswordWork(settings.password_hash_concurrency)
     install_problem_handlers(app)
     app.include_router(health_endpoints.router)
     app.include_router(auth_endpoints.router, prefix=API_PREFIX)

@@ -11,6 +11,7 @@ from fastapi import Request
 
 from api.auth.ratelimit import LoginRateLimiter
 from api.db import Pool
+from api.security import PasswordWork
 from api.settings import ApiSettings
 
 
@@ -27,6 +28,11 @@ def get_pool(request: Request) -> Pool:
 def get_login_limiter(request: Request) -> LoginRateLimiter:
     limiter: LoginRateLimiter = request.app.state.login_limiter
     return limiter
+
+
+def get_password_work(request: Request) -> PasswordWork:
+    work: PasswordWork = request.app.state.password_work
+    return work
 
 
 def client_address(request: Request) -> str:

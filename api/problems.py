@@ -86,9 +86,7 @@ def problem_response(
     if request is not None:
         body["instance"] = request.url.path
     body.update(extensions or {})
-    return JSONResponse(
-        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_MEDIA_TYPE
-    )
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_MEDIA_TYPE)
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -171,7 +169,7 @@ async def _handle_database_down(request: Request, exc: Exception) -> JSONRespons
         request,
         503,
         "database_unavailable",
-        "the database is not reachable; try again shortly",
+        "the database is busy or not reachable; try again shortly",
         headers={"Retry-After": "5"},
     )
 

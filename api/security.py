@@ -7,6 +7,7 @@ the issuer and the clock.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any, Final
 import jwt
 from pwdlib import PasswordHash
 from pwdlib.exceptions import UnknownHashError
+from starlette.concurrency import run_in_threadpool
 
 ALGORITHM: Final = "HS256"
 _REQUIRED_CLAIMS: Final = ["iss", "aud", "sub", "role", "sid", "iat", "exp", "auth_time"]
@@ -39,6 +41,25 @@ def verify_password(plain: str, password_hash: str) -> bool:
 def needs_rehash(password_hash: str) -> bool:
     """True when the hash was made with weaker parameters than today's defaults."""
     return bool(_hasher.current_hasher.check_needs_rehash(password_hash))
+
+
+class PasswordWork:
+    """argon2 off the event loop, a bounded number at a time.
+
+    Each hash takes tens of milliseconds of CPU and 64 MiB of memory; without a bound a
+    burst of logins would take the thread pool's 40 threads and gigabytes of memory.
+    """
+
+    def __init__(self, concurrency: int) -> None:
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def verify(self, plain: str, password_hash: str) -> bool:
+        async with self._slots:
+            return await run_in_threadpool(verify_password, plain, password_hash)
+
+    async def hash(self, plain: str) -> str:
+        async with self._slots:
+            return await run_in_threadpool(hash_password, plain)
 
 
 @lru_cache(maxsize=1)
@@ -66,9 +87,7 @@ class AccessClaims:
     session_id: str
     issued_at: datetime
     expires_at: datetime
-    auth_time: (
-        datetime  # when the password was checked; the absolute session limit counts from here
-    )
+    auth_time: datetime  # when the password was checked; the absolute session limit counts from here
 
 
 def issue_token(

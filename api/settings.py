@@ -6,15 +6,28 @@ with what only the API needs: token signing, session limits and login rate limit
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
-from core.settings import DatabaseSettings, KafkaSettings, MqttSettings
+from core.settings import PLACEHOLDER_SECRETS, DatabaseSettings, KafkaSettings, MqttSettings
 
 # RFC 7518 §3.2: an HS256 key must be at least as long as the hash output (32 bytes);
 # PyJWT warns about shorter keys, and a warning is a bug here.
 MIN_JWT_SECRET_BYTES = 32
+
+
+def _seconds_or_duration(value: Any) -> Any:
+    # pydantic reads "PT15M" but not a bare "900" from the environment; accept both.
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
+        return float(value)
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_seconds_or_duration)]
 
 
 class ApiSettings(DatabaseSettings, KafkaSettings, MqttSettings):
@@ -24,30 +37,26 @@ class ApiSettings(DatabaseSettings, KafkaSettings, MqttSettings):
         description="HS256 signing key of the access tokens, at least 32 bytes "
         "(generate with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)",
     )
-    jwt_issuer: str = Field(
-        "rpm-api", description="`iss` and `aud` claim of the tokens this API issues and accepts"
-    )
+    jwt_issuer: str = Field("rpm-api", description="`iss` and `aud` claim of the tokens this API issues and accepts")
     api_host: str = Field("127.0.0.1", description="Interface uvicorn binds to")
     api_port: int = Field(18000, ge=1, le=65535, description="TCP port uvicorn listens on")
     forwarded_allow_ips: str = Field(
         "127.0.0.1",
-        description="Proxies whose X-Forwarded-For is trusted for the client address "
-        "(login rate limiting)",
+        description="Proxies whose X-Forwarded-For is trusted for the client address (login rate limiting)",
     )
-    access_token_ttl: timedelta = Field(
+    access_token_ttl: Duration = Field(
         timedelta(minutes=15),
         description="Lifetime of an access token (seconds or ISO 8601 duration)",
     )
-    session_idle_timeout: timedelta = Field(
+    session_idle_timeout: Duration = Field(
         timedelta(minutes=30),
-        description="A session ends when no token was refreshed for this long "
-        "(>= access_token_ttl)",
+        description="A session ends when no token was refreshed for this long (>= access_token_ttl)",
     )
-    session_absolute_timeout: timedelta = Field(
+    session_absolute_timeout: Duration = Field(
         timedelta(hours=12),
         description="A session ends this long after the password login, whatever the activity",
     )
-    login_failure_window: timedelta = Field(
+    login_failure_window: Duration = Field(
         timedelta(minutes=5), description="Sliding window over which failed logins are counted"
     )
     login_max_failures_per_username: int = Field(
@@ -60,6 +69,11 @@ class ApiSettings(DatabaseSettings, KafkaSettings, MqttSettings):
         ge=1,
         description="Failed logins from one client address within the window before it is "
         "refused (429); higher than per username because many users may share an address (NAT)",
+    )
+    password_hash_concurrency: int = Field(
+        4,
+        ge=1,
+        description="Password hashes computed at once (argon2: CPU and 64 MiB each); more logins wait their turn",
     )
     db_acquire_timeout: float = Field(
         5.0,
@@ -87,4 +101,14 @@ class ApiSettings(DatabaseSettings, KafkaSettings, MqttSettings):
             raise ValueError("session_idle_timeout must be at least access_token_ttl")
         if self.session_absolute_timeout < self.session_idle_timeout:
             raise ValueError("session_absolute_timeout must be at least session_idle_timeout")
+        return self
+
+    @model_validator(mode="after")
+    def _no_placeholder_database_password(self) -> ApiSettings:
+        # The shared check compares whole secrets; the database secret is a URL whose
+        # password part may still be the development placeholder.
+        if self.environment == "production":
+            password = urlsplit(self.database_url.get_secret_value()).password or ""
+            if password in PLACEHOLDER_SECRETS:
+                raise ValueError("placeholder database password is not allowed in production")
         return self

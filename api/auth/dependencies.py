@@ -22,11 +22,7 @@ bearer_token = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 def unauthorized(code: str, detail: str) -> Problem:
     """A 401 problem with the challenge RFC 6750 §3 asks for."""
-    challenge = (
-        'Bearer realm="rpm"'
-        if code == "not_authenticated"
-        else 'Bearer realm="rpm", error="invalid_token"'
-    )
+    challenge = 'Bearer realm="rpm"' if code == "not_authenticated" else 'Bearer realm="rpm", error="invalid_token"'
     return Problem(401, code, detail, headers={"WWW-Authenticate": challenge})
 
 
@@ -36,9 +32,7 @@ async def current_principal(
     settings: Annotated[ApiSettings, Depends(get_settings)],
 ) -> Principal:
     if not token:
-        raise unauthorized(
-            "not_authenticated", "an access token is required (Authorization: Bearer <token>)"
-        )
+        raise unauthorized("not_authenticated", "an access token is required (Authorization: Bearer <token>)")
     async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
         outcome = await service.authenticate(conn, settings=settings, token=token)
     if isinstance(outcome, service.Refused):

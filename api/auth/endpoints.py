@@ -12,8 +12,16 @@ from api.auth.dependencies import CurrentPrincipal, bearer_token, unauthorized
 from api.auth.ratelimit import LoginRateLimiter
 from api.auth.schemas import TokenRead, UserRead
 from api.db import Pool
-from api.dependencies import client_address, get_login_limiter, get_pool, get_settings, utc_now
+from api.dependencies import (
+    client_address,
+    get_login_limiter,
+    get_password_work,
+    get_pool,
+    get_settings,
+    utc_now,
+)
 from api.problems import Problem, problem_responses
+from api.security import PasswordWork
 from api.settings import ApiSettings
 
 router = APIRouter(tags=["auth"])
@@ -26,9 +34,7 @@ def _answer(outcome: TokenRead | service.Refused, response: Response) -> TokenRe
     if isinstance(outcome, service.Refused):
         if outcome.status == 401:
             raise unauthorized(outcome.code, outcome.detail)
-        headers = (
-            {"Retry-After": str(outcome.retry_after)} if outcome.retry_after is not None else None
-        )
+        headers = {"Retry-After": str(outcome.retry_after)} if outcome.retry_after is not None else None
         raise Problem(outcome.status, outcome.code, outcome.detail, headers=headers)
     response.headers.update(_NO_STORE)
     return outcome
@@ -47,18 +53,19 @@ async def create_token(
     pool: Annotated[Pool, Depends(get_pool)],
     settings: Annotated[ApiSettings, Depends(get_settings)],
     limiter: Annotated[LoginRateLimiter, Depends(get_login_limiter)],
+    passwords: Annotated[PasswordWork, Depends(get_password_work)],
 ) -> TokenRead:
-    async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
-        outcome = await service.login(
-            conn,
-            settings=settings,
-            limiter=limiter,
-            username=form.username,
-            password=form.password,
-            client_ip=client_address(request),
-            now=utc_now(),
-        )
-    # The block above has committed the audit event; only now may a refusal be raised.
+    outcome = await service.login(
+        lambda: pool.connection(timeout=settings.db_acquire_timeout),
+        settings=settings,
+        limiter=limiter,
+        passwords=passwords,
+        username=form.username,
+        password=form.password,
+        client_ip=client_address(request),
+        now=utc_now(),
+    )
+    # The audit event is committed by now; only now may a refusal be raised.
     return _answer(outcome, response)
 
 
@@ -75,17 +82,13 @@ async def refresh_token(
     settings: Annotated[ApiSettings, Depends(get_settings)],
 ) -> TokenRead:
     if not token:
-        raise unauthorized(
-            "not_authenticated", "an access token is required (Authorization: Bearer <token>)"
-        )
+        raise unauthorized("not_authenticated", "an access token is required (Authorization: Bearer <token>)")
     async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
         outcome = await service.refresh(conn, settings=settings, token=token, now=utc_now())
     return _answer(outcome, response)
 
 
-@router.get(
-    "/me", response_model=UserRead, summary="The current user", responses=problem_responses(401)
-)
+@router.get("/me", response_model=UserRead, summary="The current user", responses=problem_responses(401))
 async def read_me(principal: CurrentPrincipal) -> UserRead:
     return UserRead.model_validate(
         {

@@ -25,6 +25,4 @@ async def get_user_by_id(conn: Conn, user_id: uuid.UUID) -> User | None:
 
 
 async def update_password_hash(conn: Conn, user_id: uuid.UUID, password_hash: str) -> None:
-    await conn.execute(
-        "UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user_id)
-    )
+    await conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user_id))

@@ -43,9 +43,7 @@ class TokenRead(BaseModel):
     """Answer of the token endpoints (RFC 6749 §5.1)."""
 
     access_token: str = Field(description="JWT to send as `Authorization: Bearer <token>`")
-    token_type: Annotated[Literal["bearer"], Field(description="Always `bearer`")] = (
-        "bearer"  # noqa: S105 - the OAuth2 token type, not a password
-    )
+    token_type: Annotated[Literal["bearer"], Field(description="Always `bearer`")] = "bearer"  # noqa: S105 - the OAuth2 token type, not a password
     expires_in: int = Field(description="Seconds until the access token expires")
 
 
@@ -56,6 +54,4 @@ class UserRead(BaseModel):
     username: str = Field(description="Login name")
     display_name: str = Field(description="Name shown to people")
     role: Role = Field(description="patient, clinician, admin or ops")
-    patient_id: str | None = Field(
-        description="The patient this user is, for patient users; null otherwise"
-    )
+    patient_id: str | None = Field(description="The patient this user is, for patient users; null otherwise")

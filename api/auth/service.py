@@ -1,16 +1,18 @@
 """Rules of authentication: who may log in, how long a session lasts, who a token names.
 
-Functions take the request's connection (the endpoint owns the transaction) and return an
-outcome instead of raising, so that the audit event of a refused login is committed before
-the endpoint answers with the problem.
+Functions return an outcome instead of raising, so that the audit event of a refused login
+is committed before the endpoint answers with the problem. `refresh` and `authenticate` run
+in the request's connection; `login` is handed a transaction factory instead, because it
+must not hold a database connection while argon2 runs (a burst of logins would otherwise
+take the whole pool, and every other request would wait for it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-
-from starlette.concurrency import run_in_threadpool
 
 from api.audit import repository as audit_repository
 from api.audit.schemas import AuditEvent
@@ -20,14 +22,13 @@ from api.auth.schemas import Principal, TokenRead, User
 from api.db import Conn
 from api.security import (
     AccessClaims,
+    PasswordWork,
     TokenError,
     decode_token,
     dummy_hash,
-    hash_password,
     issue_token,
     needs_rehash,
     new_session_id,
-    verify_password,
 )
 from api.settings import ApiSettings
 
@@ -37,6 +38,8 @@ LOGIN_RESOURCE = "auth/token"
 # make us store.
 MAX_AUDITED_USERNAME = 128
 _SCOPE_WORDS = {"username": "username", "ip": "client address"}
+
+Transaction = Callable[[], AbstractAsyncContextManager[Conn]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +52,7 @@ class Refused:
     retry_after: int | None = None
 
 
-def _login_event(
-    username: str, client_ip: str, *, reason: str | None, user: User | None
-) -> AuditEvent:
+def _login_event(username: str, client_ip: str, *, reason: str | None, user: User | None) -> AuditEvent:
     """The audit event of a login attempt; `reason` is None for a successful login."""
     detail: dict[str, object] = {
         "username": username[:MAX_AUDITED_USERNAME],
@@ -70,10 +71,11 @@ def _login_event(
 
 
 async def login(
-    conn: Conn,
+    transaction: Transaction,
     *,
     settings: ApiSettings,
     limiter: LoginRateLimiter,
+    passwords: PasswordWork,
     username: str,
     password: str,
     client_ip: str,
@@ -82,51 +84,37 @@ async def login(
     """Check the password and open a session; every attempt is audited."""
     refusal = limiter.check(username, client_ip)
     if refusal is not None:
-        await audit_repository.record(
-            conn,
-            _login_event(username, client_ip, reason=f"rate_limited_{refusal.scope}", user=None),
-        )
+        async with transaction() as conn:
+            await audit_repository.record(
+                conn, _login_event(username, client_ip, reason=f"rate_limited_{refusal.scope}", user=None)
+            )
         return Refused(
             429,
             "too_many_login_attempts",
-            f"too many failed logins for this {_SCOPE_WORDS[refusal.scope]}; "
-            f"try again in {refusal.retry_after} s",
+            f"too many failed logins for this {_SCOPE_WORDS[refusal.scope]}; try again in {refusal.retry_after} s",
             retry_after=refusal.retry_after,
         )
 
-    user = await repository.get_user_by_username(conn, username)
-    # argon2 takes tens of milliseconds of CPU: off the event loop. An unknown user is
-    # checked against a dummy hash so that it takes as long as a wrong password.
-    password_ok = await run_in_threadpool(
-        verify_password, password, user.password_hash if user else dummy_hash()
-    )
+    async with transaction() as conn:
+        user = await repository.get_user_by_username(conn, username)
+    # An unknown user is checked against a dummy hash so that it takes as long as a wrong
+    # password: response times must not tell which usernames exist.
+    password_ok = await passwords.verify(password, user.password_hash if user else dummy_hash())
     if user is None or not password_ok:
         limiter.record_failure(username, client_ip)
-        await audit_repository.record(
-            conn,
-            _login_event(
-                username,
-                client_ip,
-                reason="unknown_user" if user is None else "wrong_password",
-                user=user,
-            ),
-        )
+        reason = "unknown_user" if user is None else "wrong_password"
+        async with transaction() as conn:
+            await audit_repository.record(conn, _login_event(username, client_ip, reason=reason, user=user))
         return Refused(401, "invalid_credentials", "username or password is wrong")
     if user.disabled:
         limiter.record_failure(username, client_ip)
-        await audit_repository.record(
-            conn, _login_event(username, client_ip, reason="account_disabled", user=user)
-        )
-        return Refused(
-            403, "account_disabled", "this account is disabled; contact your administrator"
-        )
+        async with transaction() as conn:
+            await audit_repository.record(conn, _login_event(username, client_ip, reason="account_disabled", user=user))
+        return Refused(403, "account_disabled", "this account is disabled; contact your administrator")
 
     limiter.record_success(username)
-    if needs_rehash(user.password_hash):
-        # Upgrade hashes made with older parameters while we hold the plain password.
-        await repository.update_password_hash(
-            conn, user.id, await run_in_threadpool(hash_password, password)
-        )
+    # Upgrade a hash made with older parameters while we hold the plain password.
+    new_hash = await passwords.hash(password) if needs_rehash(user.password_hash) else None
     session_id = new_session_id()
     token, claims = issue_token(
         key=settings.jwt_secret.get_secret_value(),
@@ -141,13 +129,14 @@ async def login(
     )
     event = _login_event(username, client_ip, reason=None, user=user)
     event.detail["session_id"] = session_id
-    await audit_repository.record(conn, event)
+    async with transaction() as conn:
+        if new_hash is not None:
+            await repository.update_password_hash(conn, user.id, new_hash)
+        await audit_repository.record(conn, event)
     return TokenRead(access_token=token, expires_in=_seconds_left(claims, now))
 
 
-async def refresh(
-    conn: Conn, *, settings: ApiSettings, token: str, now: datetime
-) -> TokenRead | Refused:
+async def refresh(conn: Conn, *, settings: ApiSettings, token: str, now: datetime) -> TokenRead | Refused:
     """A new access token for the same session, within the idle and absolute limits.
 
     The presented token may have expired, but only by less than the idle limit: a client
@@ -165,9 +154,7 @@ async def refresh(
     if now - claims.issued_at > settings.session_idle_timeout:
         return Refused(401, "session_expired", "the session was idle for too long; log in again")
     if now - claims.auth_time >= settings.session_absolute_timeout:
-        return Refused(
-            401, "session_expired", "the session reached its maximum length; log in again"
-        )
+        return Refused(401, "session_expired", "the session reached its maximum length; log in again")
     user = await repository.get_user_by_id(conn, claims.user_id)
     if user is None or user.disabled or user.role != claims.role:
         return Refused(401, "invalid_token", "the session is no longer valid; log in again")
@@ -192,9 +179,7 @@ async def authenticate(conn: Conn, *, settings: ApiSettings, token: str) -> Prin
     takes effect at once rather than when the token expires.
     """
     try:
-        claims = decode_token(
-            token, key=settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer
-        )
+        claims = decode_token(token, key=settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer)
     except TokenError as exc:
         return Refused(401, exc.code, exc.detail)
     user = await repository.get_user_by_id(conn, claims.user_id)

@@ -52,10 +52,10 @@ async def _timed(check: Callable[[], Awaitable[str]], wait_s: float) -> CheckRes
     except TimeoutError:
         detail, ok = f"no answer within {wait_s:g} s", False
     except Exception as exc:  # any failure of a dependency is a finding, not a crash of the probe
-        detail, ok = f"{type(exc).__name__}: {exc}".strip().removesuffix(":"), False
-    return CheckResult(
-        ok=ok, detail=detail, duration_ms=round((time.perf_counter() - started) * 1000, 1)
-    )
+        text = str(exc)
+        name = type(exc).__name__
+        detail, ok = (text if text.startswith(name) else f"{name}: {text}".removesuffix(": ")), False
+    return CheckResult(ok=ok, detail=detail, duration_ms=round((time.perf_counter() - started) * 1000, 1))
 
 
 async def run_checks(pool: Pool, settings: ApiSettings) -> dict[str, CheckResult]:

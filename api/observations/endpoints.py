@@ -37,7 +37,5 @@ async def list_observations(
     # Raised after the block so the audit event of the denied read is committed; 404 and
     # not 403 so that a caller cannot learn which patient ids exist.
     if page is None:
-        raise Problem(
-            404, "patient_not_found", f"no patient {patient_id!r} among the patients you can see"
-        )
+        raise Problem(404, "patient_not_found", f"no patient {patient_id!r} among the patients you can see")
     return page

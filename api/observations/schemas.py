@@ -24,9 +24,7 @@ MAX_SPAN: Final = timedelta(days=31)
 DEFAULT_LIMIT: Final = 1000
 MAX_LIMIT: Final = 10_000
 
-_RFC3339: Final = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 # In a query string an unencoded "+" arrives as a space; accept "...T08:00:00 01:00"
 # as the "+01:00" the client meant rather than failing a request that is unambiguous.
 _SPACE_OFFSET: Final = re.compile(r"(T\d{2}:\d{2}:\d{2}(?:\.\d+)?) (\d{2}:\d{2})$", re.IGNORECASE)
@@ -48,9 +46,7 @@ def _parse_rfc3339(value: Any) -> Any:
     try:
         return datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError as exc:
-        raise PydanticCustomError(
-            "rfc3339", "is not a valid date-time: {error}", {"error": str(exc)}
-        ) from exc
+        raise PydanticCustomError("rfc3339", "is not a valid date-time: {error}", {"error": str(exc)}) from exc
 
 
 Rfc3339 = Annotated[datetime | None, BeforeValidator(_parse_rfc3339)]
@@ -64,13 +60,9 @@ class ObservationQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metric: str = Field(description=f"One of: {', '.join(METRIC_NAMES)}")
-    start: Rfc3339 = Field(
-        None, description="Inclusive start, RFC 3339 with offset (default: end - 24 h)"
-    )
+    start: Rfc3339 = Field(None, description="Inclusive start, RFC 3339 with offset (default: end - 24 h)")
     end: Rfc3339 = Field(None, description="Exclusive end, RFC 3339 with offset (default: now)")
-    limit: int = Field(
-        DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"At most this many items (max {MAX_LIMIT})"
-    )
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"At most this many items (max {MAX_LIMIT})")
 
     @field_validator("metric")
     @classmethod
@@ -78,7 +70,7 @@ class ObservationQuery(BaseModel):
         if value not in CATALOGUE:
             raise PydanticCustomError(
                 "unknown_metric",
-                "unknown metric {metric!r}; expected one of {expected}",
+                "unknown metric '{metric}'; expected one of {expected}",
                 {"metric": value[:64], "expected": ", ".join(METRIC_NAMES)},
             )
         return value
@@ -90,9 +82,7 @@ class ObservationQuery(BaseModel):
         if start >= end:
             raise PydanticCustomError("time_range", "start must be before end")
         if end - start > MAX_SPAN:
-            raise PydanticCustomError(
-                "time_range", "the range may span at most {days} days", {"days": MAX_SPAN.days}
-            )
+            raise PydanticCustomError("time_range", "the range may span at most {days} days", {"days": MAX_SPAN.days})
         self.start, self.end = start, end
         return self
 

@@ -46,9 +46,7 @@ async def read_observations(
         )
         return None
     # One row more than asked tells whether the range holds more than the page.
-    rows = await repository.list_observations(
-        conn, patient_id, query.metric, start, end, query.limit + 1
-    )
+    rows = await repository.list_observations(conn, patient_id, query.metric, start, end, query.limit + 1)
     items, truncated = rows[: query.limit], len(rows) > query.limit
     await audit_repository.record(
         conn,

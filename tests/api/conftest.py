@@ -12,7 +12,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,11 +21,11 @@ import pytest
 from fastapi import FastAPI
 
 from api.app import create_app
-from api.security import hash_password
+from api.security import hash_password, issue_token
 from api.settings import ApiSettings
 from infra.stack import Stack
+from tests.api.support import PASSWORD
 
-PASSWORD = "correct horse battery staple"
 JWT_SECRET = secrets.token_urlsafe(32)
 
 
@@ -78,9 +78,11 @@ def anyio_backend() -> str:
 async def running(app: FastAPI, address: tuple[str, int] = CLIENT_ADDRESS) -> AsyncIterator[httpx.AsyncClient]:
     """The app in-process with its lifespan run (pool opened), and an HTTP client for it."""
     transport = httpx.ASGITransport(app=app, client=address)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as http,
+    ):
+        yield http
 
 
 @pytest.fixture
@@ -166,7 +168,7 @@ def add_observations(db: psycopg.Connection) -> Callable[..., None]:
 
 @pytest.fixture
 def login(client: httpx.AsyncClient) -> Callable[[TestUser], Awaitable[dict[str, str]]]:
-    """Log a user in; returns the Authorization header to send."""
+    """Log a user in with their password; returns the Authorization header to send."""
 
     async def do(user: TestUser) -> dict[str, str]:
         response = await client.post("/api/v1/auth/token", data={"username": user.username, "password": PASSWORD})
@@ -174,6 +176,32 @@ def login(client: httpx.AsyncClient) -> Callable[[TestUser], Awaitable[dict[str,
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
     return do
+
+
+@pytest.fixture
+def auth_headers(settings: ApiSettings) -> Callable[[TestUser], dict[str, str]]:
+    """The Authorization header of a fresh session for a user, signed like a login would.
+
+    Skips argon2 (about 0.1 s per login) in tests about something else than logging in;
+    the password flow itself is tested in test_api_auth.
+    """
+
+    def make(user: TestUser) -> dict[str, str]:
+        now = datetime.now(UTC)
+        token, _ = issue_token(
+            key=settings.jwt_secret.get_secret_value(),
+            issuer=settings.jwt_issuer,
+            user_id=user.id,
+            role=user.role,
+            session_id=uuid.uuid4().hex,
+            auth_time=now,
+            now=now,
+            ttl=settings.access_token_ttl,
+            absolute_limit=settings.session_absolute_timeout,
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+    return make
 
 
 @pytest.fixture
@@ -190,21 +218,3 @@ def audit_rows(db: psycopg.Connection) -> Callable[..., list[dict[str, Any]]]:
             return cur.fetchall()
 
     return rows
-
-
-def _assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["type"].endswith(code)
-    assert body["title"]
-    assert body["detail"]
-    return body
-
-
-@pytest.fixture
-def assert_problem() -> Callable[[Any, int, str], dict[str, Any]]:
-    """Assert an RFC 9457 problem answer (status, media type, members, code); returns its body."""
-    return _assert_problem

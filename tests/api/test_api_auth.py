@@ -13,23 +13,14 @@ import jwt
 import psycopg
 import pytest
 
+from api.app import create_app
 from api.security import issue_token
 from api.settings import ApiSettings
+from tests.api.support import PASSWORD, assert_problem
 
-pytestmark = [
-    pytest.mark.anyio,
-    # Starting the session `stack` fixture drops running Popen objects (infra/stack.py) and
-    # yoyo's migration connection (core/db.py) without closing them; their ResourceWarnings
-    # land on whichever test starts the stack first. Outside our folder: reported to the
-    # lead, remove these two filters once fixed there. Both are narrow: sync psycopg
-    # connections and subprocesses, neither of which the API code uses.
-    pytest.mark.filterwarnings(r"ignore:subprocess \d+ is still running:ResourceWarning"),
-    pytest.mark.filterwarnings(r"ignore:<psycopg.Connection object at .*> was deleted:ResourceWarning"),
-]
+pytestmark = pytest.mark.anyio
 
-PASSWORD = "correct horse battery staple"
 TOKEN_URL = "/api/v1/auth/token"
-Problem = Callable[..., dict[str, Any]]
 
 
 async def post_login(client: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
@@ -100,7 +91,9 @@ async def test_me_describes_the_logged_in_patient(
 
 
 async def test_wrong_password_is_refused_and_audited(
-    client: httpx.AsyncClient, make_user: Any, audit_rows: Any, assert_problem: Problem
+    client: httpx.AsyncClient,
+    make_user: Any,
+    audit_rows: Any,
 ) -> None:
     user = make_user("clinician")
     response = await post_login(client, user.username, "not the password")
@@ -113,7 +106,8 @@ async def test_wrong_password_is_refused_and_audited(
 
 
 async def test_unknown_user_gets_the_same_answer_as_a_wrong_password(
-    client: httpx.AsyncClient, db: psycopg.Connection, assert_problem: Problem
+    client: httpx.AsyncClient,
+    db: psycopg.Connection,
 ) -> None:
     username = f"nobody-{uuid.uuid4().hex[:8]}"
     response = await post_login(client, username, PASSWORD)
@@ -127,7 +121,9 @@ async def test_unknown_user_gets_the_same_answer_as_a_wrong_password(
 
 
 async def test_disabled_user_is_refused_even_with_the_right_password(
-    client: httpx.AsyncClient, make_user: Any, audit_rows: Any, assert_problem: Problem
+    client: httpx.AsyncClient,
+    make_user: Any,
+    audit_rows: Any,
 ) -> None:
     user = make_user("clinician", disabled=True)
     assert_problem(await post_login(client, user.username, PASSWORD), 403, "account_disabled")
@@ -136,7 +132,10 @@ async def test_disabled_user_is_refused_even_with_the_right_password(
 
 
 async def test_disabling_a_user_ends_their_sessions_at_once(
-    client: httpx.AsyncClient, db: psycopg.Connection, make_user: Any, login: Any, assert_problem: Problem
+    client: httpx.AsyncClient,
+    db: psycopg.Connection,
+    make_user: Any,
+    login: Any,
 ) -> None:
     user = make_user("clinician")
     headers = await login(user)
@@ -146,7 +145,10 @@ async def test_disabling_a_user_ends_their_sessions_at_once(
 
 
 async def test_five_failures_lock_the_username_with_retry_after(
-    client: httpx.AsyncClient, make_user: Any, audit_rows: Any, login: Any, assert_problem: Problem
+    client: httpx.AsyncClient,
+    make_user: Any,
+    audit_rows: Any,
+    login: Any,
 ) -> None:
     user, bystander = make_user("clinician"), make_user("clinician")
     for _ in range(5):
@@ -172,10 +174,10 @@ async def test_five_failures_lock_the_username_with_retry_after(
 
 
 async def test_many_failures_from_one_address_lock_that_address(
-    settings_for: Callable[..., ApiSettings], serve: Any, make_user: Any, assert_problem: Problem
+    settings_for: Callable[..., ApiSettings],
+    serve: Any,
+    make_user: Any,
 ) -> None:
-    from api.app import create_app
-
     app = create_app(settings_for(login_max_failures_per_ip=3))
     users = [make_user("clinician") for _ in range(4)]
     async with serve(app, ("198.51.100.7", 40000)) as client:
@@ -195,7 +197,9 @@ async def test_many_failures_from_one_address_lock_that_address(
     ],
 )
 async def test_token_is_required(
-    client: httpx.AsyncClient, headers: dict[str, str], code: str, assert_problem: Problem
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    code: str,
 ) -> None:
     for path in ("/api/v1/me", "/api/v1/patients/anyone/observations?metric=heart_rate"):
         response = await client.get(path, headers=headers)
@@ -204,7 +208,9 @@ async def test_token_is_required(
 
 
 async def test_expired_and_forged_tokens_are_refused(
-    client: httpx.AsyncClient, settings: ApiSettings, make_user: Any, assert_problem: Problem
+    client: httpx.AsyncClient,
+    settings: ApiSettings,
+    make_user: Any,
 ) -> None:
     user = make_user("clinician")
     past = datetime.now(UTC) - timedelta(minutes=20)
@@ -212,9 +218,16 @@ async def test_expired_and_forged_tokens_are_refused(
     assert_problem(await client.get("/api/v1/me", headers=bearer(expired)), 401, "token_expired")
 
     forged = jwt.encode(
-        {"sub": str(user.id), "role": "admin", "iss": "rpm-api", "aud": "rpm-api", "sid": "x",
-         "iat": int(datetime.now(UTC).timestamp()), "exp": int(datetime.now(UTC).timestamp()) + 600,
-         "auth_time": int(datetime.now(UTC).timestamp())},
+        {
+            "sub": str(user.id),
+            "role": "admin",
+            "iss": "rpm-api",
+            "aud": "rpm-api",
+            "sid": "x",
+            "iat": int(datetime.now(UTC).timestamp()),
+            "exp": int(datetime.now(UTC).timestamp()) + 600,
+            "auth_time": int(datetime.now(UTC).timestamp()),
+        },
         "another key that is long enough for HS256!!",
         algorithm="HS256",
     )
@@ -227,13 +240,17 @@ async def test_expired_and_forged_tokens_are_refused(
 
 
 async def test_refresh_keeps_the_session_within_its_limits(
-    client: httpx.AsyncClient, settings: ApiSettings, make_user: Any, assert_problem: Problem
+    client: httpx.AsyncClient,
+    settings: ApiSettings,
+    make_user: Any,
 ) -> None:
     user = make_user("clinician")
     now = datetime.now(UTC)
 
     # Expired 5 minutes ago, issued 20 minutes ago: within the 30 min idle limit.
-    recent = craft_token(settings, user.id, "clinician", now=now - timedelta(minutes=20), auth_time=now - timedelta(hours=1))
+    recent = craft_token(
+        settings, user.id, "clinician", now=now - timedelta(minutes=20), auth_time=now - timedelta(hours=1)
+    )
     response = await client.post("/api/v1/auth/refresh", headers=bearer(recent))
     assert response.status_code == 200, response.text
     fresh = response.json()["access_token"]
@@ -242,7 +259,9 @@ async def test_refresh_keeps_the_session_within_its_limits(
     assert claims["auth_time"] == int((now - timedelta(hours=1)).timestamp())
     assert (await client.get("/api/v1/me", headers=bearer(fresh))).status_code == 200
 
-    idle = craft_token(settings, user.id, "clinician", now=now - timedelta(minutes=31), auth_time=now - timedelta(hours=1))
+    idle = craft_token(
+        settings, user.id, "clinician", now=now - timedelta(minutes=31), auth_time=now - timedelta(hours=1)
+    )
     body = assert_problem(await client.post("/api/v1/auth/refresh", headers=bearer(idle)), 401, "session_expired")
     assert "idle" in body["detail"]
 
@@ -260,7 +279,7 @@ async def test_refresh_keeps_the_session_within_its_limits(
 
 
 async def test_login_form_errors_are_problems_that_do_not_echo_the_password(
-    client: httpx.AsyncClient, assert_problem: Problem
+    client: httpx.AsyncClient,
 ) -> None:
     response = await client.post(TOKEN_URL, data={"password": "hunter2-secret"})
     body = assert_problem(response, 422, "validation_error")

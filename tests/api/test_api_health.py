@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -11,25 +10,9 @@ import pytest
 
 from api.app import create_app
 from api.settings import ApiSettings
+from tests.api.support import assert_problem, closed_port
 
-pytestmark = [
-    pytest.mark.anyio,
-    # Starting the session `stack` fixture drops running Popen objects (infra/stack.py) and
-    # yoyo's migration connection (core/db.py) without closing them; their ResourceWarnings
-    # land on whichever test starts the stack first. Outside our folder: reported to the
-    # lead, remove these two filters once fixed there. Both are narrow: sync psycopg
-    # connections and subprocesses, neither of which the API code uses.
-    pytest.mark.filterwarnings(r"ignore:subprocess \d+ is still running:ResourceWarning"),
-    pytest.mark.filterwarnings(r"ignore:<psycopg.Connection object at .*> was deleted:ResourceWarning"),
-]
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+pytestmark = pytest.mark.anyio
 
 
 async def test_healthz_answers_ok(client: httpx.AsyncClient) -> None:
@@ -48,9 +31,7 @@ async def test_readyz_reports_every_dependency_when_all_are_up(client: httpx.Asy
     assert "broker" in body["checks"]["kafka"]["detail"]
 
 
-async def test_readyz_names_kafka_when_its_port_is_closed(
-    settings_for: Callable[..., ApiSettings], serve: Any, assert_problem: Callable[..., dict[str, Any]]
-) -> None:
+async def test_readyz_names_kafka_when_its_port_is_closed(settings_for: Callable[..., ApiSettings], serve: Any) -> None:
     settings = settings_for(kafka_bootstrap=f"127.0.0.1:{closed_port()}")
     async with serve(create_app(settings)) as client:
         response = await client.get("/readyz")
@@ -63,7 +44,7 @@ async def test_readyz_names_kafka_when_its_port_is_closed(
 
 
 async def test_readyz_names_mqtt_and_database_when_both_are_unreachable(
-    settings_for: Callable[..., ApiSettings], serve: Any, assert_problem: Callable[..., dict[str, Any]]
+    settings_for: Callable[..., ApiSettings], serve: Any
 ) -> None:
     settings = settings_for(
         mqtt_port=closed_port(),

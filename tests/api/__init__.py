@@ -1,0 +1,1 @@
+"""Tests of the API process (tests mirror the source tree)."""
