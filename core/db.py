@@ -6,6 +6,8 @@ Nothing connects at import time; pools are created closed and opened by the owne
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Final
 
@@ -27,7 +29,8 @@ def apply_migrations(url: str) -> list[str]:
     backend = get_backend(yoyo_url)
     try:
         migrations = read_migrations(str(MIGRATIONS_DIR))
-        with backend.lock():
+        # yoyo prints the result of SELECT statements in migrations; keep stdout ours.
+        with backend.lock(), contextlib.redirect_stdout(io.StringIO()):
             pending = backend.to_apply(migrations)
             backend.apply_migrations(pending)
     finally:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
+
+from core.rules import Rule, Severity
 
 SCHEMA_VERSION: Final = 1
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
@@ -110,6 +112,32 @@ class DeviceEvent(msgspec.Struct):
     got_seq: int | None = None
 
 
+class DetectionRecord(msgspec.Struct, kw_only=True):
+    """A detector finding on `rpm.detections.v1`; key = patient_id.
+
+    `detection_id` is deterministic (UUID v5 of patient, rule, kind and episode), so a record
+    produced twice (at-least-once delivery, a replay after a worker crash) is the same
+    detection: consumers drop ids they have seen. `kind="clear"` ends the episode whose raise
+    is named by `clears`. `detected_at` is the time of the triggering reading (timer-based
+    rules: when the threshold was crossed); `received_at` is when the platform received the
+    newest reading of the batch that produced it (None for timer-based rules) and
+    `produced_at` when the worker published it, so consumers can measure pipeline latency.
+    """
+
+    detection_id: str
+    patient_id: str
+    rule: Rule
+    severity: Severity
+    kind: Literal["raise", "clear"]
+    detected_at: AwareDatetime
+    episode_start: AwareDatetime
+    evidence: dict[str, Any]
+    clears: str | None = None
+    received_at: AwareDatetime | None = None
+    produced_at: AwareDatetime | None = None
+    schema: int = 1
+
+
 # --- Kafka topics ----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class KafkaTopic:
@@ -131,3 +159,4 @@ payload_decoder: Final = msgspec.json.Decoder(DevicePayload)
 batch_decoder: Final = msgspec.json.Decoder(ReadingBatch)
 rejected_decoder: Final = msgspec.json.Decoder(RejectedMessage)
 device_event_decoder: Final = msgspec.json.Decoder(DeviceEvent)
+detection_decoder: Final = msgspec.json.Decoder(DetectionRecord)

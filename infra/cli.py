@@ -23,7 +23,7 @@ stack_app = typer.Typer(help="The local stack (state in .rpm/)", no_args_is_help
 devices_app = typer.Typer(help="Device provisioning", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(devices_app, name="devices")
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def _stack() -> Stack:

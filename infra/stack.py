@@ -492,7 +492,10 @@ class Stack:
     def start_simulator(self, credentials: Path, *args: str) -> None:
         if self.pid("simulator"):
             return
-        proc = self._python("simulator", "devices.simulator", "run", "--credentials", str(credentials), *args)
+        proc = self._python(
+            "simulator", "devices.simulator", "run", "--credentials", str(credentials),
+            "--queue-dir", str(self.state / "simulator-queue"), *args,
+        )
         time.sleep(1.0)
         if proc.poll() is not None:
             raise StackError("simulator", f"exited with code {proc.returncode}", tail(self.logs / "simulator.log"))
