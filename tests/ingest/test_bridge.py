@@ -87,17 +87,24 @@ def test_each_reject_reason_reaches_the_dead_letter_topic(platform: Stack, db: p
 
 
 def test_oversize_payload_is_refused_by_the_broker(platform: Stack, db: psycopg.Connection) -> None:
-    creds = provision(platform, create_patient(db))
+    patient = create_patient(db)
+    creds = provision(platform, patient)
     device = Device(platform, creds.username, creds.password)
+    disconnects: list[Any] = []
+    device.client.on_disconnect = lambda _c, _u, _f, rc, _p: disconnects.append(rc)
     device.connect()
     ts = datetime.now(UTC) - timedelta(minutes=1)
     big = payload(creds.device_id, 1, [reading("heart_rate", 72, "/min", ts)], note="x" * 70_000)
     info = device.client.publish(telemetry_topic(creds.device_id), big, qos=1)
-    # The broker drops the connection (or answers with an error code); never a success PUBACK.
-    time.sleep(2)
-    rc = device.acks.get(info.mid)
-    assert rc is None or rc.value >= 0x80
-    device.close()
+    # The broker refuses the packet: the device is disconnected with an MQTT 5 error reason
+    # and never gets a success PUBACK for it.
+    assert wait_for(lambda: disconnects, timeout=10)
+    assert all(rc.value >= 0x80 for rc in disconnects)
+    assert info.mid not in device.acks or device.acks[info.mid].value >= 0x80
+    device.client.loop_stop()
+    device.client.disconnect()
+    time.sleep(1)
+    assert count_rows(db, patient) == 0
 
 
 def test_no_consent_readings_are_rejected_and_counted(platform: Stack, db: psycopg.Connection) -> None:
