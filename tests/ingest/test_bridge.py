@@ -168,3 +168,88 @@ def test_kill_9_of_the_bridge_loses_nothing(platform: Stack, db: psycopg.Connect
     time.sleep(2)
     assert count_rows(db, patient) == total
     device.close()
+
+
+def device_events(stack: Stack, device_id: str, expected: int, timeout: float = 30) -> list[Any]:
+    from core.wire import DEVICE_EVENTS, device_event_decoder
+
+    async def run() -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            DEVICE_EVENTS.name,
+            bootstrap_servers=stack.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        found: list[Any] = []
+        try:
+            deadline = time.monotonic() + timeout
+            while len(found) < expected and time.monotonic() < deadline:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    found += [e for r in records if (e := device_event_decoder.decode(r.value)).device_id == device_id]
+        finally:
+            await consumer.stop()
+        return found
+
+    return asyncio.run(run())
+
+
+def test_status_battery_and_seq_gaps_become_device_events(platform: Stack, db: psycopg.Connection) -> None:
+    from core.wire import commands_topic, status_topic
+
+    patient = create_patient(db)
+    creds = provision(platform, patient)
+    device = Device(platform, creds.username, creds.password)
+    commands: list[bytes] = []
+    device.client.on_message = lambda _c, _u, msg: commands.append(msg.payload)
+    device.connect()
+    device.client.subscribe(commands_topic(creds.device_id), qos=1)
+    time.sleep(0.5)
+    assert device.publish(status_topic(creds.device_id), b"online").value < 0x80
+    ts = datetime.now(UTC) - timedelta(minutes=2)
+    body = payload(creds.device_id, 1, [reading("heart_rate", 70, "/min", ts)], battery=0.9)
+    assert device.publish(telemetry_topic(creds.device_id), body).value < 0x80
+    body = payload(creds.device_id, 5, [reading("heart_rate", 71, "/min", ts + timedelta(seconds=5))], battery=0.5)
+    assert device.publish(telemetry_topic(creds.device_id), body).value < 0x80
+    events = device_events(platform, creds.device_id, 4)
+    kinds = [e.kind for e in events]
+    assert kinds.count("online") == 1
+    assert [e.battery for e in events if e.kind == "battery"] == [0.9, 0.5]
+    gap = next(e for e in events if e.kind == "seq_gap")
+    assert (gap.expected_seq, gap.got_seq, gap.patient_id) == (2, 5, patient)
+    # The bridge asked the device to resend what it missed.
+    assert wait_for(lambda: commands, timeout=10)
+    assert json.loads(commands[0]) == {"command": "resend", "from_seq": 2}
+    device.close()
+
+
+def test_two_bridges_share_the_load(platform: Stack, db: psycopg.Connection) -> None:
+    from infra.stack import Ports, metric_value
+
+    extra_port = Ports.free().ingest_metrics
+    second = platform._python(
+        "ingest-2",
+        "ingest",
+        extra_env={"RPM_INGEST_METRICS_PORT": str(extra_port), "RPM_MQTT_CLIENT_ID": "rpm-ingest-second"},
+    )
+    try:
+        platform._wait("ingest-2", second, lambda: metric_value(extra_port, "rpm_ingest_up") == 1.0, 30)
+        patient = create_patient(db)
+        creds = provision(platform, patient)
+        device = Device(platform, creds.username, creds.password)
+        device.connect()
+        base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        for seq in range(1, 401):
+            device.client.publish(
+                telemetry_topic(creds.device_id),
+                payload(creds.device_id, seq, [reading("heart_rate", 70, "/min", base + timedelta(seconds=seq))]),
+                qos=1,
+            )
+        assert wait_for(lambda: count_rows(db, patient) == 400, timeout=60)
+        second_share = metric_value(extra_port, "rpm_ingest_received_messages_total") or 0
+        assert 0 < second_share < 400  # the shared subscription gave the second bridge part of it
+        device.close()
+    finally:
+        second.terminate()
+        second.wait(timeout=20)
