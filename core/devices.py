@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import psycopg
 from psycopg import AsyncConnection
 
 from core.broker_admin import BrokerAdmin
@@ -39,6 +40,7 @@ async def provision_device(
     patient_id: str,
     device_class: str,
     valid_from: datetime | None = None,
+    valid_to: datetime | None = None,
     model: str = "",
     password: str | None = None,
 ) -> DeviceCredentials:
@@ -50,6 +52,8 @@ async def provision_device(
     if device_class not in DEVICE_CLASSES:
         raise ProvisioningError(f"unknown device class {device_class!r}; expected one of {', '.join(DEVICE_CLASSES)}")
     start = valid_from or datetime.now(UTC)
+    if valid_to is not None and valid_to <= start:
+        raise ProvisioningError("the binding must end after it starts")
     cur = await conn.execute("SELECT 1 FROM patients WHERE id = %s", (patient_id,))
     if await cur.fetchone() is None:
         raise ProvisioningError(f"unknown patient {patient_id!r}")
@@ -65,10 +69,13 @@ async def provision_device(
     if current is not None and current[0] != patient_id:
         raise ProvisioningError(f"device {device_id!r} is bound to another patient; revoke it first")
     if current is None:
-        await conn.execute(
-            "INSERT INTO device_bindings (device_id, patient_id, valid_from) VALUES (%s, %s, %s)",
-            (device_id, patient_id, start),
-        )
+        try:
+            await conn.execute(
+                "INSERT INTO device_bindings (device_id, patient_id, valid_from, valid_to) VALUES (%s, %s, %s, %s)",
+                (device_id, patient_id, start, valid_to),
+            )
+        except psycopg.errors.ExclusionViolation as exc:
+            raise ProvisioningError(f"device {device_id!r} already has a binding overlapping that period") from exc
     secret = password or secrets.token_urlsafe(24)
     admin.provision_device(device_id, secret)
     return DeviceCredentials(device_id, patient_id, device_class, device_id, secret)

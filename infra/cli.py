@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -120,15 +121,24 @@ def devices_provision(
     device_id: str,
     patient_id: Annotated[str, typer.Option("--patient")],
     device_class: Annotated[str, typer.Option("--class", help=", ".join(DEVICE_CLASSES))] = "wearable",
+    valid_from: Annotated[datetime | None, typer.Option("--from", help="Binding starts (default now)")] = None,
+    valid_to: Annotated[datetime | None, typer.Option("--until", help="Binding ends (default open)")] = None,
 ) -> None:
     """Create a device, bind it to a patient and issue its MQTT credentials (printed once)."""
     stack = _stack()
+    start, end = (d if d is None or d.tzinfo else d.replace(tzinfo=UTC) for d in (valid_from, valid_to))
 
     async def run() -> None:
         async with await AsyncConnection.connect(stack.admin_db_url) as conn, conn.transaction():
             with stack.broker_admin() as admin:
                 creds = await provision_device(
-                    conn, admin, device_id=device_id, patient_id=patient_id, device_class=device_class
+                    conn,
+                    admin,
+                    device_id=device_id,
+                    patient_id=patient_id,
+                    device_class=device_class,
+                    valid_from=start,
+                    valid_to=end,
                 )
         console.print_json(
             json.dumps(

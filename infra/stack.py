@@ -493,8 +493,14 @@ class Stack:
         if self.pid("simulator"):
             return
         proc = self._python(
-            "simulator", "devices.simulator", "run", "--credentials", str(credentials),
-            "--queue-dir", str(self.state / "simulator-queue"), *args,
+            "simulator",
+            "devices.simulator",
+            "run",
+            "--credentials",
+            str(credentials),
+            "--queue-dir",
+            str(self.state / "simulator-queue"),
+            *args,
         )
         time.sleep(1.0)
         if proc.poll() is not None:
