@@ -136,6 +136,25 @@ def _unprivileged_user(name: str) -> pwd.struct_passwd | None:
         raise StackError(name, f"system user {name!r} missing; run infra/setup.sh") from exc
 
 
+def _reachable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    """Whether every directory above `path` lets `user` pass (search permission)."""
+    import grp
+    import stat
+
+    groups = {g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem} | {user.pw_gid}
+    for parent in path.parents:
+        st = parent.stat()
+        if st.st_uid == user.pw_uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
 def _chown_tree(path: Path, user: pwd.struct_passwd | None) -> None:
     if user is None:
         return
@@ -299,6 +318,12 @@ class Stack:
         if not DYNSEC_PLUGIN.exists():
             raise StackError(name, f"dynamic-security plugin missing at {DYNSEC_PLUGIN}")
         user = _unprivileged_user("mosquitto")
+        if user is not None and not _reachable_by(self.state, user):
+            raise StackError(
+                name,
+                f"the state directory {self.state} is not reachable by the unprivileged user 'mosquitto' "
+                "(a parent directory lacks search permission); set RPM_STATE_DIR to a path under /var/lib or /tmp",
+            )
         mdir = self.state / "mosquitto"
         mdir.mkdir(exist_ok=True)
         dynsec = mdir / "dynamic-security.json"
@@ -371,6 +396,12 @@ class Stack:
             if not (PG_BIN / binary).exists():
                 raise StackError(name, f"binary not found: {PG_BIN / binary} (run infra/setup.sh)")
         user = _unprivileged_user("postgres")
+        if user is not None and not _reachable_by(self.state, user):
+            raise StackError(
+                name,
+                f"the state directory {self.state} is not reachable by the unprivileged user 'postgres' "
+                "(a parent directory lacks search permission); set RPM_STATE_DIR to a path under /var/lib or /tmp",
+            )
         pgdir = self.state / "postgres"
         data, sockets = pgdir / "data", pgdir / "run"
         pgdir.mkdir(exist_ok=True)

@@ -75,3 +75,17 @@ def test_a_second_start_reuses_the_running_services(fresh_stack: Stack) -> None:
     again.start(["mosquitto", "postgres"])
     assert (again.pid("mosquitto"), again.pid("postgres")) == first
     assert os.path.exists(fresh_stack.state / "secrets.json")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="servers drop to their own users only when started by root")
+def test_a_state_dir_the_server_user_cannot_reach_is_reported() -> None:
+    hidden = Path(tempfile.mkdtemp(prefix="rpm-hidden-"))  # mode 0700: 'postgres' cannot pass
+    stack = Stack(hidden / "state", Ports.free(), quiet=True)
+    try:
+        with pytest.raises(StackError) as err:
+            stack.start_postgres()
+        assert err.value.component == "postgres"
+        assert "not reachable by the unprivileged user 'postgres'" in err.value.reason
+    finally:
+        stack.stop()
+        shutil.rmtree(hidden, ignore_errors=True)
