@@ -139,23 +139,36 @@ class BrokerAdmin:
 
     # --- high-level operations ---------------------------------------------------------------
     def ensure_role(self, rolename: str, acls: list[dict[str, Any]]) -> None:
+        """Create the role, or add to an existing one the ACLs it lacks (idempotent)."""
         created = self.execute(
             {"command": "createRole", "rolename": rolename, "acls": acls}, allow_errors=("Role already exists",)
         )
-        if created.get("error"):
-            # Bring an existing role's ACLs to the wanted set.
-            for acl in acls:
+        if not created.get("error"):
+            return
+        role = self.execute({"command": "getRole", "rolename": rolename})["data"]["role"]
+        have = {(a["acltype"], a["topic"]) for a in role.get("acls", [])}
+        for acl in acls:
+            if (acl["acltype"], acl["topic"]) not in have:
                 self.execute({"command": "addRoleACL", "rolename": rolename, **acl})
 
     def ensure_client(self, username: str, password: str, rolename: str) -> None:
+        """Create the client, or bring an existing one to this password and role, enabled."""
         created = self.execute(
-            {"command": "createClient", "username": username, "password": password, "roles": [{"rolename": rolename}]},
+            {
+                "command": "createClient",
+                "username": username,
+                "password": password,
+                "roles": [{"rolename": rolename}],
+            },
             allow_errors=("Client already exists",),
         )
-        if created.get("error"):
-            self.execute({"command": "setClientPassword", "username": username, "password": password})
+        if not created.get("error"):
+            return
+        self.execute({"command": "setClientPassword", "username": username, "password": password})
+        client = self.execute({"command": "getClient", "username": username})["data"]["client"]
+        if rolename not in {r["rolename"] for r in client.get("roles", [])}:
             self.execute({"command": "addClientRole", "username": username, "rolename": rolename})
-            self.execute({"command": "enableClient", "username": username})
+        self.execute({"command": "enableClient", "username": username})
 
     def provision_device(self, device_id: str, password: str) -> None:
         rolename = f"device:{device_id}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -250,7 +251,7 @@ class MqttConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buf = self._buf
         buf += data
-        self.last_rx = asyncio.get_running_loop().time()
+        self.last_rx = time.monotonic()  # the clock asyncio loops use
         pos = 0
         try:
             while len(buf) - pos >= 2:

@@ -154,6 +154,10 @@ class Outbox:
         ).fetchall()
         return [(int(s), bytes(p)) for s, p in rows]
 
+    def count_pending(self, device_id: str) -> int:
+        row = self._db.execute("SELECT count(*) FROM outbox WHERE device_id = ? AND state = 0", (device_id,)).fetchone()
+        return int(row[0]) if row else 0
+
     def counts(self) -> dict[str, int]:
         """Rows per state (for summaries and tests)."""
         names = {PENDING: "pending", ACKED: "acked", REFUSED: "refused"}

@@ -28,6 +28,7 @@ from core.catalogue import CATALOGUE
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 KeyArray = npt.NDArray[np.uint64]
+Effects = tuple[FloatArray, FloatArray, FloatArray]
 
 METRICS: Final = (
     "heart_rate", "resp_rate", "spo2", "body_temp", "bp_systolic", "bp_diastolic", "body_weight", "glucose",
@@ -178,8 +179,12 @@ class Population:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def true_state(self, pidx: IntArray, t: FloatArray, offsets: FloatArray | None = None) -> FloatArray:
-        """Noise-free vital signs, shape (len(t), N_METRICS), at simulated epoch seconds `t`."""
+    def true_state(self, pidx: IntArray, t: FloatArray, effects: Effects | None = None) -> FloatArray:
+        """Noise-free vital signs, shape (len(t), N_METRICS), at simulated epoch seconds `t`.
+
+        `effects` are scenario changes: additive offsets, then a blend towards targets
+        (weight 0..1 per metric), applied before the coupling.
+        """
         base = self.base[pidx]
         hour = (t % 86400.0) / 3600.0
         x = base + CIRCADIAN_AMPLITUDE * np.cos(2 * np.pi * (hour[:, None] - CIRCADIAN_PEAK_HOUR) / 24.0)
@@ -192,15 +197,18 @@ class Population:
         x[:, HR] += activity
         x[:, RR] += 0.12 * activity
         x[:, GLUCOSE] += self.meal_rise[pidx] * _meal_response(hour)
-        if offsets is not None:
-            x += offsets
+        if effects is not None:
+            add, weight, target = effects
+            x += add
+            x = x * (1.0 - weight) + target * weight
         # Coupling: fever and desaturation drive heart and respiration rate.
         fever = np.clip(x[:, TEMP] - base[:, TEMP] - 0.2, 0.0, None)
         desaturation = np.clip(base[:, SPO2] - x[:, SPO2] - 1.0, 0.0, None)
         x[:, HR] += 10.0 * fever + 1.3 * desaturation
         x[:, RR] += 2.5 * fever + 0.45 * desaturation
         x[:, SPO2] = np.minimum(x[:, SPO2], 100.0)
-        return x
+        result: FloatArray = x
+        return result
 
     def measure(self, true: FloatArray, keys: KeyArray) -> FloatArray:
         """Add measurement noise (one key per row) and round to what a sensor reports."""
@@ -217,4 +225,5 @@ def _meal_response(hour: FloatArray) -> FloatArray:
     for meal in MEAL_HOURS:
         since = ((hour - meal) % 24.0) / MEAL_PEAK_H
         total += np.where(since < 8.0, since * np.exp(1.0 - since), 0.0)
-    return total
+    result: FloatArray = total
+    return result

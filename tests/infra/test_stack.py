@@ -89,3 +89,20 @@ def test_a_state_dir_the_server_user_cannot_reach_is_reported() -> None:
     finally:
         stack.stop()
         shutil.rmtree(hidden, ignore_errors=True)
+
+
+def test_the_broker_restarts_with_its_credentials(fresh_stack: Stack) -> None:
+    fresh_stack.start(["mosquitto"])
+    with fresh_stack.broker_admin() as admin:
+        admin.provision_device("restart-dev", "first-secret")
+        admin.provision_device("restart-dev", "second-secret")  # re-issue: idempotent
+    fresh_stack.stop(["mosquitto"])
+    fresh_stack.start(["mosquitto"])  # health check re-ensures the bridge's identity
+    from tests.helpers import Device
+
+    device = Device(fresh_stack, "restart-dev", "second-secret")
+    assert not device.connect().is_failure
+    device.close()
+    stale = Device(fresh_stack, "restart-dev", "first-secret")
+    assert stale.connect().is_failure
+    stale.close()

@@ -1,0 +1,226 @@
+"""Scenario ground truth against the vitals the simulator itself recorded (no broker):
+the same seed gives the same readings, and each scenario's expectation matches its data."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sim_support import dry_run
+
+from core.catalogue import CATALOGUE
+from core.wire import payload_decoder
+from devices.simulator.groundtruth import read_records
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def records(path: Path, kind: str) -> list[dict[str, Any]]:
+    return [r for r in read_records(path) if r["kind"] == kind]
+
+
+def vitals_by_time(path: Path, device_id: str) -> list[tuple[float, dict[str, float]]]:
+    out = []
+    for m in records(path, "msg"):
+        if m["device_id"] == device_id:
+            by_ts: dict[str, dict[str, float]] = {}
+            for r in m["readings"]:
+                by_ts.setdefault(r["ts"], {})[r["metric"]] = r["value"]
+            out += [(ts(t), v) for t, v in by_ts.items()]
+    return sorted(out, key=lambda x: x[0])
+
+
+# NEWS2 per shared/reference/clinical.md, written here independently of the simulator.
+def news2(v: dict[str, float], *, scale: int, oxygen: bool) -> int:
+    rr, s, hr, t = round(v["resp_rate"]), round(v["spo2"]), round(v["heart_rate"]), round(v["body_temp"], 1)
+    score = 3 if rr <= 8 else 1 if rr <= 11 else 0 if rr <= 20 else 2 if rr <= 24 else 3
+    if scale == 1:
+        score += 3 if s <= 91 else 2 if s <= 93 else 1 if s <= 95 else 0
+    else:
+        score += (3 if s <= 83 else 2 if s <= 85 else 1 if s <= 87 else 0 if s <= 92 or not oxygen
+                  else 1 if s <= 94 else 2 if s <= 96 else 3)
+    score += 2 if oxygen else 0
+    score += 3 if hr <= 40 else 1 if hr <= 50 else 0 if hr <= 90 else 1 if hr <= 110 else 2 if hr <= 130 else 3
+    score += 3 if t <= 35.0 else 1 if t <= 36.0 else 0 if t <= 38.0 else 1 if t <= 39.0 else 2
+    return score
+
+
+def test_news2_reference_points() -> None:
+    base = {"resp_rate": 16, "spo2": 97, "heart_rate": 70, "body_temp": 37.0}
+    assert news2(base, scale=1, oxygen=False) == 0
+    assert news2({**base, "resp_rate": 25}, scale=1, oxygen=False) == 3
+    assert news2({**base, "spo2": 93}, scale=1, oxygen=False) == 2
+    assert news2({**base, "spo2": 93}, scale=2, oxygen=True) == 1 + 2
+    assert news2({**base, "heart_rate": 111, "body_temp": 39.1}, scale=1, oxygen=False) == 4
+
+
+def test_same_seed_same_readings_and_another_seed_differs(tmp_path: Path) -> None:
+    mix = {"healthy": 0.4, "copd": 0.2, "heart_failure": 0.2, "diabetes": 0.2}
+    a = dry_run(tmp_path, "a", patients=12, cohorts=mix, seed=7, speed=600, scenarios=("sepsis", "hypoglycaemia"))
+    b = dry_run(tmp_path, "b", patients=12, cohorts=mix, seed=7, speed=600, scenarios=("sepsis", "hypoglycaemia"))
+    c = dry_run(tmp_path, "c", patients=12, cohorts=mix, seed=8, speed=600, scenarios=("sepsis", "hypoglycaemia"))
+    msgs_a, msgs_b, msgs_c = (records(p, "msg") for p in (a, b, c))
+    assert len(msgs_a) > 100
+    assert msgs_a == msgs_b
+    assert [m["readings"] for m in msgs_a] != [m["readings"] for m in msgs_c]
+    assert records(a, "scenario") == records(b, "scenario")
+
+
+def test_worker_split_does_not_change_the_readings(tmp_path: Path) -> None:
+    one = dry_run(tmp_path, "one", patients=9, cohorts={"heart_failure": 1.0}, speed=300)
+    two = dry_run(tmp_path, "two", patients=9, cohorts={"heart_failure": 1.0}, speed=300, workers=2)
+    key = lambda m: (m["device_id"], m["seq"])  # noqa: E731
+    assert sorted(records(one, "msg"), key=key) == sorted(records(two, "msg"), key=key)
+
+
+def test_payloads_follow_the_wire_contract(tmp_path: Path) -> None:
+    mix = {"healthy": 0.2, "copd": 0.2, "heart_failure": 0.2, "hypertension": 0.2, "diabetes": 0.2}
+    gt = dry_run(tmp_path, "wire", patients=30, cohorts=mix, speed=2880, duration=60)  # two days
+    last_seq: dict[str, int] = {}
+    metrics_seen = set()
+    for m in records(gt, "msg"):
+        raw = dict(m)
+        raw.pop("kind")
+        raw.pop("patient_id")
+        import msgspec
+
+        payload = payload_decoder.decode(msgspec.json.encode(raw))
+        assert payload.seq == last_seq.get(payload.device_id, 0) + 1
+        last_seq[payload.device_id] = payload.seq
+        assert payload.battery is not None
+        assert 0.0 <= payload.battery <= 1.0
+        for r in payload.readings:
+            spec = CATALOGUE[r.metric]
+            canonical = spec.normalise(r.value, r.unit)
+            assert canonical is not None, f"{r.unit} not accepted for {r.metric}"
+            assert spec.plausible(canonical), (r.metric, canonical)
+            metrics_seen.add(r.metric)
+            if spec.is_event:
+                assert r.dose_id
+    assert metrics_seen == set(CATALOGUE)
+
+
+def test_sepsis_reaches_news2_high_in_its_own_recorded_vitals(tmp_path: Path) -> None:
+    gt = dry_run(tmp_path, "sepsis", patients=6, seed=3, speed=360, interval=0.5, duration=130,
+                 scenarios=("sepsis:start=30m",))
+    (scenario,) = records(gt, "scenario")
+    patient = next(p for p in records(gt, "patient") if p["patient_id"] == scenario["patient_id"])
+    high = next(e for e in scenario["expect"] if e["rule"] == "news2_high")
+    vitals = vitals_by_time(gt, scenario["device_ids"][0])
+    scores = [(t, news2(v, scale=patient["news2_scale"], oxygen=patient["on_oxygen"])) for t, v in vitals]
+    start = ts(scenario["start"])
+    before = [s for t, s in scores if t < start]
+    first_high = next(t for t, s in scores if s >= 7)
+    assert max(before) < 5
+    assert max(s for _, s in scores) >= 7
+    assert start < first_high <= ts(high["by"])
+
+
+def test_hypoxia_expectation_matches_recorded_spo2(tmp_path: Path) -> None:
+    gt = dry_run(tmp_path, "hypoxia", patients=4, speed=60, interval=0.5, duration=60,
+                 scenarios=("hypoxia:start=5m,duration=20m",))
+    (scenario,) = records(gt, "scenario")
+    (exp,) = scenario["expect"]
+    assert exp["rule"] == "spo2_low"
+    low = [t for t, v in vitals_by_time(gt, scenario["device_ids"][0]) if v["spo2"] < exp["threshold"]]
+    assert low
+    assert low[-1] - low[0] >= 600  # below the threshold for at least the 10 min the rule needs
+    assert ts(scenario["start"]) <= ts(exp["at"]) <= low[0] + 20 * 60
+
+
+@pytest.mark.parametrize("confirmed", [True, False])
+def test_hypertensive_reading_and_its_repeat(tmp_path: Path, confirmed: bool) -> None:
+    gt = dry_run(tmp_path, f"bp{confirmed}", patients=3, cohorts={"hypertension": 1.0}, speed=60,
+                 scenarios=(f"hypertensive:start=10m,confirmed={str(confirmed).lower()}",))
+    (scenario,) = records(gt, "scenario")
+    cuff = scenario["device_ids"][0]
+    readings = [(t, v) for t, v in vitals_by_time(gt, cuff) if t >= ts(scenario["start"])]
+    first, repeat = readings[0][1], readings[1][1]
+    assert first["bp_systolic"] >= 180
+    assert first["bp_diastolic"] >= 120
+    rules = {e["rule"]: e for e in scenario["expect"]}
+    assert "bp_crisis_unconfirmed" in rules
+    if confirmed:
+        assert repeat["bp_systolic"] >= 180
+        assert repeat["bp_diastolic"] >= 120
+        assert not rules["bp_crisis_confirmed"].get("absent")
+    else:
+        assert repeat["bp_systolic"] < 180
+        assert repeat["bp_diastolic"] < 120
+        assert rules["bp_crisis_confirmed"]["absent"] is True
+
+
+def test_hypoglycaemia_reading_is_in_the_expected_band(tmp_path: Path) -> None:
+    gt = dry_run(tmp_path, "hypo", patients=3, cohorts={"diabetes": 1.0}, speed=120,
+                 scenarios=("hypoglycaemia:start=20m,level=2", "hypoglycaemia:start=20m,level=1"))
+    for scenario in records(gt, "scenario"):
+        (exp,) = scenario["expect"]
+        glucose = [v["glucose"] for t, v in vitals_by_time(gt, scenario["device_ids"][0]) if t == ts(exp["at"])]
+        assert len(glucose) == 1
+        value = glucose[0] * (18.016 if glucose[0] < 30 else 1.0)  # some meters report mmol/L
+        assert (value < 54) == (exp["rule"] == "glucose_low_l2")
+        assert value < 70
+
+
+def test_heart_failure_fluid_retention_gains_weight(tmp_path: Path) -> None:
+    gt = dry_run(tmp_path, "hf", patients=2, cohorts={"heart_failure": 1.0}, speed=86400 / 10, duration=60,
+                 scenarios=("hf_fluid:start=1d,gain_kg=3",))
+    (scenario,) = records(gt, "scenario")
+    weights = [v["body_weight"] for _, v in vitals_by_time(gt, scenario["device_ids"][0])]
+    weights = [w * 0.45359237 if w > 250 else w for w in weights]
+    assert len(weights) >= 5
+    assert max(weights[3:]) - min(weights[:2]) > 2.0
+    assert any(e["rule"] == "hf_weight_gain_7d" and not e.get("absent") for e in scenario["expect"])
+
+
+def test_offline_device_backfills_in_batches(tmp_path: Path) -> None:
+    gt = dry_run(tmp_path, "offline", patients=2, speed=60, interval=1.0, duration=90,
+                 scenarios=("offline:patient=#0,start=10m,duration=40m",))
+    (scenario,) = records(gt, "scenario")
+    device = scenario["device_ids"][0]
+    start, end = ts(scenario["start"]), ts(scenario["end"])
+    msgs = [m for m in records(gt, "msg") if m["device_id"] == device]
+    assert not [m for m in msgs if start < ts(m["sent_at"]) < end]
+    backfill = [m for m in msgs if len(m["readings"]) > 4]
+    assert backfill
+    assert all(ts(m["sent_at"]) == pytest.approx(end, abs=1) for m in backfill)
+    held = [r for m in backfill for r in m["readings"]]
+    assert all(start <= ts(r["ts"]) < end for r in held)
+    assert len(held) == 40 * 4  # one wearable sample per simulated minute, four metrics
+    assert [m["seq"] for m in msgs] == list(range(1, len(msgs) + 1))
+    rules = {e.get("rule") for e in scenario["expect"]}
+    assert {"device_silent_warn", "device_silent_urgent"} <= rules
+
+
+def test_missed_doses_are_not_sent_and_are_expected(tmp_path: Path) -> None:
+    gt = dry_run(tmp_path, "doses", patients=2, cohorts={"heart_failure": 1.0}, speed=86400 / 20, duration=60,
+                 scenarios=("missed_doses:patient=#0,start=1d,duration=1d",))
+    (scenario,) = records(gt, "scenario")
+    bottle = scenario["device_ids"][0]
+    taken = {r["dose_id"] for m in records(gt, "msg") if m["device_id"] == bottle for r in m["readings"]}
+    assert len(taken) >= 2
+    missed = [e for e in records(gt, "event") if e["device_id"] == bottle and e["cause"] == "missed_doses"]
+    assert len(missed) == 2  # two scheduled doses a day
+    assert {e["dose_id"] for e in missed} == {x["dose_id"] for x in scenario["expect"]}
+    assert not taken & {e["dose_id"] for e in missed}
+    assert all(e["expect"][0]["rule"] == "dose_missed" for e in missed)
+
+
+def test_clock_skew_and_battery_drain(tmp_path: Path) -> None:
+    gt = dry_run(tmp_path, "skew", patients=2, speed=60, interval=1.0, duration=90,
+                 scenarios=("clock_skew:patient=#0,start=10m,duration=20m,offset=10m",
+                            "battery_drain:patient=#1,start=5m,hours=1"))
+    skew, drain = sorted(records(gt, "scenario"), key=lambda s: s["scenario"])[::-1]
+    skewed = [m for m in records(gt, "msg") if m["device_id"] == skew["device_ids"][0]]
+    shifted = [m for m in skewed if ts(skew["start"]) + 600 <= ts(m["sent_at"]) < ts(skew["end"]) + 600]
+    assert shifted
+    assert skew["expect"][0]["reason"] == "future_timestamp"
+    drained = [m for m in records(gt, "msg") if m["device_id"] == drain["device_ids"][0]]
+    batteries = [m["battery"] for m in drained if ts(m["sent_at"]) >= ts(drain["start"])]
+    assert batteries == sorted(batteries, reverse=True)
+    assert batteries[-1] <= 0.05
+    assert max(ts(m["sent_at"]) for m in drained) < ts(drain["end"])
