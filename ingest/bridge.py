@@ -1,32 +1,32 @@
 """The MQTT -> Kafka bridge.
 
-MQTT v5, persistent session, shared subscription, manual acknowledgement: a message is
-acknowledged to the broker only after Kafka confirmed every record it produced (the
-forwarded readings, or its dead letter). The paho network loop runs in its own thread and
-hands messages to the asyncio loop, which validates them in batches and produces to Kafka.
+MQTT v5 on the platform's own asyncio client (`core.mqtt5_client`, ADR 0007): persistent
+session, shared subscription, manual acknowledgement. Everything runs on one asyncio loop:
+the messages of each socket read join an inbox, are validated in batches, produced to
+Kafka, and acknowledged to the broker only after Kafka confirmed every record made from
+them (the forwarded readings, device events, dead letters). Batches are pipelined: the
+next one is validated while Kafka confirms the previous ones. A message not acknowledged
+when the process dies is redelivered by the broker to the next session; its readings are
+then produced twice and absorbed downstream by idempotent writes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
+import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaProducer
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 from psycopg import AsyncConnection
 
 from core.logging import get_logger
+from core.mqtt5 import Incoming, is_failure, reason_name
+from core.mqtt5_client import MqttSession, SessionOptions
 from core.wire import (
     DEVICE_EVENTS,
     INGEST_SHARE_GROUP,
@@ -42,6 +42,7 @@ from core.wire import (
     encode,
 )
 from ingest import metrics
+from ingest.producer import BatchProducer, Record
 from ingest.registry import RegistrySnapshot, load_snapshot
 from ingest.settings import IngestSettings
 from ingest.validation import Outcome, Reason, validate
@@ -51,6 +52,11 @@ log = get_logger("ingest.bridge")
 DEAD_LETTER_PAYLOAD_CAP: Final = 4096
 RESEND_COOLDOWN_S: Final = 30.0
 BATTERY_STEP: Final = 0.05
+CONNECT_WAIT_S: Final = 30.0
+SHUTDOWN_GRACE_S: Final = 5.0
+LEAVE_GRACE_S: Final = 10.0  # within the stack runner's 20 s between SIGTERM and SIGKILL
+LEAVE_QUIET_S: Final = 0.5
+TOPIC_CACHE_LIMIT: Final = 200_000
 
 
 @dataclass(slots=True)
@@ -71,27 +77,47 @@ class DeviceTrack:
             self.recent.popitem(last=False)
 
 
+def session_options(settings: IngestSettings) -> SessionOptions:
+    share = f"$share/{INGEST_SHARE_GROUP}/{TOPIC_PREFIX}"
+    return SessionOptions(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        client_id=settings.mqtt_client_id,
+        username=settings.mqtt_username,
+        password=settings.mqtt_password.get_secret_value(),
+        subscriptions=((f"{share}/+/telemetry", 1), (f"{share}/+/status", 1)),
+        keepalive=settings.mqtt_keepalive_s,
+        session_expiry=settings.mqtt_session_expiry_s,
+        receive_maximum=settings.mqtt_receive_maximum,
+        clean_start=False,
+        ssl=ssl.create_default_context(cafile=settings.mqtt_ca_file) if settings.mqtt_tls else None,
+    )
+
+
 class Bridge:
     """One bridge process; several share the load through the shared subscription."""
 
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
-        self._inbox: list[mqtt.MQTTMessage] = []
-        self._inbox_lock = threading.Lock()
+        self._inbox: list[Incoming] = []
         self._inbox_ready = asyncio.Event()
-        self._wakeup_pending = False
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: AIOKafkaProducer | None = None
-        self._client: mqtt.Client | None = None
+        self._batches: BatchProducer | None = None
+        self._mqtt: MqttSession | None = None
         self._registry = RegistrySnapshot()
         self._db: AsyncConnection | None = None
         self._tracks: dict[str, DeviceTrack] = {}
-        self._mqtt_connected = asyncio.Event()
-        self._stopping = False
+        # (device, seq) of messages produced but not yet confirmed by Kafka: a copy arriving
+        # meanwhile is a duplicate too.
+        self._unconfirmed_seqs: set[tuple[str, int]] = set()
+        self._confirming: set[asyncio.Task[None]] = set()
+        self._topics: dict[str, tuple[str, str] | None] = {}
+        self._forwarded = 0  # readings of the batch being built, counted once per batch
+        self._batch_in_hand = False  # taken from the inbox and not yet handed to Kafka
+        self._last_message_at = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        self._loop = asyncio.get_running_loop()
         s = self.settings
         self._producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap,
@@ -103,31 +129,39 @@ class Bridge:
             request_timeout_ms=30000,
         )
         await self._producer.start()
+        self._batches = BatchProducer(self._producer)
         await self._refresh_registry(force=True)
-        self._client = self._make_client()
-        self._client.connect_async(
-            s.mqtt_host, s.mqtt_port, keepalive=30, clean_start=False, properties=self._connect_properties()
+        self._mqtt = MqttSession(
+            session_options(s), self._on_messages, on_connected=self._on_connected, on_disconnected=self._on_lost
         )
-        self._client.loop_start()
-        tasks = [
-            asyncio.create_task(self._process(), name="process"),
-            asyncio.create_task(self._refresh_loop(), name="registry-refresh"),
-        ]
+        self._mqtt.start()
+        process = asyncio.create_task(self._process(), name="process")
+        refresh = asyncio.create_task(self._refresh_loop(), name="registry-refresh")
         try:
-            await asyncio.wait_for(self._mqtt_connected.wait(), timeout=30)
-            metrics.UP.set(1)
+            try:
+                async with asyncio.timeout(CONNECT_WAIT_S):
+                    await self._mqtt.connected.wait()
+            except TimeoutError:
+                raise RuntimeError(f"MQTT not connected after {CONNECT_WAIT_S:g} s: {self._mqtt.last_error}") from None
             log.info("bridge up", mqtt=f"{s.mqtt_host}:{s.mqtt_port}", kafka=s.kafka_bootstrap)
             await stop.wait()
+            metrics.UP.set(0)
+            if s.mqtt_leave_on_stop:
+                await self._leave()
         finally:
             metrics.UP.set(0)
-            self._stopping = True
-            # Stop taking messages first; unacknowledged ones are redelivered by the
-            # broker to the next session (persistent session, QoS 1).
-            self._client.disconnect()
-            self._client.loop_stop()
-            for task in tasks:
+            # Take no new batch; let those Kafka is confirming be acknowledged (fewer
+            # redeliveries after a restart), then leave the broker with DISCONNECT. What is
+            # still unacknowledged is redelivered to the next session (QoS 1).
+            process.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await process
+            if self._confirming:
+                await asyncio.wait(set(self._confirming), timeout=SHUTDOWN_GRACE_S)
+            await self._mqtt.close()
+            for task in (refresh, *self._confirming):
                 task.cancel()
-            for task in tasks:
+            for task in (refresh, *self._confirming):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self._producer.stop()
@@ -135,68 +169,57 @@ class Bridge:
                 await self._db.close()
             log.info("bridge stopped")
 
-    def _connect_properties(self) -> Properties:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.settings.mqtt_session_expiry_s
-        props.ReceiveMaximum = self.settings.mqtt_receive_maximum
-        return props
+    async def _leave(self) -> None:
+        """Leave the shared subscription for good (scale-down): stop new messages coming to
+        this session, forward and acknowledge what it already holds, then end the session.
 
-    def _make_client(self) -> mqtt.Client:
-        s = self.settings
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.mqtt_client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        client.username_pw_set(s.mqtt_username, s.mqtt_password.get_secret_value())
-        if s.mqtt_tls:
-            client.tls_set(ca_certs=s.mqtt_ca_file)
-        client.max_inflight_messages_set(1000)
-        client.max_queued_messages_set(0)
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
-
-    # --- paho thread callbacks ---------------------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: ReasonCode, _p: Any) -> None:
-        if rc.is_failure:
-            log.error("mqtt connect refused", reason=str(rc))
+        Mosquitto keeps routing a share of the group's messages to a member whose session
+        persists while it is away, and drops what a session held when the session ends
+        (ADR 0007). If the drain does not finish in time the session is kept, so a bridge
+        started later with this client id picks it up."""
+        assert self._mqtt is not None
+        try:
+            async with asyncio.timeout(5.0):
+                await self._mqtt.unsubscribe()
+        except (TimeoutError, ConnectionError) as exc:
+            log.warning("could not leave the shared subscription; keeping the session", error=str(exc))
             return
-        share = f"$share/{INGEST_SHARE_GROUP}/{TOPIC_PREFIX}"
-        client.subscribe([(f"{share}/+/telemetry", 1), (f"{share}/+/status", 1)])
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._mqtt_connected.set)
-        log.info("mqtt connected", session_present=bool(getattr(flags, "session_present", False)))
-
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-        metrics.UP.set(0)
-        if self._loop is not None and not self._stopping:
-            self._loop.call_soon_threadsafe(self._mqtt_connected.clear)
-            log.warning("mqtt disconnected", reason=str(rc))
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        assert self._loop is not None
-        msg.timestamp = time.monotonic()
-        # Wake the asyncio loop once per burst, not once per message: the self-pipe write
-        # behind call_soon_threadsafe was the bridge's largest single cost.
-        with self._inbox_lock:
-            self._inbox.append(msg)
-            if self._wakeup_pending:
+        deadline = time.monotonic() + LEAVE_GRACE_S
+        while time.monotonic() < deadline:
+            drained = not (self._inbox or self._batch_in_hand or self._confirming)
+            if drained and time.monotonic() - self._last_message_at >= LEAVE_QUIET_S and self._mqtt.connected.is_set():
+                await self._mqtt.close(end_session=True)
+                log.info("left the shared subscription; session ended")
                 return
-            self._wakeup_pending = True
-        self._loop.call_soon_threadsafe(self._inbox_ready.set)
+            await asyncio.sleep(0.05)
+        log.warning("messages still in hand after the grace period; keeping the session for the next start")
 
-    async def _next_batch(self) -> list[mqtt.MQTTMessage]:
+    def _on_connected(self, session_present: bool) -> None:
+        metrics.UP.set(1)
+
+    def _on_lost(self, reason: str) -> None:
+        metrics.UP.set(0)
+
+    def _on_messages(self, messages: list[Incoming]) -> None:
+        self._last_message_at = time.monotonic()
+        self._inbox += messages
+        self._inbox_ready.set()
+        # Mosquitto 2.0 may send more than our Receive Maximum once acknowledgements flow
+        # (ADR 0007): stop reading while the inbox is full, so memory and ack latency stay
+        # bounded when Kafka or the registry is slow.
+        if len(self._inbox) >= self.settings.inbox_max and self._mqtt is not None and not self._mqtt.reading_paused:
+            self._mqtt.pause_reading()
+
+    async def _next_batch(self) -> list[Incoming]:
         await self._inbox_ready.wait()
-        with self._inbox_lock:
-            batch = self._inbox[: self.settings.batch_max]
-            del self._inbox[: self.settings.batch_max]
-            if not self._inbox:
-                self._wakeup_pending = False
-                self._inbox_ready.clear()
+        limit = self.settings.batch_max
+        batch = self._inbox[:limit]
+        del self._inbox[:limit]
+        if not self._inbox:
+            self._inbox_ready.clear()
+        mqtt = self._mqtt
+        if mqtt is not None and mqtt.reading_paused and len(self._inbox) <= self.settings.inbox_max // 2:
+            mqtt.resume_reading()
         return batch
 
     # --- registry -------------------------------------------------------------------------
@@ -233,6 +256,7 @@ class Bridge:
     async def _process(self) -> None:
         while True:
             batch = await self._next_batch()
+            self._batch_in_hand = True
             if any(self._unknown_device(m.topic) for m in batch):
                 await self._refresh_registry()
                 if any(self._unknown_device(m.topic) for m in batch):
@@ -241,72 +265,106 @@ class Bridge:
                     await asyncio.sleep(1.0)
                     await self._refresh_registry(force=True)
             await self._forward_batch(batch)
+            self._batch_in_hand = False
+
+    def _parse_topic(self, topic: str) -> tuple[str, str] | None:
+        """(device id, kind) of a device topic, None for any other; remembered per topic."""
+        try:
+            return self._topics[topic]
+        except KeyError:
+            if len(self._topics) > TOPIC_CACHE_LIMIT:
+                self._topics.clear()
+            parsed = self._topics[topic] = device_id_from_topic(topic)
+            return parsed
 
     def _unknown_device(self, topic: str) -> bool:
-        parsed = device_id_from_topic(topic)
+        parsed = self._parse_topic(topic)
         return parsed is not None and not self._registry.device_known(parsed[0])
 
-    async def _forward_batch(self, batch: list[mqtt.MQTTMessage]) -> None:
+    async def _forward_batch(self, batch: list[Incoming]) -> None:
         received_at = datetime.now(UTC)
-        pending_seqs: set[tuple[str, int]] = set()
-        sends: list[tuple[str, bytes | None, bytes]] = []
+        metrics.RECEIVED.inc(len(batch))
+        records: list[Record] = []
         remember: list[tuple[str, int]] = []
+        self._forwarded = 0
         for msg in batch:
-            metrics.RECEIVED.inc()
-            sends.extend(self._records_for(msg, received_at, pending_seqs, remember))
+            records += self._records_for(msg, received_at, remember)
+        metrics.FORWARDED.inc(self._forwarded)
+        futures = await self._produce(records)
+        task = asyncio.create_task(self._confirm(batch, records, remember, futures))
+        self._confirming.add(task)
+        task.add_done_callback(self._confirming.discard)
+
+    async def _produce(self, records: list[Record]) -> list[asyncio.Future[Any]]:
+        """Hand the records to the producer (in order); their futures resolve when Kafka
+        acknowledged them. Waits while the producer's buffer is full."""
+        assert self._batches is not None
         attempt = 0
         while True:
             try:
-                futures: list[Awaitable[Any]] = []
-                assert self._producer is not None
-                for topic, key, value in sends:
-                    futures.append(await self._producer.send(topic, value=value, key=key))
-                await asyncio.gather(*futures)
-                break
+                return await self._batches.send(records)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # Kafka unavailable: nothing is acknowledged to MQTT; retry the batch (a
-                # record produced twice is absorbed downstream by idempotent writes).
-                attempt += 1
-                metrics.KAFKA_RETRIES.inc()
-                log.warning("kafka produce failed; retrying batch", error=str(exc), attempt=attempt)
-                await asyncio.sleep(min(5.0, 0.2 * attempt))
-        for device_id, seq in remember:
-            self._tracks.setdefault(device_id, DeviceTrack()).remember(seq)
-        assert self._client is not None
-        now = time.monotonic()
-        for msg in batch:
-            if msg.qos > 0:
-                self._client.ack(msg.mid, msg.qos)
-            metrics.ACK_LATENCY.observe(now - msg.timestamp)
+                attempt = await self._kafka_trouble(exc, attempt)
 
-    def _records_for(
+    async def _confirm(
         self,
-        msg: mqtt.MQTTMessage,
-        received_at: datetime,
-        pending_seqs: set[tuple[str, int]],
+        batch: list[Incoming],
+        records: list[Record],
         remember: list[tuple[str, int]],
-    ) -> list[tuple[str, bytes | None, bytes]]:
-        parsed = device_id_from_topic(msg.topic)
+        futures: list[asyncio.Future[Any]],
+    ) -> None:
+        """Wait for Kafka's acknowledgement of the batch's records, then acknowledge its
+        messages to the broker. On a Kafka error nothing is acknowledged and the whole
+        batch is produced again (a record produced twice is absorbed downstream)."""
+        attempt = 0
+        while True:
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            error = next((r for r in results if isinstance(r, BaseException)), None)
+            if error is None:
+                break
+            attempt = await self._kafka_trouble(error, attempt)
+            futures = await self._produce(records)
+        for device_id, seq in remember:
+            self._unconfirmed_seqs.discard((device_id, seq))
+            self._tracks.setdefault(device_id, DeviceTrack()).remember(seq)
+        assert self._mqtt is not None
+        self._mqtt.ack(batch)
+        now = time.monotonic()
+        observe = metrics.ACK_LATENCY.observe
+        for msg in batch:
+            observe(now - msg.received)
+
+    async def _kafka_trouble(self, exc: BaseException, attempt: int) -> int:
+        attempt += 1
+        metrics.KAFKA_RETRIES.inc()
+        log.warning("kafka produce failed; retrying batch", error=str(exc) or type(exc).__name__, attempt=attempt)
+        await asyncio.sleep(min(5.0, 0.2 * attempt))
+        return attempt
+
+    def _records_for(self, msg: Incoming, received_at: datetime, remember: list[tuple[str, int]]) -> list[Record]:
+        parsed = self._parse_topic(msg.topic)
         if parsed is None:
             return [self._dead_letter(msg, None, received_at, "foreign_topic", "not a device topic")]
         device_id, kind = parsed
         if kind == "status":
-            return self._status_event(device_id, bytes(msg.payload), received_at)
+            return self._status_event(device_id, msg.payload, received_at)
         if kind != "telemetry":
             return [self._dead_letter(msg, device_id, received_at, "foreign_topic", f"unexpected topic kind {kind}")]
-        outcome = validate(device_id, bytes(msg.payload), received_at, self._registry)
-        records: list[tuple[str, bytes | None, bytes]] = []
+        outcome = validate(device_id, msg.payload, received_at, self._registry)
+        records: list[Record] = []
         if outcome.seq is not None:
-            track = self._tracks.setdefault(device_id, DeviceTrack())
+            track = self._tracks.get(device_id)
+            if track is None:
+                track = self._tracks[device_id] = DeviceTrack()
             key = (device_id, outcome.seq)
-            if track.seen(outcome.seq) or key in pending_seqs:
+            if track.seen(outcome.seq) or key in self._unconfirmed_seqs:
                 metrics.DUPLICATES.inc()
                 return []
-            pending_seqs.add(key)
+            self._unconfirmed_seqs.add(key)
             remember.append(key)
-            records.extend(self._device_side_events(device_id, outcome, track, received_at))
+            records += self._device_side_events(device_id, outcome, track, received_at)
         for reading_set in outcome.accepted.values():
             for readings, quarantined in ((reading_set.readings, False), (reading_set.quarantined, True)):
                 if not readings:
@@ -322,7 +380,7 @@ class Bridge:
                     )
                 )
                 records.append((READINGS.name, reading_set.patient_id.encode(), value))
-                metrics.FORWARDED.inc(len(readings))
+                self._forwarded += len(readings)
                 if quarantined:
                     metrics.QUARANTINED.inc(len(readings))
         for rejection in outcome.rejections:
@@ -330,17 +388,16 @@ class Bridge:
         return records
 
     def _dead_letter(
-        self, msg: mqtt.MQTTMessage, device_id: str | None, received_at: datetime, reason: str, detail: str
-    ) -> tuple[str, bytes | None, bytes]:
+        self, msg: Incoming, device_id: str | None, received_at: datetime, reason: str, detail: str
+    ) -> Record:
         metrics.REJECTED.labels(reason=str(reason)).inc()
-        payload = msg.payload[:DEAD_LETTER_PAYLOAD_CAP].decode("utf-8", "replace")
         record = RejectedMessage(
             reason=str(reason),
             detail=detail,
             topic=msg.topic[:256],
             device_id=device_id,
             received_at=received_at,
-            payload=payload,
+            payload=msg.payload[:DEAD_LETTER_PAYLOAD_CAP].decode("utf-8", "replace"),
             payload_size=len(msg.payload),
         )
         return (REJECTED.name, (device_id or "unknown").encode(), encode(record))
@@ -349,12 +406,12 @@ class Bridge:
         bindings = self._registry.bindings(device_id)
         return bindings[-1].patient_id if bindings else None
 
-    def _event(self, event: DeviceEvent) -> tuple[str, bytes | None, bytes]:
+    def _event(self, event: DeviceEvent) -> Record:
         metrics.DEVICE_EVENTS.labels(kind=event.kind).inc()
         key = (event.patient_id or event.device_id).encode()
         return (DEVICE_EVENTS.name, key, encode(event))
 
-    def _status_event(self, device_id: str, payload: bytes, at: datetime) -> list[tuple[str, bytes | None, bytes]]:
+    def _status_event(self, device_id: str, payload: bytes, at: datetime) -> list[Record]:
         state = payload.decode("utf-8", "replace").strip().strip('"').lower()
         if state not in ("online", "offline"):
             return []
@@ -369,14 +426,17 @@ class Bridge:
             )
         ]
 
-    def _device_side_events(
-        self, device_id: str, outcome: Outcome, track: DeviceTrack, at: datetime
-    ) -> list[tuple[str, bytes | None, bytes]]:
+    def _device_side_events(self, device_id: str, outcome: Outcome, track: DeviceTrack, at: datetime) -> list[Record]:
         records = []
-        patient_id = self._patient_of(device_id)
         seq = outcome.seq
         assert seq is not None
-        if track.last_seq is not None and seq > track.last_seq + 1:
+        gap = track.last_seq is not None and seq > track.last_seq + 1
+        battery = outcome.battery
+        battery_moved = battery is not None and (
+            track.last_battery is None or abs(battery - track.last_battery) >= BATTERY_STEP
+        )
+        patient_id = self._patient_of(device_id) if gap or battery_moved else None
+        if gap and track.last_seq is not None:
             records.append(
                 self._event(
                     DeviceEvent(
@@ -392,8 +452,7 @@ class Bridge:
             self._request_resend(device_id, track.last_seq + 1, track)
         if track.last_seq is None or seq > track.last_seq:
             track.last_seq = seq
-        battery = outcome.battery
-        if battery is not None and (track.last_battery is None or abs(battery - track.last_battery) >= BATTERY_STEP):
+        if battery_moved and battery is not None:
             track.last_battery = battery
             records.append(
                 self._event(
@@ -404,11 +463,17 @@ class Bridge:
 
     def _request_resend(self, device_id: str, from_seq: int, track: DeviceTrack) -> None:
         now = time.monotonic()
-        if now - track.last_resend_request < RESEND_COOLDOWN_S or self._client is None:
+        if now - track.last_resend_request < RESEND_COOLDOWN_S or self._mqtt is None:
             return
         track.last_resend_request = now
-        self._client.publish(commands_topic(device_id), encode(ResendFrom(from_seq=from_seq)), qos=1)
+        answer = self._mqtt.publish(commands_topic(device_id), encode(ResendFrom(from_seq=from_seq)))
+        answer.add_done_callback(lambda done: _log_refused_command(device_id, done))
         metrics.RESEND_REQUESTS.inc()
+
+
+def _log_refused_command(device_id: str, answer: asyncio.Future[int]) -> None:
+    if not answer.cancelled() and is_failure(code := answer.result()):
+        log.warning("resend command refused by the broker", device_id=device_id, reason=reason_name(code))
 
 
 __all__ = ["Bridge", "Reason"]

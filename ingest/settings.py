@@ -17,8 +17,25 @@ class IngestSettings(DatabaseSettings, KafkaSettings, MqttSettings):
         description="Stable client id per bridge process: the persistent session is keyed by it",
     )
     mqtt_session_expiry_s: int = Field(3600, description="How long the broker keeps the session while we are away")
-    mqtt_receive_maximum: int = Field(2000, description="Unacknowledged QoS 1 messages the broker may send us")
+    mqtt_receive_maximum: int = Field(
+        2000, ge=1, le=65535, description="Unacknowledged QoS 1 messages the broker may send us"
+    )
+    mqtt_keepalive_s: int = Field(
+        30, ge=0, le=65535, description="MQTT keep alive in seconds; a ping goes out when the link is quiet"
+    )
+    mqtt_leave_on_stop: bool = Field(
+        False,
+        description="On SIGTERM, leave the shared subscription for good: unsubscribe, forward what the session "
+        "holds, end the session. For removing a bridge while others keep running; a bridge that restarts keeps "
+        "its session (messages published meanwhile wait in it)",
+    )
     ingest_metrics_port: int = Field(19101, description="Port of the Prometheus metrics endpoint")
     ingest_metrics_host: str = Field("127.0.0.1", description="Address of the Prometheus metrics endpoint")
     registry_refresh_s: float = Field(5.0, description="Seconds between device registry reloads")
-    batch_max: int = Field(1000, description="Most MQTT messages validated and produced as one batch")
+    batch_max: int = Field(1000, ge=1, description="Most MQTT messages validated and produced as one batch")
+    inbox_max: int = Field(
+        2000,
+        ge=1,
+        description="Messages read from the broker and not yet batched; at this many the bridge stops reading "
+        "until half of them were taken (bounds memory and ack latency when Kafka is slow)",
+    )

@@ -20,8 +20,8 @@ from typing import Any, Final
 
 import msgspec
 
+from core import mqtt5 as mqtt
 from core.wire import ResendFrom, commands_topic, status_topic, telemetry_topic
-from devices.simulator import mqtt
 from devices.simulator.groundtruth import GroundTruth
 from devices.simulator.outbox import Outbox
 

@@ -16,12 +16,12 @@ from typing import Any, Final
 
 import numpy as np
 
+from core.mqtt5 import mqtt_string
 from core.wire import telemetry_topic
 from devices.simulator.config import Roster, RunOptions
 from devices.simulator.device import Entry, Fleet, Link
 from devices.simulator.groundtruth import GroundTruth
 from devices.simulator.messages import Reading, chunks, convert, encode_message, fault_payload
-from devices.simulator.mqtt import mqtt_string
 from devices.simulator.outbox import Outbox
 from devices.simulator.physiology import METRICS, FloatArray, Population, noise_keys, stable_key
 from devices.simulator.scenarios import Action, Book, Context, DeviceInfo, ScenarioRequest, place

@@ -80,7 +80,7 @@ def check_delivery(gt_path: Path, received: list[tuple[str, bytes, bool]]) -> De
 
 
 async def _publish_as(port: int, device_id: str, password: str, topic: str, payload: bytes) -> int:
-    from devices.simulator import mqtt
+    from core import mqtt5 as mqtt
 
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[tuple[str, int]] = asyncio.Queue()

@@ -231,7 +231,11 @@ def test_two_bridges_share_the_load(platform: Stack, db: psycopg.Connection) -> 
     second = platform._python(
         "ingest-2",
         "ingest",
-        extra_env={"RPM_INGEST_METRICS_PORT": str(extra_port), "RPM_MQTT_CLIENT_ID": "rpm-ingest-second"},
+        extra_env={
+            "RPM_INGEST_METRICS_PORT": str(extra_port),
+            "RPM_MQTT_CLIENT_ID": "rpm-ingest-second",
+            "RPM_MQTT_LEAVE_ON_STOP": "true",
+        },
     )
     try:
         platform._wait("ingest-2", second, lambda: metric_value(extra_port, "rpm_ingest_up") == 1.0, 30)
@@ -240,16 +244,28 @@ def test_two_bridges_share_the_load(platform: Stack, db: psycopg.Connection) -> 
         device = Device(platform, creds.username, creds.password)
         device.connect()
         base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-        for seq in range(1, 401):
-            device.client.publish(
-                telemetry_topic(creds.device_id),
-                payload(creds.device_id, seq, [reading("heart_rate", 70, "/min", base + timedelta(seconds=seq))]),
-                qos=1,
-            )
+
+        def send(seqs: range) -> None:
+            for seq in seqs:
+                device.client.publish(
+                    telemetry_topic(creds.device_id),
+                    payload(creds.device_id, seq, [reading("heart_rate", 70, "/min", base + timedelta(seconds=seq))]),
+                    qos=1,
+                )
+
+        send(range(1, 401))
         assert wait_for(lambda: count_rows(db, patient) == 400, timeout=60)
         second_share = metric_value(extra_port, "rpm_ingest_received_messages_total") or 0
         assert 0 < second_share < 400  # the shared subscription gave the second bridge part of it
+
+        # Scale down: the second bridge leaves the group on SIGTERM, so its share of what
+        # comes next goes to the first one instead of waiting in an orphaned session.
+        second.terminate()
+        assert second.wait(timeout=20) == 0
+        send(range(401, 601))
+        assert wait_for(lambda: count_rows(db, patient) == 600, timeout=60), count_rows(db, patient)
         device.close()
     finally:
-        second.terminate()
-        second.wait(timeout=20)
+        if second.poll() is None:
+            second.terminate()
+            second.wait(timeout=20)
