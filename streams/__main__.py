@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from faust import Worker
@@ -9,6 +10,7 @@ from prometheus_client import start_http_server
 
 from core.logging import configure_logging
 from streams.app import create_app
+from streams.changelogs import ensure_changelog_topics
 from streams.settings import StreamsSettings
 
 
@@ -18,7 +20,16 @@ def main() -> None:
     Path(settings.streams_data_dir).mkdir(parents=True, exist_ok=True)
     start_http_server(settings.streams_metrics_port, addr=settings.streams_metrics_host)
     app = create_app(settings)
+    # A private loop: the Worker below sets up its own event loop.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(ensure_changelog_topics(app, settings.kafka_bootstrap))
+    finally:
+        loop.close()
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    # No terminal spinner: at level WARNING it lowers the root logger to DEBUG, and every debug
+    # call of aiokafka and Faust (several per record) then builds a log record.
+    worker.spinner = None
     worker.execute_from_commandline()
 
 

@@ -1,4 +1,19 @@
-"""The Faust application factory: topics, agents and the worker's lifecycle hooks."""
+"""The Faust application factory: topics, tables, agents, the timer and lifecycle hooks.
+
+Agents:
+- `readings`: batches of `rpm.readings.v1`, handed to independent lanes (`streams.fanout`
+  says why one agent and not one per job): `store` (role "store", batches into TimescaleDB)
+  and `detect` (role "detect", batches through the detectors, detections to
+  `rpm.detections.v1`); a batch is acknowledged once every lane is done with it;
+- `care-plans` (role "detect"): the compacted `rpm.care-plans.v1` into the care-plan table.
+
+Tables (role "detect"), both keyed by patient id and co-partitioned with the readings
+(8 partitions, changelog topics created by `streams.changelogs`): `care-plans` (plan JSON)
+and `detector-state` (per-patient detector state, saved once per batch).
+
+A timer runs the clock-driven detectors (missed measurements and doses, silent devices)
+for the patients of the partitions this worker owns.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +22,40 @@ from typing import Any
 import faust
 
 from core.logging import get_logger
-from core.wire import READINGS, REJECTED
+from core.wire import CARE_PLANS, DETECTIONS, READINGS, REJECTED
 from streams import metrics
+from streams.careplans.agents import apply_care_plans
+from streams.careplans.service import PlanBook
+from streams.consumer import set_fetch_max_wait
+from streams.detection.agents import detection_lane, judge_due
+from streams.detection.pipeline import DetectionPipeline
+from streams.detection.repository import DeviceClasses
+from streams.detection.state_store import StateStore
+from streams.fanout import Fanout, Handler
 from streams.settings import StreamsSettings
-from streams.storage.agents import store_stream
+from streams.storage.agents import storage_lane
 from streams.storage.service import StorageWriter
 
 log = get_logger("streams.app")
+
+STATE_TABLE = "detector-state"
+PLAN_TABLE = "care-plans"
+
+
+def _raw_topic(app: faust.App, name: str, partitions: int) -> Any:
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
+
+
+async def _acked(fut: Any) -> Any:
+    """Wait for a Faust send's Kafka acknowledgement."""
+    return await (await fut)
 
 
 def create_app(settings: StreamsSettings | None = None) -> faust.App:
@@ -22,10 +64,12 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
         s.streams_app_id,
         broker=[f"kafka://{server.strip()}" for server in s.kafka_bootstrap.split(",")],
         datadir=s.streams_data_dir,
+        store=s.streams_table_store,
         web_enabled=False,
         topic_partitions=READINGS.partitions,
         topic_allow_declare=False,
         topic_disable_leader=True,
+        table_standby_replicas=1,
         broker_session_timeout=s.session_timeout_s,
         broker_heartbeat_interval=s.heartbeat_interval_s,
         broker_commit_every=1000,
@@ -33,38 +77,102 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
         stream_buffer_maxsize=8192,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # A batch's detections and states are handed to the producer together and their acks
+        # awaited together: let the producer gather them into few requests.
+        producer_linger=s.producer_linger_ms / 1000,
+        producer_max_batch_size=256 * 1024,
     )
-    readings = app.topic(
-        READINGS.name,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=READINGS.partitions,
-    )
-    rejected = app.topic(
-        REJECTED.name,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=REJECTED.partitions,
-    )
-    writer = StorageWriter(s.database_url.get_secret_value())
+    set_fetch_max_wait(app, s.consumer_fetch_max_wait_ms)
+    readings = _raw_topic(app, READINGS.name, READINGS.partitions)
+    rejected = _raw_topic(app, REJECTED.name, REJECTED.partitions)
+    closers: list[Any] = []
+    lanes: list[tuple[str, Handler, int]] = []
 
-    @app.agent(readings, name="store-readings")
-    async def store_readings(stream: Any) -> Any:
-        async for stored in store_stream(stream, writer, rejected, s.storage_batch_max, s.storage_batch_within_s):
-            yield stored
+    if "store" in s.roles:
+        writer = StorageWriter(s.database_url.get_secret_value())
+        closers.append(writer.close)
+        lanes.append(("store", storage_lane(writer, rejected), s.storage_batch_max))
+
+    if "detect" in s.roles:
+        lanes.append(("detect", _add_detection(app, s, rejected, closers), s.detection_batch_max))
+
+    @app.agent(readings, name="readings")
+    async def process_readings(stream: Any) -> Any:
+        fanout = Fanout(lanes, ack=stream.ack, backlog=s.lane_backlog_records)
+        fanout.start()
+        try:
+            async for events in stream.noack_take(s.readings_batch_max, within=s.readings_batch_within_s):
+                await fanout.submit(events)
+                yield len(events)
+        finally:
+            await fanout.stop()
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
     async def report_up() -> None:
         assigned = app.consumer.assignment() if app.consumer is not None else set()
         metrics.UP.set(1 if assigned else 0)
+        owned = {tp.partition for tp in assigned if tp.topic == READINGS.name}
+        for partition in range(READINGS.partitions):
+            metrics.ASSIGNED.labels(partition=str(partition)).set(1 if partition in owned else 0)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types receivers narrower than it calls them
-    async def close_writer(_sender: Any, *_args: Any, signal: Any, **_kw: Any) -> None:
+    async def close_resources(_sender: Any, *_args: Any, signal: Any, **_kw: Any) -> None:
         metrics.UP.set(0)
-        await writer.close()
+        for close in closers:
+            await close()
 
     return app
+
+
+def _add_detection(app: faust.App, s: StreamsSettings, rejected: Any, closers: list[Any]) -> Handler:
+    """Tables, the care-plan agent and the timer; returns the detection lane's handler."""
+    care_plans = _raw_topic(app, CARE_PLANS.name, CARE_PLANS.partitions)
+    # bytes keys and values: Faust then uses the raw codec for the table and its changelog.
+    table_options: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "partitions": READINGS.partitions}
+    plan_table = app.Table(PLAN_TABLE, help="Care plan JSON per patient (from rpm.care-plans.v1)", **table_options)
+    state_table = app.Table(STATE_TABLE, help="Detector state per patient, saved once per batch", **table_options)
+
+    state_changelog = state_table.changelog_topic.get_topic_name()
+
+    # Straight to the producer (one record per patient per batch: Faust's topic-level send adds
+    # its sensors and attachment logic to each); returns the record's ack future.
+    async def send_changelog(key: bytes, value: bytes, partition: int) -> Any:
+        producer = await app.maybe_start_producer()
+        return await producer.send(state_changelog, key, value, partition, None, None)
+
+    async def send_plan_changelog(key: bytes, value: bytes | None, partition: int) -> Any:
+        return await _acked(plan_table.changelog_topic.send(key=key, value=value, partition=partition))
+
+    async def publish(key: bytes, value: bytes) -> Any:
+        producer = await app.maybe_start_producer()
+        return await producer.send(DETECTIONS.name, key, value, None, None, None)
+
+    async def send_dead_letter(value: bytes) -> Any:
+        return await _acked(rejected.send(value=value))
+
+    devices = DeviceClasses(s.database_url.get_secret_value(), ttl_s=s.device_class_ttl_s)
+    closers.append(devices.close)
+    plans = PlanBook(plan_table.data)
+    pipeline = DetectionPipeline(
+        states=StateStore(state_table.data, send_changelog),
+        plans=plans,
+        devices=devices,
+        publish=publish,
+        dead_letter=send_dead_letter,
+        retries=s.detection_send_retries,
+    )
+
+    @app.agent(care_plans, name="care-plans")
+    async def apply_plans(stream: Any) -> Any:
+        async for outcome in apply_care_plans(stream, plan_table.data, send_plan_changelog, plans, rejected):
+            yield outcome
+
+    @app.timer(interval=s.detection_due_interval_s)  # type: ignore[untyped-decorator]  # untyped decorator
+    async def detect_due() -> None:
+        await judge_due(app, pipeline, s.detection_due_guard_s)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types receivers narrower than it calls them
+    async def forget_revoked(_sender: Any, revoked: Any, **_kw: Any) -> None:
+        pipeline.forget_partitions(tp.partition for tp in revoked if tp.topic == READINGS.name)
+
+    return detection_lane(pipeline, send_dead_letter)

@@ -16,6 +16,8 @@ readings join the window, so a lasting change slowly becomes the new baseline.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left, insort
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
@@ -45,7 +47,7 @@ MAD_TO_Z: Final = 0.6745  # Iglewicz and Hoaglin's modified z-score constant
 SMALL_BATCH: Final = 8
 
 
-class BaselineSeries(msgspec.Struct, frozen=True, kw_only=True):
+class BaselineSeries(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     values: tuple[float, ...] = ()  # the last `window` readings, oldest first
     last_ts: datetime | None = None
     run: int = 0  # consecutive deviating readings (no open episode)
@@ -63,10 +65,48 @@ def _median(ordered: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def _window_stats(window: list[float]) -> tuple[float, float]:
-    """Median and MAD of one window in plain Python (same arithmetic as numpy's median)."""
-    m = _median(sorted(window))
-    return m, _median(sorted(abs(v - m) for v in window))
+def _sorted_stats(s: list[float]) -> tuple[float, float]:
+    """Median and MAD of an already sorted window, in plain Python with the same arithmetic as
+    numpy's median.
+
+    The absolute deviations |v - m| of a sorted window are two sorted runs, m - s[j] going left
+    from the median and s[j] - m going right (m - v equals |v - m| exactly: IEEE subtraction
+    rounds symmetrically), so their middle is found by merging the runs up to the middle rank
+    instead of sorting all deviations.
+    """
+    n = len(s)
+    mid = n // 2
+    m = s[mid] if n % 2 else (s[mid - 1] + s[mid]) / 2
+    left = bisect_left(s, m) - 1
+    right = left + 1
+    previous = current = 0.0
+    for _ in range(mid + 1):
+        if left >= 0 and (right >= n or m - s[left] <= s[right] - m):
+            previous, current = current, m - s[left]
+            left -= 1
+        else:
+            previous, current = current, s[right] - m
+            right += 1
+    return m, current if n % 2 else (previous + current) / 2
+
+
+def _sliding_stats(values: list[float], spans: list[tuple[int, int]]) -> list[tuple[float, float]]:
+    """Median and MAD of values[lo:hi] for each (lo, hi) span, spans moving forward: the sorted
+    window is kept up to date by insertion and removal rather than sorted again per row."""
+    out: list[tuple[float, float]] = []
+    window: list[float] = []
+    cur_lo = cur_hi = 0
+    for lo, hi in spans:
+        if not window or lo < cur_lo or hi < cur_hi or lo >= cur_hi:
+            window = sorted(values[lo:hi])
+        else:
+            for x in values[cur_hi:hi]:
+                insort(window, x)
+            for x in values[cur_lo:lo]:
+                del window[bisect_left(window, x)]
+        cur_lo, cur_hi = lo, hi
+        out.append(_sorted_stats(window))
+    return out
 
 
 def rolling_median_mad(history: Floats, new: Floats, window: int, min_samples: int) -> tuple[Floats, Floats]:
@@ -88,23 +128,69 @@ def rolling_median_mad(history: Floats, new: Floats, window: int, min_samples: i
         m = np.median(rows, axis=1)
         median[vectorised] = m
         mad[vectorised] = np.median(np.abs(rows - m[:, None]), axis=1)
-    as_list: list[float] = values.tolist()
-    for i in np.flatnonzero(~vectorised & (counts >= min_samples)):
-        end = int(positions[i])
-        median[i], mad[i] = _window_stats(as_list[end - int(counts[i]) : end])
+    rows = np.flatnonzero(~vectorised & (counts >= min_samples)).tolist()
+    if rows:
+        as_list: list[float] = values.tolist()
+        spans = [(int(positions[i] - counts[i]), int(positions[i])) for i in rows]
+        for i, (m, d) in zip(rows, _sliding_stats(as_list, spans), strict=True):
+            median[i], mad[i] = m, d
     return median, mad
+
+
+_Stats = tuple[Sequence[float], Sequence[float], Sequence[bool], Sequence[float], Sequence[bool]]
+
+
+def _statistics(setting: BaselineSetting, history: tuple[float, ...], new: list[float]) -> _Stats:
+    """Per new value: median, MAD, whether they are known (min_samples), modified z-score and
+    whether it deviates. Few values (a live stream's batch) go in plain Python, where numpy's
+    per-call overhead would dominate; the arithmetic is the same either way."""
+    window, min_samples = setting.window, setting.min_samples
+    if len(new) > SMALL_BATCH:
+        values = np.asarray(new, dtype=np.float64)
+        median_a, mad_a = rolling_median_mad(
+            np.asarray(history[-window:], dtype=np.float64), values, window, min_samples
+        )
+        known_a = ~np.isnan(median_a)
+        z_a = np.zeros(len(new))
+        z_a[known_a] = MAD_TO_Z * (values[known_a] - median_a[known_a]) / np.maximum(mad_a[known_a], setting.min_mad)
+        deviating_a = known_a & (np.abs(z_a) > setting.z_threshold)
+        return median_a.tolist(), mad_a.tolist(), known_a.tolist(), z_a.tolist(), deviating_a.tolist()
+    recent = list(history[-window:])
+    values_l = recent + new
+    first = len(recent)
+    rows = [i for i in range(len(new)) if min(first + i, window) >= min_samples]
+    spans = [(first + i - min(first + i, window), first + i) for i in rows]
+    stats = dict(zip(rows, _sliding_stats(values_l, spans), strict=True))
+    median: list[float] = []
+    mad: list[float] = []
+    known: list[bool] = []
+    z: list[float] = []
+    deviating: list[bool] = []
+    for i, x in enumerate(new):
+        found = stats.get(i)
+        if found is None:
+            median.append(math.nan)
+            mad.append(math.nan)
+            known.append(False)
+            z.append(0.0)
+            deviating.append(False)
+            continue
+        m, d = found
+        score = MAD_TO_Z * (x - m) / max(d, setting.min_mad)
+        median.append(m)
+        mad.append(d)
+        known.append(True)
+        z.append(score)
+        deviating.append(abs(score) > setting.z_threshold)
+    return median, mad, known, z, deviating
 
 
 def _run_series(
     patient_id: str, setting: BaselineSetting, series: BaselineSeries, batch: list[Reading]
 ) -> tuple[BaselineSeries, list[Detection]]:
-    new = np.fromiter((r.value for r in batch), dtype=np.float64, count=len(batch))
-    history = np.asarray(series.values[-setting.window :], dtype=np.float64)
-    median, mad = rolling_median_mad(history, new, setting.window, setting.min_samples)
-    known = ~np.isnan(median)
-    z = np.zeros(len(batch))
-    z[known] = MAD_TO_Z * (new[known] - median[known]) / np.maximum(mad[known], setting.min_mad)
-    deviating = known & (np.abs(z) > setting.z_threshold)
+    new = [float(r.value) for r in batch]
+    history = series.values[-setting.window :]
+    median, mad, known, z, deviating = _statistics(setting, history, new)
 
     run, run_start, calm, open_ = series.run, series.run_start, series.calm, series.open
     out: list[Detection] = []
@@ -151,9 +237,8 @@ def _run_series(
             det = clear_detection(patient_id, open_, at=r.ts, evidence=evidence)
             open_, calm = None, 0
         out.append(det)
-    values = np.concatenate([history, new])[-setting.window :]
     return BaselineSeries(
-        values=tuple(values.tolist()),
+        values=(*history, *new)[-setting.window :],
         last_ts=latest_ts(batch, series.last_ts),
         run=run,
         run_start=run_start,

@@ -33,7 +33,7 @@ from streams.detection.model import (
 )
 
 
-class GlucoseState(msgspec.Struct, frozen=True, kw_only=True):
+class GlucoseState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     last_ts: datetime | None = None
     hypo: dict[str, Episode] = msgspec.field(default_factory=dict)  # at most L1 and L2
     hypo_recovering_since: datetime | None = None

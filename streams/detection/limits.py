@@ -35,7 +35,7 @@ from streams.detection.model import (
 )
 
 
-class LimitState(msgspec.Struct, frozen=True, kw_only=True):
+class LimitState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """State of one rule; every field is a scalar, so its size is fixed."""
 
     last_ts: datetime | None = None

@@ -42,7 +42,7 @@ class News2Param(msgspec.Struct, frozen=True, array_like=True):
     ts: datetime
 
 
-class News2State(msgspec.Struct, frozen=True, kw_only=True):
+class News2State(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     latest: dict[str, News2Param] = msgspec.field(default_factory=dict)
     last_ts: datetime | None = None
     open: Episode | None = None

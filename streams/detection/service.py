@@ -4,6 +4,9 @@
   per batch of one patient's readings (any order; sorted here). Runs out-of-range limits,
   NEWS2, BP crisis confirmation, heart-failure weight gain, glucose levels, personal baseline,
   notes schedule slots satisfied (and clears late-satisfied missed slots) and device contact.
+- `observe_devices(patient_id, state, devices)`: the device-contact part alone, for a batch
+  holding readings of several devices of the patient (run the detectors once over all the
+  readings without a device, then note each device's contact).
 - `detect_due(patient_id, plan, state, now)`: on a timer. Reports missed measurements and
   doses, and silent devices.
 
@@ -103,6 +106,21 @@ def detect_readings(
     found = [*d_limits, *d_news2, *d_bp, *d_weight, *d_glucose, *d_baseline, *d_adherence, *d_silence]
     found.sort(key=lambda d: d.detected_at)  # stable: per-detector order kept within a time
     return new_state, found
+
+
+def observe_devices(
+    patient_id: str, state: DetectorState, devices: Sequence[tuple[str, str, Sequence[Reading]]]
+) -> tuple[DetectorState, list[Detection]]:
+    """Note contact from each (device_id, device_class, readings) and clear silences that ended."""
+    silence = state.silence
+    found: list[Detection] = []
+    for device_id, device_class, readings in devices:
+        silence, cleared = observe_device(patient_id, silence, device_id, device_class, readings)
+        found.extend(cleared)
+    if silence is state.silence:
+        return state, found
+    found.sort(key=lambda d: d.detected_at)
+    return msgspec.structs.replace(state, silence=silence), found
 
 
 def detect_due(

@@ -1,22 +1,22 @@
-"""The storage agent: a thin wrapper that takes batches of reading records from Kafka,
-stores them, and dead-letters what cannot be stored. It never lets an exception escape:
-Faust would acknowledge the batch anyway and the readings would be lost.
+"""The storage lane: stores batches of reading records and dead-letters what cannot be
+stored. It never lets an exception escape: the records would be acknowledged anyway and
+the readings lost.
 
-Offsets: `Stream.take` acknowledges a batch's events only after the loop body finished
-with it, i.e. after the transaction committed.
+Offsets: the fan-out (`streams.fanout`) acknowledges a batch's events only after this lane
+(and the others) finished with them, i.e. after the transaction committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from core.logging import get_logger
-from core.wire import REJECTED, RejectedMessage, encode
 from streams import metrics
+from streams.dead_letters import dead_letter
 from streams.storage.service import StorageWriter, decode_records
 
 log = get_logger("streams.storage")
@@ -24,30 +24,16 @@ log = get_logger("streams.storage")
 UNEXPECTED_ERROR_RETRIES = 3
 
 
-def dead_letter(reason: str, detail: str, payload: str) -> bytes:
-    return encode(
-        RejectedMessage(
-            reason=reason,
-            detail=detail[:500],
-            topic="rpm.readings.v1",
-            device_id=None,
-            received_at=datetime.now(UTC),
-            payload=payload[:4096],
-            payload_size=len(payload),
-        )
-    )
+def storage_lane(writer: StorageWriter, rejected_topic: Any) -> Callable[[Sequence[Any]], Awaitable[int]]:
+    """The lane handler: events of `rpm.readings.v1` -> readings newly stored."""
+
+    async def handle(events: Sequence[Any]) -> int:
+        return await store_batch([e.value for e in events], writer, rejected_topic)
+
+    return handle
 
 
-async def store_stream(
-    stream: Any, writer: StorageWriter, rejected_topic: Any, batch_max: int, within_s: float
-) -> AsyncIterator[int]:
-    """Body of the storage agent; yields the count stored per batch (for tests and metrics)."""
-    async for values in stream.take(batch_max, within=within_s):
-        stored = await _store_batch(values, writer, rejected_topic)
-        yield stored
-
-
-async def _store_batch(values: Sequence[bytes], writer: StorageWriter, rejected_topic: Any) -> int:
+async def store_batch(values: Sequence[bytes], writer: StorageWriter, rejected_topic: Any) -> int:
     started = time.monotonic()
     metrics.RECORDS.inc(len(values))
     for attempt in range(1, UNEXPECTED_ERROR_RETRIES + 1):
@@ -85,6 +71,3 @@ async def _store_batch(values: Sequence[bytes], writer: StorageWriter, rejected_
         except Exception:
             log.exception("could not dead-letter a record")
     return 0
-
-
-__all__ = ["REJECTED", "store_stream"]

@@ -1,4 +1,4 @@
-"""SQL of the storage agent: COPY into a per-connection staging table, then
+"""SQL of the storage lane: COPY into a per-connection staging table, then
 `INSERT ... ON CONFLICT DO NOTHING` so that a replay changes nothing."""
 
 from __future__ import annotations

@@ -124,3 +124,26 @@ def test_vectorised_statistics_match_a_plain_loop(
     expected = np.array(_reference(history, new, window, min_samples)).reshape(-1, 2)
     np.testing.assert_allclose(median, expected[:, 0], equal_nan=True)
     np.testing.assert_allclose(mad, expected[:, 1], equal_nan=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=20, max_value=200), min_size=1, max_size=150))
+def test_median_and_mad_of_a_sorted_window_match_numpy(window: list[float]) -> None:
+    from streams.detection.baseline import _sorted_stats
+
+    m, mad = _sorted_stats(sorted(window))
+    w = np.array(window)
+    assert m == float(np.median(w))
+    assert mad == float(np.median(np.abs(w - np.median(w))))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.floats(min_value=20, max_value=200).map(round), min_size=1, max_size=60),
+    st.integers(min_value=1, max_value=20),
+)
+def test_sliding_windows_match_fresh_windows(values: list[float], width: int) -> None:
+    from streams.detection.baseline import _sliding_stats, _sorted_stats
+
+    spans = [(max(0, hi - width), hi) for hi in range(1, len(values) + 1)]
+    assert _sliding_stats(values, spans) == [_sorted_stats(sorted(values[lo:hi])) for lo, hi in spans]

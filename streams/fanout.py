@@ -1,0 +1,118 @@
+"""One consumer of `rpm.readings.v1`, several independent lanes (storage, detection).
+
+Why not one Faust agent per job: two agents subscribed to the same topic in one app share
+each Kafka message (reference count 2). When a rebalance starts, Faust empties the agents'
+input queues; a message one agent already took while the other agent's copy was dropped keeps
+a reference count of 1 forever, and the rebalance waits for it without end ("wait_empty:
+Waiting for tasks"). Seen here when a worker was killed with -9 under load. So the worker
+has one agent on the topic, which takes batches without acknowledging them
+(`Stream.noack_take`) and hands each batch to every lane:
+
+- each lane is its own task with its own queue, batching (it merges queued batches up to
+  its own size), retries and dead letters, so a stalled lane (storage during a database
+  outage) does not hold the other back until its backlog (`backlog` records) is full;
+- a batch's events are acknowledged when the last lane is done with them; lanes work in
+  order, so acknowledgements (and committed offsets) advance in order;
+- a lane handler must not raise; if one does anyway, the error is logged and the batch
+  counts as handled by that lane (the handlers dead-letter what they give up on).
+
+For lanes that never wait on each other, run the roles in separate workers with different
+application ids (`RPM_STREAMS_ROLES`, `RPM_STREAMS_APP_ID`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.logging import get_logger
+from streams import metrics
+
+log = get_logger("streams.fanout")
+
+Handler = Callable[[Sequence[Any]], Awaitable[object]]  # events -> done (never raises)
+Ack = Callable[[Any], Awaitable[object]]
+
+
+@dataclass(eq=False)
+class _Batch:
+    events: list[Any]
+    pending: int
+
+
+@dataclass(eq=False)
+class Lane:
+    name: str
+    handle: Handler
+    max_events: int
+    queue: asyncio.Queue[_Batch] = field(init=False)
+    waiting: int = 0  # events queued, not yet handled
+    drained: asyncio.Event = field(init=False)
+    task: asyncio.Task[None] | None = field(default=None, init=False)
+
+
+class Fanout:
+    def __init__(self, lanes: Sequence[tuple[str, Handler, int]], ack: Ack, backlog: int = 100_000) -> None:
+        if not lanes:
+            raise ValueError("a fan-out needs at least one lane")
+        self._lanes = [Lane(name, handle, max_events) for name, handle, max_events in lanes]
+        self._ack = ack
+        self._backlog = backlog
+        self._ack_lock = asyncio.Lock()
+
+    def start(self) -> None:
+        for lane in self._lanes:
+            lane.queue = asyncio.Queue()
+            lane.waiting = 0
+            lane.drained = asyncio.Event()
+            lane.task = asyncio.create_task(self._run(lane), name=f"lane-{lane.name}")
+
+    async def stop(self) -> None:
+        """Cancel the lanes; batches not finished stay unacknowledged (processed again later)."""
+        tasks = [lane.task for lane in self._lanes if lane.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for lane in self._lanes:
+            lane.task = None
+
+    async def submit(self, events: Sequence[Any]) -> None:
+        """Hand a batch to every lane; waits while a lane has `backlog` records waiting."""
+        if not events:
+            return
+        batch = _Batch(list(events), len(self._lanes))
+        for lane in self._lanes:
+            while lane.waiting and lane.waiting + len(batch.events) > self._backlog:
+                lane.drained.clear()
+                await lane.drained.wait()
+            lane.waiting += len(batch.events)
+            lane.queue.put_nowait(batch)
+            metrics.LANE_BACKLOG.labels(lane=lane.name).set(lane.waiting)
+
+    async def _run(self, lane: Lane) -> None:
+        while True:
+            batches = [await lane.queue.get()]
+            size = len(batches[0].events)
+            while size < lane.max_events and not lane.queue.empty():
+                batches.append(lane.queue.get_nowait())
+                size += len(batches[-1].events)
+            try:
+                await lane.handle([e for b in batches for e in b.events])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("lane handler raised; its records count as handled", lane=lane.name)
+            lane.waiting -= size
+            lane.drained.set()
+            metrics.LANE_BACKLOG.labels(lane=lane.name).set(lane.waiting)
+            await self._done(batches)
+
+    async def _done(self, batches: list[_Batch]) -> None:
+        async with self._ack_lock:
+            for batch in batches:
+                batch.pending -= 1
+                if batch.pending == 0:
+                    for event in batch.events:
+                        await self._ack(event)

@@ -1,0 +1,277 @@
+"""Faults of the stream processing, through the real broker and database (slow):
+- the database stopped for 60 s mid-stream: storage stalls, then every reading is stored once,
+  and detection goes on meanwhile;
+- two workers sharing the partitions, one killed with -9 mid-stream of 50,000 readings: nothing
+  lost, nothing stored twice, every detection exactly the ground truth and published once; the
+  survivor takes over, and the killed worker, restarted, recovers its tables from the changelog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import psycopg
+import pytest
+
+from core.wire import REJECTED, Reading, ReadingBatch, encode, rejected_decoder
+from infra.stack import Stack, metric_value
+from streams.careplans.agents import default_partition
+from tests.helpers import wait_for
+from tests.streams.support import (
+    DetectionLog,
+    batch,
+    ground_truth,
+    healthy_records,
+    minutes,
+    owned_partitions,
+    produce,
+    read_topic,
+    vitals,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def stored(stack: Stack, patients: list[str], what: str = "count(*)") -> int:
+    """Rows of these patients (own connection: the database may have restarted)."""
+    with psycopg.connect(stack.admin_db_url, connect_timeout=3) as conn:
+        row = conn.execute(
+            f"SELECT {what} FROM observations WHERE patient_id = ANY(%s)",  # noqa: S608 - fixed expressions
+            (patients,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def distinct_stored(stack: Stack, patients: list[str]) -> int:
+    return stored(stack, patients, "count(DISTINCT (patient_id, metric, ts))")
+
+
+class PacedProducer(threading.Thread):
+    """Produces records at a steady rate in the background (one asyncio producer per chunk)."""
+
+    def __init__(self, bootstrap: str, records: list[ReadingBatch], seconds: float, chunks: int = 100) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.records, self.seconds, self.chunks = bootstrap, records, seconds, chunks
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            size = max(1, len(self.records) // self.chunks)
+            start = time.monotonic()
+            for n, i in enumerate(range(0, len(self.records), size)):
+                chunk = self.records[i : i + size]
+                # received_at as the bridge would stamp it, when the record is produced
+                now = datetime.now(UTC)
+                items = [(b.patient_id, encode(_stamped(b, now))) for b in chunk]
+                self.sent += asyncio.run(produce(self.bootstrap, items))
+                pause = start + (n + 1) * self.seconds / self.chunks - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+        except BaseException as exc:
+            self.error = exc
+
+
+def _stamped(b: ReadingBatch, received_at: datetime) -> ReadingBatch:
+    return ReadingBatch(
+        patient_id=b.patient_id, device_id=b.device_id, seq=b.seq, received_at=received_at, readings=b.readings
+    )
+
+
+def interleave(per_patient: dict[str, list[list[Reading]]]) -> list[ReadingBatch]:
+    """All patients' records in time order, so each patient's stream spans the whole run."""
+    out = [(i, p, rs) for p, records in per_patient.items() for i, rs in enumerate(records)]
+    out.sort(key=lambda x: (x[0], x[1]))
+    return [batch(p, rs, seq=i + 1, device_id=f"dev-{p}") for i, p, rs in out]
+
+
+def dead_letters_of(stack: Stack, patients: set[str]) -> list[str]:
+    out = []
+    for _, value in read_topic(stack.kafka_bootstrap, REJECTED.name, REJECTED.partitions):
+        d = rejected_decoder.decode(value)
+        if any(p in d.payload for p in patients):
+            out.append(d.reason)
+    return out
+
+
+def test_a_60_second_database_outage_stalls_storage_then_every_reading_is_stored_once(worker: Stack) -> None:
+    rng = np.random.default_rng(60)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=4)
+    patients = {f"outage-{uuid.uuid4().hex[:8]}": healthy_records(rng, t0, 240, step_min=1) for _ in range(20)}
+    # One patient turns hypoxic: 20 min at 86 %, judged while the database is down.
+    hypoxic = next(iter(patients))
+    patients[hypoxic] = [vitals(rs[0].ts, spo2=86) if 120 <= i < 140 else rs for i, rs in enumerate(patients[hypoxic])]
+    records = interleave(patients)
+    total = sum(len(b.readings) for b in records)  # 19,200 readings in 4,800 records
+    names = list(patients)
+    log = DetectionLog(worker.kafka_bootstrap, {hypoxic})
+
+    producer = PacedProducer(worker.kafka_bootstrap, records, seconds=75)
+    producer.start()
+    try:
+        assert wait_for(lambda: stored(worker, names) > 0, timeout=30), "nothing stored before the outage"
+        time.sleep(5)
+        worker.stop(["postgres"])
+        down_at = time.monotonic()
+        before = producer.sent
+        time.sleep(60)
+        during = [r for r in log.read() if r.rule.value == "spo2_low"]
+    finally:
+        worker.start(["postgres"])
+    up_at = time.monotonic()
+    producer.join(timeout=120)
+    assert producer.error is None, producer.error
+    assert producer.sent == len(records)
+    assert producer.sent - before > 1000, "the outage was not mid-stream"
+    assert up_at - down_at >= 60
+
+    assert wait_for(lambda: stored(worker, names) == total, timeout=120), (stored(worker, names), total)
+    caught_up = time.monotonic() - up_at
+    time.sleep(2)
+    assert stored(worker, names) == distinct_stored(worker, names) == total
+    assert dead_letters_of(worker, set(names)) == []
+    # Detection does not wait for the database (up to the stream buffer of the stalled agent).
+    assert during, "no detection while the database was down"
+    print(f"\ncaught up {caught_up:.1f} s after the database came back")
+
+
+# --- two workers, one killed -------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def second_worker(stack: Stack) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = _free_port()
+    data = stack.state / f"streams2-{port}"
+    data.mkdir()
+    proc = stack._python(
+        "streams2",
+        "streams",
+        extra_env={"RPM_STREAMS_METRICS_PORT": str(port), "RPM_STREAMS_DATA_DIR": str(data)},
+    )
+    try:
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _scenario(t0: datetime, rng: np.random.Generator, count: int) -> list[list[Reading]]:
+    """A patient who turns hypoxic from record 45 to the end (the episode starts before the kill
+    at 40 % of the stream and is raised after it) and has a blood-pressure crisis whose repeat
+    reading comes after the kill."""
+    records = healthy_records(rng, t0, count, step_min=1)
+    for i in range(45, count):
+        records[i] = vitals(records[i][0].ts, spo2=86, hr=112)
+    for i in (48, 52):
+        bp = [Reading("bp_systolic", 186, minutes(t0, i)), Reading("bp_diastolic", 124, minutes(t0, i))]
+        records[i] = [*records[i], *bp]
+    return records
+
+
+def _shared(port_a: int, port_b: int) -> bool:
+    a, b = owned_partitions(port_a), owned_partitions(port_b)
+    return bool(a) and bool(b) and not a & b and a | b == set(range(8))
+
+
+@pytest.mark.timeout(420)
+def test_kill_9_of_one_of_two_workers_loses_nothing_and_duplicates_nothing(worker: Stack) -> None:
+    rng = np.random.default_rng(9)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    count = 125  # records per patient, 4 readings each: 100 patients -> 50,000 readings
+    names = [f"kill-{uuid.uuid4().hex[:8]}" for _ in range(100)]
+    per_patient = {p: healthy_records(rng, t0, count, step_min=1) for p in names}
+    # Scenario patients on different partitions, so that both workers hold some.
+    scenario: dict[int, str] = {}
+    for p in names:
+        scenario.setdefault(default_partition(p.encode(), 8), p)
+    for p in scenario.values():
+        per_patient[p] = _scenario(t0, rng, count)
+    # Last records per scenario patient, sent after the killed worker is back: they end the
+    # hypoxic episode, which needs the open episode recovered from the changelog.
+    tail = {p: [vitals(minutes(t0, count + k), spo2=97) for k in range(12)] for p in scenario.values()}
+    expected = {p: ground_truth(p, per_patient[p] + tail.get(p, [])) for p in names}
+    expected_ids = {i for found in expected.values() for i, _, _ in found}
+    assert sum(1 for found in expected.values() for _, r, k in found if (r, k) == ("spo2_low", "clear")) == len(
+        scenario
+    )
+    records = interleave(per_patient)
+    total = sum(len(b.readings) for b in records)
+    assert total >= 50_000
+
+    with second_worker(worker) as (proc, port):
+        assert wait_for(lambda: _shared(worker.ports.streams_metrics, port), timeout=120), "no shared partitions"
+        # Kill the worker owning the first scenario patient's partition (its state must move).
+        victim_partition = next(iter(scenario))
+        kill_first = victim_partition in owned_partitions(worker.ports.streams_metrics)
+
+        producer = PacedProducer(worker.kafka_bootstrap, records, seconds=25)
+        producer.start()
+        assert wait_for(lambda: producer.sent >= 0.4 * len(records), timeout=60)
+        killed_at = time.monotonic()
+        if kill_first:
+            worker.kill("streams")
+            survivor_port = port
+        else:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            survivor_port = worker.ports.streams_metrics
+        took_over = wait_for(lambda: owned_partitions(survivor_port) == set(range(8)), timeout=120)
+        takeover_s = time.monotonic() - killed_at
+        assert took_over, "the survivor did not take over the partitions"
+        producer.join(timeout=120)
+        assert producer.error is None, producer.error
+        assert wait_for(lambda: stored(worker, names) == total, timeout=180), (stored(worker, names), total)
+        caught_up_s = time.monotonic() - killed_at
+
+        # Restart the killed worker: it rejoins, recovers its tables, and the tails are judged.
+        if kill_first:
+            worker.start(["streams"])
+            rejoined = wait_for(lambda: owned_partitions(worker.ports.streams_metrics), timeout=120)
+        else:
+            rejoined = True
+        assert rejoined
+        tail_batches = [
+            batch(p, rs, seq=1000 + k, device_id=f"dev-{p}") for p, recs in tail.items() for k, rs in enumerate(recs)
+        ]
+        asyncio.run(produce(worker.kafka_bootstrap, [(b.patient_id, encode(b)) for b in tail_batches]))
+
+        log = DetectionLog(worker.kafka_bootstrap, set(names))
+        got = log.wait_for(lambda rs: {r.detection_id for r in rs} >= expected_ids, timeout=120)
+        time.sleep(3)
+        got = log.read()
+
+    got_ids = [r.detection_id for r in got]
+    with_tail = total + sum(len(r) for t in tail.values() for r in t)
+    assert stored(worker, names) == distinct_stored(worker, names) == with_tail
+    missing = expected_ids - set(got_ids)
+    extra = set(got_ids) - expected_ids
+    assert not missing, f"{len(missing)} detections lost"
+    assert not extra, f"{len(extra)} detections not in the ground truth"
+    assert len(got_ids) == len(set(got_ids)), f"{len(got_ids) - len(set(got_ids))} detections published twice"
+    print(
+        f"\nkilled {'streams' if kill_first else 'streams2'}: takeover {takeover_s:.1f} s, "
+        f"all stored {caught_up_s:.1f} s after the kill; {len(got_ids)} detections, none twice"
+    )
+    assert metric_value(worker.ports.streams_metrics, "rpm_streams_up") == 1.0
