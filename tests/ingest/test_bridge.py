@@ -22,12 +22,12 @@ from infra.stack import Stack
 from tests.helpers import Device, count_rows, create_patient, payload, provision, reading, wait_for
 
 
-def dead_letters(stack: Stack, device_id: str, expected: int, timeout: float = 60) -> list[Any]:
-    """Read rpm.rejected.v1 from the start until `expected` records of the device are seen."""
+def read_topic(stack: Stack, topic: str, decode: Any, device_id: str, expected: int, timeout: float) -> list[Any]:
+    """Read a topic from the start until `expected` records of the device are seen."""
 
     async def run() -> list[Any]:
         consumer = AIOKafkaConsumer(
-            REJECTED.name,
+            topic,
             bootstrap_servers=stack.kafka_bootstrap,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -38,17 +38,17 @@ def dead_letters(stack: Stack, device_id: str, expected: int, timeout: float = 6
         try:
             deadline = time.monotonic() + timeout
             while len(found) < expected and time.monotonic() < deadline:
-                batches = await consumer.getmany(timeout_ms=500)
-                for records in batches.values():
-                    for record in records:
-                        letter = rejected_decoder.decode(record.value)
-                        if letter.device_id == device_id:
-                            found.append(letter)
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    found += [x for r in records if (x := decode(r.value)).device_id == device_id]
         finally:
             await consumer.stop()
         return found
 
     return asyncio.run(run())
+
+
+def dead_letters(stack: Stack, device_id: str, expected: int, timeout: float = 60) -> list[Any]:
+    return read_topic(stack, REJECTED.name, rejected_decoder.decode, device_id, expected, timeout)
 
 
 def ingest_metric(stack: Stack, name: str) -> float:
@@ -173,26 +173,7 @@ def test_kill_9_of_the_bridge_loses_nothing(platform: Stack, db: psycopg.Connect
 def device_events(stack: Stack, device_id: str, expected: int, timeout: float = 30) -> list[Any]:
     from core.wire import DEVICE_EVENTS, device_event_decoder
 
-    async def run() -> list[Any]:
-        consumer = AIOKafkaConsumer(
-            DEVICE_EVENTS.name,
-            bootstrap_servers=stack.kafka_bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            group_id=None,
-        )
-        await consumer.start()
-        found: list[Any] = []
-        try:
-            deadline = time.monotonic() + timeout
-            while len(found) < expected and time.monotonic() < deadline:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    found += [e for r in records if (e := device_event_decoder.decode(r.value)).device_id == device_id]
-        finally:
-            await consumer.stop()
-        return found
-
-    return asyncio.run(run())
+    return read_topic(stack, DEVICE_EVENTS.name, device_event_decoder.decode, device_id, expected, timeout)
 
 
 def test_status_battery_and_seq_gaps_become_device_events(platform: Stack, db: psycopg.Connection) -> None:
