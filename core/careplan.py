@@ -171,14 +171,25 @@ class BpCrisis(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HfWeightGain(msgspec.Struct, frozen=True, kw_only=True):
-    """Heart-failure weight gain: >= 1.4 kg in 1 day or >= 2.3 kg in 7 days (clinical.md)."""
+    """Heart-failure weight gain: >= 1.4 kg in 1 day or >= 2.3 kg in 7 days (clinical.md).
+
+    `gain_3d_kg` adds an optional 3-day window, off by default: heart-failure self-care advice
+    such as the ESC 2021 heart-failure guideline's "weight gain > 2 kg in 3 days" uses it, and a
+    programme that follows that advice sets it in its plans.
+    """
 
     enabled: bool = False
     gain_1d_kg: float = 1.4
     gain_7d_kg: float = 2.3
+    gain_3d_kg: float | None = None
     # Yesterday's weigh-in may have been a little earlier in the day than today's.
     slack_s: int = 3 * _HOUR
     severity: Severity = Severity.HIGH
+
+    def __post_init__(self) -> None:
+        gains = (self.gain_1d_kg, self.gain_7d_kg, self.gain_3d_kg)
+        _require(all(g is None or g > 0 for g in gains), "weight-gain limits must be positive")
+        _require(self.slack_s >= 0, "slack_s must not be negative")
 
 
 class GlucoseLimits(msgspec.Struct, frozen=True, kw_only=True):

@@ -19,6 +19,7 @@ class Rule(StrEnum):
     BP_CRISIS_CONFIRMED = "bp_crisis_confirmed"  # >= 180/120 on a repeat reading
     BP_CRISIS_UNCONFIRMED = "bp_crisis_unconfirmed"  # first reading >= 180/120: re-measure
     HF_WEIGHT_GAIN_1D = "hf_weight_gain_1d"
+    HF_WEIGHT_GAIN_3D = "hf_weight_gain_3d"  # optional care-plan window
     HF_WEIGHT_GAIN_7D = "hf_weight_gain_7d"
     GLUCOSE_LOW_L1 = "glucose_low_l1"
     GLUCOSE_LOW_L2 = "glucose_low_l2"

@@ -1,7 +1,8 @@
-"""Heart-failure weight gain over 1 day and 7 days.
+"""Heart-failure weight gain over 1 day and 7 days (and 3 days when the plan sets it).
 
 reference/clinical.md: >= 1.4 kg (3 lb) in 1 day or >= 2.3 kg (5 lb) in 1 week -> call; the
 limits are care-plan settings and the rule is on only for patients whose plan enables it.
+A plan may add a 3-day window (`gain_3d_kg`, e.g. "> 2 kg in 3 days" self-care advice).
 
 Gain is the new weight minus the lowest weight of the preceding window (1 day or 7 days,
 plus `slack_s` so that yesterday's weigh-in at a slightly earlier hour still counts). Gains are
@@ -65,7 +66,7 @@ def _window_min(minima: deque[WeightPoint], since: datetime) -> WeightPoint | No
 def detect_weight_gain(
     patient_id: str, plan: CarePlan, state: WeightState, readings: Sequence[Reading]
 ) -> tuple[WeightState, list[Detection]]:
-    """Raise `hf_weight_gain_1d` / `hf_weight_gain_7d` when a weighing crosses the plan's limits."""
+    """Raise `hf_weight_gain_1d` / `_3d` / `_7d` when a weighing crosses the plan's limits."""
     cfg = plan.hf_weight
     if not cfg.enabled:
         return state, []
@@ -73,10 +74,10 @@ def detect_weight_gain(
     if not batch:
         return state, []
     slack = timedelta(seconds=cfg.slack_s)
-    rules = (
-        (Rule.HF_WEIGHT_GAIN_1D, timedelta(days=1), cfg.gain_1d_kg),
-        (Rule.HF_WEIGHT_GAIN_7D, timedelta(days=7), cfg.gain_7d_kg),
-    )
+    rules = [(Rule.HF_WEIGHT_GAIN_1D, timedelta(days=1), cfg.gain_1d_kg)]
+    if cfg.gain_3d_kg is not None:
+        rules.append((Rule.HF_WEIGHT_GAIN_3D, timedelta(days=3), cfg.gain_3d_kg))
+    rules.append((Rule.HF_WEIGHT_GAIN_7D, timedelta(days=7), cfg.gain_7d_kg))
     horizon = timedelta(days=7) + slack
     minima = deque(state.minima, maxlen=MAX_POINTS)
     open_ = dict(state.open)

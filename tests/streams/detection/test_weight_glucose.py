@@ -136,3 +136,24 @@ def test_glucose_replay_after_saved_state_is_silent() -> None:
     saved = msgspec.json.decode(msgspec.json.encode(state), type=GlucoseState)
     assert len(first) == 1
     assert detect_glucose("p1", PLAN, saved, batch)[1] == []
+
+
+HF_3D_PLAN = msgspec.structs.replace(HF_PLAN, hf_weight=HfWeightGain(enabled=True, gain_3d_kg=2.0))
+
+
+def test_a_plans_3_day_window_raises_2_kg_in_3_days() -> None:
+    steady = weigh((0, 80.0), (1, 80.7), (2, 81.4), (3, 82.0))  # +0.7 kg a day: under the 1-day limit
+    assert run_weight(steady) == []  # the default plan has no 3-day rule and 2.0 < 2.3 kg in 7 days
+    found = run_weight(steady, HF_3D_PLAN)
+    assert events(found) == [(Rule.HF_WEIGHT_GAIN_3D, DetectionKind.RAISE)]
+    assert found[0].detected_at == at(3 * DAY)
+    assert found[0].evidence["limit_kg"] == 2.0
+
+
+def test_the_3_day_window_does_not_reach_back_a_week() -> None:
+    assert run_weight(weigh((0, 80.0), (4, 81.0), (5, 81.9)), HF_3D_PLAN) == []
+
+
+def test_weight_gain_limits_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        HfWeightGain(gain_3d_kg=0)
