@@ -96,12 +96,41 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
     if "detect" in s.roles:
         lanes.append(("detect", _add_detection(app, s, rejected, closers), s.detection_batch_max))
 
+    taken: dict[Any, int] = {}  # topic partition -> offset of the newest record taken
+
+    def behind() -> int:
+        """Records of our partitions in Kafka (as of the last fetch) not taken yet."""
+        consumer = app.consumer
+        if consumer is None:
+            return 0
+        assigned = consumer.assignment()
+        total = 0
+        for tp, offset in list(taken.items()):
+            if tp not in assigned:
+                del taken[tp]
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                total += max(0, highwater - offset - 1)
+        return total
+
     @app.agent(readings, name="readings")
     async def process_readings(stream: Any) -> Any:
-        fanout = Fanout(lanes, ack=stream.ack, backlog=s.lane_backlog_records)
+        fanout = Fanout(
+            lanes,
+            ack=stream.ack,
+            backlog=s.lane_backlog_records,
+            behind=behind,
+            gather_above=s.lane_gather_above_records,
+            gather_s=s.lane_gather_max_s,
+        )
         fanout.start()
         try:
             async for events in stream.noack_take(s.readings_batch_max, within=s.readings_batch_within_s):
+                for e in events:
+                    tp = e.message.tp
+                    if e.message.offset > taken.get(tp, -1):
+                        taken[tp] = e.message.offset
                 await fanout.submit(events)
                 yield len(events)
         finally:

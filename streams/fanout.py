@@ -16,6 +16,14 @@ has one agent on the topic, which takes batches without acknowledging them
 - a lane handler must not raise; if one does anyway, the error is logged and the batch
   counts as handled by that lane (the handlers dead-letter what they give up on).
 
+Gathering: a lane works through whatever is queued when it becomes free, so a lane that is
+behind would take batches of about what the consumer delivers in one `take` interval, and pay
+its per-patient costs (state decode, detectors' fixed work, state save) for every few records.
+When the worker knows that at least `gather_above` more records wait in Kafka (`behind()`,
+from the consumer's high-water marks), a free lane waits up to `gather_s` for queued batches
+to reach its size: the records are already there, so the wait costs no latency, and one state
+save then covers several records of each patient. A worker that keeps up never waits.
+
 For lanes that never wait on each other, run the roles in separate workers with different
 application ids (`RPM_STREAMS_ROLES`, `RPM_STREAMS_APP_ID`).
 """
@@ -53,13 +61,32 @@ class Lane:
     task: asyncio.Task[None] | None = field(default=None, init=False)
 
 
+GATHER_POLL_S = 0.02
+
+
+def _never_behind() -> int:
+    return 0
+
+
 class Fanout:
-    def __init__(self, lanes: Sequence[tuple[str, Handler, int]], ack: Ack, backlog: int = 100_000) -> None:
+    def __init__(
+        self,
+        lanes: Sequence[tuple[str, Handler, int]],
+        ack: Ack,
+        backlog: int = 100_000,
+        *,
+        behind: Callable[[], int] = _never_behind,
+        gather_above: int = 1000,
+        gather_s: float = 0.5,
+    ) -> None:
         if not lanes:
             raise ValueError("a fan-out needs at least one lane")
         self._lanes = [Lane(name, handle, max_events) for name, handle, max_events in lanes]
         self._ack = ack
         self._backlog = backlog
+        self._behind = behind
+        self._gather_above = gather_above
+        self._gather_s = gather_s
         self._ack_lock = asyncio.Lock()
 
     def start(self) -> None:
@@ -91,13 +118,34 @@ class Fanout:
             lane.queue.put_nowait(batch)
             metrics.LANE_BACKLOG.labels(lane=lane.name).set(lane.waiting)
 
-    async def _run(self, lane: Lane) -> None:
-        while True:
-            batches = [await lane.queue.get()]
-            size = len(batches[0].events)
-            while size < lane.max_events and not lane.queue.empty():
+    async def _gather(self, lane: Lane) -> tuple[list[_Batch], int]:
+        """The queued batches up to the lane's size; waits (bounded) for more when Kafka holds
+        enough records to fill it."""
+        batches = [await lane.queue.get()]
+        size = len(batches[0].events)
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        while size < lane.max_events:
+            if not lane.queue.empty():
                 batches.append(lane.queue.get_nowait())
                 size += len(batches[-1].events)
+                continue
+            if self._gather_s <= 0 or self._behind() < self._gather_above:
+                break
+            if deadline is None:
+                deadline = loop.time() + self._gather_s
+            if loop.time() >= deadline:
+                break
+            # Polled rather than awaited with a timeout, which could drop a batch taken
+            # from the queue in the instant the timeout fires.
+            await asyncio.sleep(GATHER_POLL_S)
+        if deadline is not None:
+            metrics.LANE_GATHERED.labels(lane=lane.name).inc()
+        return batches, size
+
+    async def _run(self, lane: Lane) -> None:
+        while True:
+            batches, size = await self._gather(lane)
             try:
                 await lane.handle([e for b in batches for e in b.events])
             except asyncio.CancelledError:

@@ -9,6 +9,9 @@ ASSIGNED = Gauge(
     "rpm_streams_assigned_partition", "1 for each partition of rpm.readings.v1 this worker owns", ["partition"]
 )
 LANE_BACKLOG = Gauge("rpm_streams_lane_backlog", "Reading records waiting for a lane (store, detect)", ["lane"])
+LANE_GATHERED = Counter(
+    "rpm_streams_lane_gathered", "Lane batches that waited for more records already waiting in Kafka", ["lane"]
+)
 RECORDS = Counter("rpm_streams_records", "Kafka reading records handled by the storage lane")
 STORED = Counter("rpm_streams_stored_readings", "Readings newly inserted into observations")
 REPLAYED = Counter("rpm_streams_replayed_readings", "Readings already stored (absorbed replays and duplicates)")

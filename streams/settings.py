@@ -35,6 +35,14 @@ class StreamsSettings(DatabaseSettings, KafkaSettings):
         description="Records the storage or detection lane may fall behind before the worker stops taking "
         "more (detection goes on this long while storage waits out a database outage)",
     )
+    lane_gather_above_records: int = Field(
+        1000,
+        description="When at least this many reading records wait in Kafka beyond those taken, a free lane "
+        "waits for a full batch (fewer, larger batches: per-patient work done once for several records)",
+    )
+    lane_gather_max_s: float = Field(
+        0.5, description="Longest such wait for a full batch (0 turns gathering off)"
+    )
     storage_batch_max: int = Field(
         5000, description="Most Kafka records stored in one database transaction (queued batches are merged)"
     )

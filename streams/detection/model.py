@@ -129,6 +129,38 @@ def _utc_reading(r: Reading) -> Reading:
     return Reading(r.metric, r.value, as_utc(r.ts), r.dose_id)
 
 
+class IndexedReadings(list[Reading]):
+    """A batch of readings checked once (finite, UTC) and sorted by time, with the readings of
+    each metric at hand: `detect_readings` builds one so that its detectors do not each scan
+    and convert the whole batch. Any detector still accepts a plain sequence."""
+
+    __slots__ = ("_by_metric",)
+
+    def __init__(self, readings: Iterable[Reading]) -> None:
+        super().__init__(_utc_reading(r) for r in readings)
+        self.sort(key=_ts_of)
+        self._by_metric: dict[str, list[Reading]] = {}
+        for r in self:
+            found = self._by_metric.get(r.metric)
+            if found is None:
+                self._by_metric[r.metric] = [r]
+            else:
+                found.append(r)
+
+    def of(self, metrics: frozenset[str]) -> list[Reading]:
+        """The readings of these metrics, sorted by time (a new list)."""
+        groups = [g for m in metrics if (g := self._by_metric.get(m)) is not None]
+        if len(groups) == 1:
+            return list(groups[0])
+        picked = [r for g in groups for r in g]
+        picked.sort(key=_ts_of)
+        return picked
+
+
+def _ts_of(r: Reading) -> datetime:
+    return r.ts
+
+
 def new_readings(readings: Iterable[Reading], metrics: str | frozenset[str], after: datetime | None) -> list[Reading]:
     """The readings of the given metric(s) newer than `after`, sorted by time.
 
@@ -138,10 +170,13 @@ def new_readings(readings: Iterable[Reading], metrics: str | frozenset[str], aft
     back in UTC; a naive one is refused.
     """
     wanted = frozenset({metrics}) if isinstance(metrics, str) else metrics
-    picked = [_utc_reading(r) for r in readings if r.metric in wanted]
+    if isinstance(readings, IndexedReadings):
+        picked = readings.of(wanted)
+    else:
+        picked = [_utc_reading(r) for r in readings if r.metric in wanted]
+        picked.sort(key=_ts_of)
     if after is not None:
         picked = [r for r in picked if r.ts > after]
-    picked.sort(key=lambda r: r.ts)
     return picked
 
 

@@ -82,6 +82,8 @@ def round_half_up(value: float, resolution: Decimal = _ONE) -> Decimal:
     """Round to `resolution` (1 or 0.1), halves away from zero, on the value's decimal text."""
     if not math.isfinite(value):
         raise ValueError(f"cannot score a non-finite value {value!r}")
+    if float(value).is_integer() and abs(value) < 2**53:
+        return Decimal(int(value))  # the usual case (whole beats, breaths, percent): nothing to round
     return Decimal(repr(float(value))).quantize(resolution, rounding=ROUND_HALF_UP)
 
 

@@ -51,9 +51,8 @@ class News2State(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 def _observations(
     latest: dict[str, News2Param], at: datetime, max_age: timedelta, on_oxygen: bool
-) -> tuple[News2Input, dict[str, Any]]:
+) -> tuple[News2Input, dict[str, News2Param]]:
     fresh = {name: p for name, p in latest.items() if at - p.ts <= max_age}
-    used = {name: {"value": p.value, "ts": iso(p.ts)} for name, p in fresh.items()}
     obs = News2Input(
         resp_rate=fresh["resp_rate"].value if "resp_rate" in fresh else None,
         spo2=fresh["spo2"].value if "spo2" in fresh else None,
@@ -62,10 +61,12 @@ def _observations(
         heart_rate=fresh["heart_rate"].value if "heart_rate" in fresh else None,
         body_temp=fresh["body_temp"].value if "body_temp" in fresh else None,
     )
-    return obs, used
+    return obs, fresh
 
 
-def _evidence(score: News2Score, used: dict[str, Any], reason: str) -> dict[str, Any]:
+def _evidence(score: News2Score, fresh: dict[str, News2Param], reason: str) -> dict[str, Any]:
+    # Built only for a detection: scoring happens at every reading time, detections rarely.
+    used = {name: {"value": p.value, "ts": iso(p.ts)} for name, p in fresh.items()}
     return {
         "reason": reason,
         "total": score.total,

@@ -31,7 +31,7 @@ from streams.detection.baseline import BaselineState, detect_baseline
 from streams.detection.bp import BpState, detect_bp_crisis
 from streams.detection.glucose import GlucoseState, detect_glucose
 from streams.detection.limits import LimitsState, detect_limits
-from streams.detection.model import Detection
+from streams.detection.model import Detection, IndexedReadings
 from streams.detection.news2_monitor import News2State, detect_news2
 from streams.detection.silence import SilenceState, evaluate_silence, observe_device
 from streams.detection.weight import WeightState, detect_weight_gain
@@ -68,10 +68,6 @@ def load_state(data: bytes | None) -> DetectorState:
     return state if state.schema == STATE_SCHEMA else DetectorState()
 
 
-def _by_time(readings: Sequence[Reading]) -> list[Reading]:
-    return sorted(readings, key=lambda r: r.ts)
-
-
 def detect_readings(
     patient_id: str,
     plan: CarePlan,
@@ -82,7 +78,7 @@ def detect_readings(
     device_class: str | None = None,
 ) -> tuple[DetectorState, list[Detection]]:
     """Run every reading-driven detector over one batch of a patient's readings."""
-    batch = _by_time(readings)
+    batch = IndexedReadings(readings)  # checked, in UTC and sorted by time once for all detectors
     limits, d_limits = detect_limits(patient_id, plan, state.limits, batch)
     news2, d_news2 = detect_news2(patient_id, plan, state.news2, batch)
     bp, d_bp = detect_bp_crisis(patient_id, plan, state.bp, batch)
