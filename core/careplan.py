@@ -155,6 +155,8 @@ class News2Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_age_s: int = _HOUR
     # A lower band must hold this long before the alert steps down (anti-flapping).
     step_down_s: int = 30 * _MINUTE
+    # The low band (1-4) must hold this long before it raises; higher bands raise at once.
+    low_sustained_s: int = 15 * _MINUTE
 
 
 class BpCrisis(msgspec.Struct, frozen=True, kw_only=True):

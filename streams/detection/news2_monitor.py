@@ -4,7 +4,11 @@ The latest value of each NEWS2 parameter is kept in state; at every distinct rea
 set is scored (parameters older than the plan's `news2.max_age_s` count as not scored; oxygen
 comes from the care plan; consciousness has no device metric, so it is always listed as not
 scored). Alerting follows the band (reference/clinical.md, clinical response table):
-- a higher band raises at once (and clears the lower band's episode, which it supersedes);
+- a higher band raises at once (and clears the lower band's episode, which it supersedes),
+  except the low band (aggregate 1-4, no 3 in a single parameter), which must hold for
+  `news2.low_sustained_s` first: one reading of SpO2 95 % or a pulse of 91 is a wearable's
+  noise, not a finding (alert fatigue, clinical.md); a pending low band that turns into a
+  higher one raises that one at once;
 - a lower band must hold for `news2.step_down_s` before the episode steps down, so a score
   wobbling across a band edge does not open and close alerts;
 - an incomplete score is a lower bound of the full one, so raising on it is safe; the
@@ -21,6 +25,7 @@ from typing import Any, Final
 import msgspec
 
 from core.careplan import CarePlan
+from core.rules import Rule
 from core.wire import Reading
 from streams.detection.model import (
     Detection,
@@ -35,6 +40,7 @@ from streams.detection.model import (
 from streams.detection.news2 import BAND_RANK, News2Input, News2Score, score_news2
 
 NEWS2_METRICS: Final = frozenset({"resp_rate", "spo2", "bp_systolic", "heart_rate", "body_temp"})
+LOW_RANK: Final = BAND_RANK[Rule.NEWS2_LOW]
 
 
 class News2Param(msgspec.Struct, frozen=True, array_like=True):
@@ -47,6 +53,7 @@ class News2State(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     last_ts: datetime | None = None
     open: Episode | None = None
     lower_since: datetime | None = None
+    low_since: datetime | None = None  # the low band pending since (no episode open)
 
 
 def _observations(
@@ -92,8 +99,10 @@ def detect_news2(
     latest = dict(state.latest)
     open_ = state.open
     lower_since = state.lower_since
+    low_since = state.low_since
     max_age = timedelta(seconds=settings.max_age_s)
     step_down = timedelta(seconds=settings.step_down_s)
+    low_hold = timedelta(seconds=settings.low_sustained_s)
     out: list[Detection] = []
     for at, group in groupby(batch, key=lambda r: r.ts):
         for r in group:
@@ -102,6 +111,12 @@ def detect_news2(
         score = score_news2(obs, scale=settings.spo2_scale)
         current = BAND_RANK[open_.rule if open_ else None]
         new = BAND_RANK[score.rule]
+        if new == LOW_RANK and open_ is None and low_hold:
+            low_since = low_since or at
+            if at - low_since < low_hold:
+                continue
+        elif new <= current:
+            low_since = None
         if new == current:
             lower_since = None
             continue
@@ -114,17 +129,28 @@ def detect_news2(
             out.append(clear_detection(patient_id, open_, at=at, evidence=_evidence(score, used, reason)))
             open_ = None
         if score.rule is not None:
+            evidence = _evidence(score, used, reason)
+            started = at
+            if new == LOW_RANK and low_since is not None:
+                started = low_since
+                evidence["held_since"] = iso(low_since)
             det = raise_detection(
                 patient_id,
                 score.rule,
                 score.severity,
                 at=at,
-                episode_start=at,
-                evidence=_evidence(score, used, reason),
+                episode_start=started,
+                evidence=evidence,
             )
             out.append(det)
             open_ = episode_of(det)
-        lower_since = None
+        lower_since = low_since = None
     # Bounded: one entry per NEWS2 parameter.
-    new_state = News2State(latest=latest, last_ts=latest_ts(batch, state.last_ts), open=open_, lower_since=lower_since)
+    new_state = News2State(
+        latest=latest,
+        last_ts=latest_ts(batch, state.last_ts),
+        open=open_,
+        lower_since=lower_since,
+        low_since=low_since,
+    )
     return new_state, out

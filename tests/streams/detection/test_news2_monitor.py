@@ -7,7 +7,7 @@ import msgspec
 from core.careplan import CarePlan, News2Settings, default_care_plan
 from core.rules import Rule, Severity
 from core.wire import Reading
-from streams.detection.model import Detection, DetectionKind
+from streams.detection.model import Detection, DetectionKind, iso
 from streams.detection.news2_monitor import News2State, detect_news2
 
 from .factory import at, events, reading
@@ -32,8 +32,13 @@ def test_normal_vitals_raise_nothing() -> None:
     assert run(vitals(0) + vitals(1)) == []
 
 
+def low_from(first: int, last: int) -> list[Reading]:
+    """RR 22 (2) and pulse 95 (1) every minute: aggregate 3, the low band."""
+    return [r for m in range(first, last + 1) for r in vitals(m, rr=22, hr=95)]
+
+
 def test_low_band_with_missing_parameters_reported() -> None:
-    found = run(vitals(0) + vitals(1, rr=22, hr=95))
+    found = run(vitals(0) + low_from(1, 16))
     assert events(found) == [(Rule.NEWS2_LOW, DetectionKind.RAISE)]
     evidence = found[0].evidence
     assert evidence["total"] == 3
@@ -41,11 +46,32 @@ def test_low_band_with_missing_parameters_reported() -> None:
     assert evidence["missing"] == ["bp_systolic", "consciousness"]
     assert evidence["complete"] is False
     assert found[0].severity is Severity.LOW
-    assert found[0].detected_at == at(1)
+    assert found[0].detected_at == at(16)  # held the plan's 15 minutes
+    assert found[0].episode_start == at(1)
+    assert evidence["held_since"] == iso(at(1))
+
+
+def test_a_single_low_band_reading_raises_nothing() -> None:
+    # One SpO2 of 95 % (scores 1) among ordinary minutes: wearable noise, not a finding.
+    readings = [r for m in range(60) for r in vitals(m, spo2=95 if m == 20 else 97)]
+    assert run(readings) == []
+
+
+def test_the_low_band_must_hold_without_a_break() -> None:
+    readings = low_from(0, 10) + vitals(11) + low_from(12, 27)
+    found = run(readings)
+    assert events(found) == [(Rule.NEWS2_LOW, DetectionKind.RAISE)]
+    assert found[0].detected_at == at(27)  # 15 minutes from minute 12, not from minute 0
+    assert found[0].episode_start == at(12)
+
+
+def test_low_band_at_once_when_the_plan_says_so() -> None:
+    plan = msgspec.structs.replace(PLAN, news2=News2Settings(low_sustained_s=0))
+    assert [d.detected_at for d in run(vitals(0) + low_from(1, 1), plan)] == [at(1)]
 
 
 def test_escalation_supersedes_the_lower_band() -> None:
-    found = run(vitals(0, rr=22, hr=95) + vitals(1, rr=22, hr=95, spo2=91))
+    found = run(low_from(0, 15) + vitals(16, rr=22, hr=95, spo2=91))
     assert events(found) == [
         (Rule.NEWS2_LOW, DetectionKind.RAISE),
         (Rule.NEWS2_LOW, DetectionKind.CLEAR),
@@ -53,6 +79,13 @@ def test_escalation_supersedes_the_lower_band() -> None:
     ]
     assert found[2].severity is Severity.HIGH
     assert found[1].evidence["reason"] == "escalated"
+    assert found[2].detected_at == at(16)
+
+
+def test_a_pending_low_band_that_escalates_raises_the_higher_band_at_once() -> None:
+    found = run(low_from(0, 3) + vitals(4, rr=22, hr=95, spo2=91))
+    assert events(found) == [(Rule.NEWS2_MEDIUM, DetectionKind.RAISE)]
+    assert found[0].detected_at == at(4)
 
 
 def test_single_parameter_three() -> None:
@@ -72,11 +105,8 @@ def test_wobbling_across_a_band_edge_raises_once() -> None:
         readings += vitals(minute, rr=22, spo2=94, hr=95 if minute % 2 else 85)
         readings += [reading("body_temp", 38.2, minute)]  # totals alternate 4 and 5
     found = run(readings)
-    assert events(found) == [
-        (Rule.NEWS2_LOW, DetectionKind.RAISE),
-        (Rule.NEWS2_LOW, DetectionKind.CLEAR),
-        (Rule.NEWS2_MEDIUM, DetectionKind.RAISE),
-    ]
+    assert events(found) == [(Rule.NEWS2_MEDIUM, DetectionKind.RAISE)]
+    assert found[0].detected_at == at(1)
 
 
 def test_step_down_after_the_lower_band_holds() -> None:
@@ -108,7 +138,7 @@ def test_stale_parameters_are_not_scored() -> None:
 
 
 def test_oxygen_and_scale_come_from_the_care_plan() -> None:
-    copd = msgspec.structs.replace(PLAN, on_oxygen=True, news2=News2Settings(spo2_scale=2))
+    copd = msgspec.structs.replace(PLAN, on_oxygen=True, news2=News2Settings(spo2_scale=2, low_sustained_s=0))
     found = run(vitals(0, spo2=89), copd)
     assert found[0].evidence["scores"]["spo2"] == 0
     assert found[0].evidence["scores"]["air_or_oxygen"] == 2
