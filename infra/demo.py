@@ -1,5 +1,7 @@
 """Demo data for the local stack: patients with consent, their devices, a care team, a
-demo clinician and patient logins. Idempotent: a second run reuses what exists."""
+demo clinician and patient logins, and each demo patient's care plan (the simulator's plan
+for its cohort and devices, published on `rpm.care-plans.v1`). Idempotent: a second run
+reuses what exists (and publishes the same plans again; the topic is compacted)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from psycopg import AsyncConnection
 
 from api.security import hash_password
 from core.devices import provision_device
+from devices.simulator.config import load_credentials
+from devices.simulator.provisioning import care_plans, publish_care_plans
 from infra.stack import Stack
 
 
@@ -135,10 +139,14 @@ def ensure_demo_data(stack: Stack) -> tuple[Path, Path]:
         json.dumps(
             {
                 "devices": demo["devices"],
-                "patients": [{"patient_id": p["patient_id"], "cohort": p["cohort"]} for p in demo["patients"]],
+                # The demo COPD patient breathes room air (stated, so plan and simulation agree).
+                "patients": [{"patient_id": p["patient_id"], "cohort": p["cohort"], "on_oxygen": False}
+                             for p in demo["patients"]],
             },
             indent=2,
         )
     )
     sim_path.chmod(0o600)
+    plans = care_plans(load_credentials(sim_path), datetime.now(UTC) - timedelta(days=30))
+    asyncio.run(publish_care_plans(stack.kafka_bootstrap, plans))
     return creds_path, sim_path

@@ -16,12 +16,14 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from core.settings import KafkaSettings
 from devices.simulator.config import ConfigError, Roster, RunOptions, load_credentials, parse_start, write_credentials
 from devices.simulator.provisioning import parse_mix, plan_population
 from devices.simulator.runner import SimulatorError, install_stop_handlers, run_processes, run_worker
 from devices.simulator.scenarios import SCENARIO_HELP, ScenarioError, ScenarioRequest
 from devices.simulator.view import LiveView, summary_lines
 
+DEFAULT_KAFKA_BOOTSTRAP: str = KafkaSettings.model_fields["kafka_bootstrap"].default
 app = typer.Typer(help="Simulated patients wearing real MQTT devices.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 err = Console(stderr=True)
@@ -73,6 +75,8 @@ def run(
         opts = RunOptions(
             mqtt_host=mqtt_host, mqtt_port=mqtt_port, rate=rate, duration=duration, speed=speed, seed=seed,
             start=parse_start(start, now, speed, duration), wall0=now, interval=interval,
+            # An absolute --start must match to resume a killed run; a relative one moves with now.
+            start_explicit=bool(start) and not str(start).startswith(("+", "-")),
             scenarios=list(scenario or []), ground_truth=ground_truth, queue_dir=queue_dir, window=window,
             connect_timeout=connect_timeout, drain_timeout=drain, dry_run=dry_run, workers=workers,
         )
@@ -119,13 +123,20 @@ def provision(
     mqtt_port: Annotated[int, typer.Option(envvar="RPM_MQTT_PORT")] = 18830,
     mqtt_admin_username: Annotated[str, typer.Option(envvar="RPM_MQTT_ADMIN_USERNAME")] = "rpm-admin",
     mqtt_admin_password: Annotated[str, typer.Option(envvar="RPM_MQTT_ADMIN_PASSWORD")] = "",
+    kafka_bootstrap: Annotated[str, typer.Option(envvar="RPM_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers "
+                                                 "(care plans go to rpm.care-plans.v1)")] = DEFAULT_KAFKA_BOOTSTRAP,
+    care_plans: Annotated[bool, typer.Option("--care-plans/--no-care-plans",
+                                             help="Publish each patient's care plan")] = True,
 ) -> None:
-    """Create N patients with active consent, provision their devices, write the credentials file."""
+    """Create N patients with active consent, provision their devices, write the credentials
+    file, publish their care plans."""
     import psycopg
+    from aiokafka.errors import KafkaError
 
     from core.broker_admin import BrokerAdmin, BrokerAdminError
     from core.devices import ProvisioningError
-    from devices.simulator.provisioning import backdated
+    from devices.simulator.provisioning import backdated, publish_care_plans
+    from devices.simulator.provisioning import care_plans as plans_of
     from devices.simulator.provisioning import provision as do_provision
 
     if not database_url:
@@ -137,10 +148,12 @@ def provision(
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
 
+    valid_from = backdated(backdate_days)
+
     async def go() -> Roster:
         async with await psycopg.AsyncConnection.connect(database_url) as conn:
             with BrokerAdmin(mqtt_host, mqtt_port, mqtt_admin_username, mqtt_admin_password) as admin:
-                return await do_provision(conn, admin, plan, valid_from=backdated(backdate_days))
+                return await do_provision(conn, admin, plan, valid_from=valid_from)
 
     try:
         roster = asyncio.run(go())
@@ -148,6 +161,13 @@ def provision(
         raise _fail(f"provisioning failed: {exc}") from exc
     write_credentials(out, roster)
     typer.echo(f"provisioned {len(roster.patients)} patients and {len(roster.devices)} devices -> {out}")
+    if care_plans:
+        try:
+            sent = asyncio.run(publish_care_plans(kafka_bootstrap, plans_of(roster, valid_from)))
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise _fail(f"care plans not published to Kafka at {kafka_bootstrap}: {exc or type(exc).__name__} "
+                        "(check --kafka-bootstrap or RPM_KAFKA_BOOTSTRAP; the credentials file is written)") from exc
+        typer.echo(f"published {sent} care plans -> rpm.care-plans.v1")
 
 
 @app.command("scenarios")

@@ -2,7 +2,9 @@
 
 Credentials file (JSON), as written by `rpm sim provision`:
 `{"devices": [{"device_id", "patient_id", "device_class", "password"}, ...],
-  "patients": [{"patient_id", "cohort"}, ...]}` (patients optional; cohort defaults healthy).
+  "patients": [{"patient_id", "cohort", "on_oxygen"}, ...]}` (patients optional; cohort
+defaults healthy; `on_oxygen` is the prescription the care plan states, drawn from the
+seed when absent).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class DeviceEntry(msgspec.Struct, forbid_unknown_fields=False):
 class PatientEntry(msgspec.Struct, forbid_unknown_fields=False):
     patient_id: str
     cohort: str = "healthy"
+    on_oxygen: bool | None = None
 
 
 class CredentialsFile(msgspec.Struct, forbid_unknown_fields=False):
@@ -50,6 +53,7 @@ class Roster:
     @classmethod
     def from_credentials(cls, creds: CredentialsFile) -> Roster:
         cohorts = {p.patient_id: p.cohort for p in creds.patients}
+        oxygen = {p.patient_id: p.on_oxygen for p in creds.patients}
         order: list[str] = [p.patient_id for p in creds.patients]
         for d in creds.devices:
             if d.device_class not in DEVICE_CLASSES:
@@ -65,7 +69,7 @@ class Roster:
             if d.device_id in seen:
                 raise ConfigError(f"device {d.device_id} appears twice")
             seen.add(d.device_id)
-        return cls([PatientSpec(p, cohorts[p]) for p in order], list(creds.devices))
+        return cls([PatientSpec(p, cohorts[p], oxygen.get(p)) for p in order], list(creds.devices))
 
     def limit(self, n_patients: int | None) -> Roster:
         if n_patients is None or n_patients >= len(self.patients):
@@ -92,7 +96,8 @@ def load_credentials(path: Path) -> Roster:
 def write_credentials(path: Path, roster: Roster) -> None:
     body = {
         "devices": [msgspec.structs.asdict(d) for d in roster.devices],
-        "patients": [{"patient_id": p.patient_id, "cohort": p.cohort} for p in roster.patients],
+        "patients": [{"patient_id": p.patient_id, "cohort": p.cohort, "on_oxygen": p.on_oxygen}
+                     for p in roster.patients],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(msgspec.json.format(msgspec.json.encode(body), indent=2) + b"\n")
@@ -140,6 +145,7 @@ class RunOptions:
     speed: float = 1.0
     seed: int = 1
     start: float = 0.0
+    start_explicit: bool = False  # --start given (else a resumed run keeps its own start)
     wall0: float = 0.0
     interval: float = 5.0
     scenarios: list[str] = field(default_factory=list)

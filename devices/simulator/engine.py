@@ -4,26 +4,44 @@ Wearables tick on a fixed wall-clock interval chosen so that the offered load eq
 `--rate` readings/s (ticks of all wearables are spread evenly over the interval, so the
 load is steady); spot devices, doses and scenario actions come from a time-ordered heap.
 Every message is numbered, written to the outbox and the ground truth, and only after
-the commit handed to its device's link for publishing.
+the commit handed to its device's link for publishing, whether or not the device is
+connected: a device that is offline (scenario) keeps its messages in the on-disk queue and
+sends them, in seq order, when it is back. Each commit also checkpoints how far generation
+got, so a killed simulator resumes exactly there (`resume`).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
+import msgspec
 import numpy as np
 
+from core.catalogue import CATALOGUE
 from core.mqtt5 import mqtt_string
 from core.wire import telemetry_topic
+from devices.simulator import clinical
+from devices.simulator.careplans import care_plan_for, scheduled_metric
 from devices.simulator.config import Roster, RunOptions
 from devices.simulator.device import Entry, Fleet, Link
 from devices.simulator.groundtruth import GroundTruth
-from devices.simulator.messages import Reading, chunks, convert, encode_message, fault_payload
+from devices.simulator.messages import Reading, convert, encode_message, fault_payload
 from devices.simulator.outbox import Outbox
-from devices.simulator.physiology import METRICS, FloatArray, Population, noise_keys, stable_key
+from devices.simulator.physiology import (
+    GLUCOSE,
+    INSULIN_END_H,
+    METRICS,
+    N_METRICS,
+    Effects,
+    FloatArray,
+    Population,
+    glucose_lowering,
+    noise_keys,
+    stable_key,
+)
 from devices.simulator.scenarios import Action, Book, Context, DeviceInfo, ScenarioRequest, place
 from devices.simulator.schedule import (
     DAY,
@@ -38,6 +56,7 @@ from devices.simulator.schedule import (
 )
 
 WEARABLE_READINGS: Final = len(WEARABLE_METRICS)
+NEWS2_PARAMETERS: Final = frozenset({"resp_rate", "spo2", "bp_systolic", "heart_rate", "body_temp"})
 CHUNK: Final = 4096
 
 
@@ -52,7 +71,7 @@ class SimDevice:
     next_seq: int = 1
     link: Link | None = None
     dead: bool = False
-    held: list[Reading] = field(default_factory=list)
+    offline: bool = False  # an offline scenario: generating, queueing, not connected
 
 
 def expectation_json(exp: Any) -> dict[str, Any]:
@@ -89,8 +108,19 @@ class Engine:
         else:
             self.interval = opts.interval
         tick_sim = max(self.interval, 1.0) * opts.speed
+        self.bottles = {i.patient: i.index for i in self.infos if i.device_class == "pill_bottle"}
+        self._dose_cache: dict[tuple[int, int], list[float]] = {}
+        self.glucose_episodes: dict[int, clinical.GlucoseEpisodes] = {}
+        self.news2: dict[int, clinical.News2Monitor] = {}
+        classes: dict[int, set[str]] = {}
+        for info in self.infos:
+            classes.setdefault(info.patient, set()).add(info.device_class)
+        self.patient_classes = classes
+        self.plans = [care_plan_for(pid, self.pop.cohorts[i].name, bool(self.pop.on_oxygen[i]), classes.get(i, set()))
+                      for i, pid in enumerate(self.pop.ids)]
         self.ctx = Context(self.pop, self.infos, seed=opts.seed, start=opts.start, tick_sim=tick_sim,
-                           spot_events=self.spot_events, spot_values=self.spot_values)
+                           spot_events=self.spot_events, spot_values=self.spot_values,
+                           recorded_values=self.recorded_values, plans=self.plans)
         self.book: Book = place([ScenarioRequest.parse(s) for s in opts.scenarios], self.ctx)
         mine = {i for i, p in enumerate(roster.patients) if i % workers == worker}
         self.devices: dict[int, SimDevice] = {}
@@ -114,6 +144,7 @@ class Engine:
         self.gt = GroundTruth(None)
         self.new: list[tuple[SimDevice, Entry]] = []
         self.generated = self.generated_readings = 0
+        self.upto = -1.0  # wall offset generated so far (checkpointed with every commit)
         self.generating_since: float | None = None  # monotonic time the clock started
         for action in self.book.actions():
             if action.device in self.devices and action.sim_t >= opts.start:
@@ -132,19 +163,58 @@ class Engine:
         cohort = self.pop.cohorts[info.patient]
         events = day_events(self.opts.seed, info.device_id, info.index, info.device_class, day,
                             patient_id=self.pop.ids[info.patient], dose_hours=cohort.dose_hours,
-                            adherence=float(self.pop.adherence[info.patient]))
+                            adherence=float(self.pop.adherence[info.patient]), medication=cohort.medication)
         return self.ctx.book.adjust_events(info.index, day, events)
 
     def spot_values(self, device: int, events: list[SpotEvent]) -> FloatArray:
         info = self.infos[device]
         t = np.array([e.sim_t for e in events])
         pidx = np.full(len(events), info.patient)
-        true = self.pop.true_state(pidx, t, self.ctx.book.effects(pidx, t))
+        effects = self.ctx.book.effects(pidx, t)
+        if GLUCOSE in DEVICE_CLASSES[info.device_class].metrics and self.pop.dose_drop[info.patient] > 0 and len(t):
+            effects = self._with_doses(info.patient, t, effects)
+        true = self.pop.true_state(pidx, t, effects)
         values = self.pop.measure(true, noise_keys(self.keys[device], [e.counter for e in events]))
         for row, e in enumerate(events):
             for metric, value in e.overrides.items():
                 values[row, metric] = value
         return values
+
+    def recorded_values(self, device: int, events: list[SpotEvent]) -> FloatArray:
+        """Spot values as the platform stores them: in the device's unit, rounded as the
+        device reports, then normalised to the canonical unit."""
+        values = self.spot_values(device, events)
+        key = self.keys[device]
+        for m in DEVICE_CLASSES[self.infos[device].device_class].metrics:
+            unit = unit_for(self.infos[device].device_class, m, key)
+            for row in range(len(events)):
+                value, u = convert(m, float(values[row, m]), unit)
+                canonical = CATALOGUE[METRICS[m]].normalise(value, u)
+                values[row, m] = value if canonical is None else canonical
+        return values
+
+    def dose_times(self, patient: int, t0: float, t1: float) -> FloatArray:
+        """When the patient took their doses (pill-bottle events, missed ones excluded) in [t0, t1]."""
+        bottle = self.bottles.get(patient)
+        if bottle is None:
+            return np.zeros(0)
+        times: list[float] = []
+        for day in range(int(t0 // DAY), int(t1 // DAY) + 1):
+            cached = self._dose_cache.get((patient, day))
+            if cached is None:
+                cached = [e.sim_t for e in self._day(self.infos[bottle], day) if e.kind == "dose"]
+                self._dose_cache[(patient, day)] = cached
+            times += [x for x in cached if t0 <= x <= t1]
+        return np.array(times)
+
+    def _with_doses(self, patient: int, t: FloatArray, effects: Effects | None) -> Effects:
+        """Scenario effects plus the glucose lowering of the doses taken before each time."""
+        doses = self.dose_times(patient, float(t.min()) - INSULIN_END_H * 3600.0, float(t.max()))
+        add, weight, target = effects if effects is not None else (
+            np.zeros((len(t), N_METRICS)), np.zeros((len(t), N_METRICS)), np.zeros((len(t), N_METRICS)))
+        add = add.copy()
+        add[:, GLUCOSE] -= glucose_lowering(float(self.pop.dose_drop[patient]), t, doses)
+        return add, weight, target
 
     # --- records ------------------------------------------------------------------------------
     def write_header(self) -> None:
@@ -166,6 +236,7 @@ class Engine:
                          for d in by_patient.get(p, [])],
                 measurement_hours={d.info.device_class: list(DEVICE_CLASSES[d.info.device_class].hours)
                                    for d in by_patient.get(p, []) if DEVICE_CLASSES[d.info.device_class].hours},
+                care_plan=msgspec.to_builtins(self.plans[p]),
             )
         for s in self.book.scenarios:
             if s.patient in self.local_patients:
@@ -188,8 +259,34 @@ class Engine:
                         if event.sim_t >= self.opts.start:
                             self._push(event.sim_t, event)
 
+    def resume(self, off: float) -> None:
+        """Skip what a previous process generated and committed up to `off`: its spot events
+        and one-off actions are not done again, but the device states they left (offline,
+        battery dead) are restored."""
+        self._plan_days(off)
+        heap = self.heap
+        while heap and heap[0][0] <= off:
+            _at, _, item = heapq.heappop(heap)
+            if isinstance(item, Action):
+                dev = self.devices[item.device]
+                if item.kind == "offline_start":
+                    dev.offline = True
+                elif item.kind == "offline_end":
+                    dev.offline = False
+                elif item.kind == "battery_dead":
+                    dev.dead = True
+        self.w_next = max(self.w_next, self._wearable_ticks_due(off))
+        self.upto = off
+
+    def _wearable_ticks_due(self, off: float) -> int:
+        if len(self.w_local) == 0 or self.interval <= 0:
+            return 0
+        due = np.floor(off / self.interval - self.w_frac) + 1
+        return int(np.clip(due, 0, None).sum())
+
     def generate_until(self, off: float) -> None:
         """Create every message due up to `off` wall seconds after the start."""
+        self.upto = max(self.upto, off)
         self._plan_days(off)
         heap = self.heap
         while heap and heap[0][0] <= off:
@@ -205,8 +302,7 @@ class Engine:
         n = len(self.w_local)
         if n == 0 or self.interval <= 0:
             return
-        due = np.floor(off / self.interval - self.w_frac) + 1
-        end = int(np.clip(due, 0, None).sum())
+        end = self._wearable_ticks_due(off)
         for start in range(self.w_next, end, CHUNK):
             j = np.arange(start, min(end, start + CHUNK))
             i, k = j % n, j // n
@@ -223,16 +319,13 @@ class Engine:
             dev = self.devices[g]
             if dev.dead:
                 continue
-            skew, hold = 0.0, False
+            skew = 0.0
             if g in scenario_devices:
                 if self.book.suppressed(g, ts):
                     continue
-                skew, hold = self.book.skew(g, ts), self.book.holds(g, ts)
+                skew = self.book.skew(g, ts)
             at = ts + skew
             readings = [Reading(METRICS[m], *convert(m, row[m], dev.units.get(m)), at) for m in WEARABLE_METRICS]
-            if hold:
-                dev.held += readings
-                continue
             self.make_message(dev, readings, at, self._battery(dev, ts))
 
     def _battery(self, dev: SimDevice, sim_t: float) -> float:
@@ -246,9 +339,14 @@ class Engine:
         g, pid = dev.info.index, dev.patient_id
         if event.kind in ("measurement_missed", "dose_missed"):
             rule = "measurement_missed" if event.kind == "measurement_missed" else "dose_missed"
+            expect = [{"rule": rule, "at": iso(event.sim_t), "by": iso(event.sim_t + self.ctx.grace)}]
+            note = None
+            if rule == "measurement_missed" and scheduled_metric(
+                    dev.info.device_class, self.patient_classes[dev.info.patient]) is None:
+                expect, note = [], "not in the care plan: a continuous device reports this metric"
             self.gt.record("event", event=event.kind, device_id=dev.info.device_id, patient_id=pid,
                            scheduled=iso(event.scheduled_t), dose_id=event.dose_id, cause=event.note or "random",
-                           expect=[{"rule": rule, "at": iso(event.sim_t), "by": iso(event.sim_t + self.ctx.grace)}])
+                           expect=expect, **({"note": note} if note else {}))
             return
         if dev.dead or self.book.suppressed(g, event.sim_t):
             return
@@ -259,10 +357,55 @@ class Engine:
             row = self.spot_values(g, [event])[0]
             readings = [Reading(METRICS[m], *convert(m, float(row[m]), dev.units.get(m)), at)
                         for m in DEVICE_CLASSES[dev.info.device_class].metrics]
-        if self.book.holds(g, event.sim_t):
-            dev.held += readings
-            return
+            for r in readings:
+                if r.metric == "glucose":
+                    self._expect_glucose(dev, r, event.sim_t)
         self.make_message(dev, readings, at, self._battery(dev, event.sim_t))
+
+    def _expect_glucose(self, dev: SimDevice, reading: Reading, sim_t: float) -> None:
+        """Record the glucose detections this reading implies, as the platform will see it
+        (normalised to mg/dL), unless a scenario already expects them."""
+        mg_dl = CATALOGUE["glucose"].normalise(reading.value, reading.unit)
+        if mg_dl is None:
+            return
+        patient = dev.info.patient
+        episodes = self.glucose_episodes.setdefault(patient, clinical.GlucoseEpisodes())
+        for rule in episodes.observe(reading.ts, mg_dl):
+            if any(e.rule == rule and e.at is not None and abs(e.at - sim_t) < 1.0
+                   for s in self.book.by_patient.get(patient, ()) for e in s.expectations):
+                continue
+            at = round(reading.ts * 1000.0) / 1000.0  # the reading's time as the payload states it
+            self.gt.record("expect", rule=rule, patient_id=dev.patient_id, device_id=dev.info.device_id,
+                           at=iso(at), by=iso(at + self.ctx.grace), reading_mg_dl=round(mg_dl, 1),
+                           cause="glucose_reading")
+
+    def _expect_news2(self, dev: SimDevice, readings: list[Reading]) -> None:
+        """Record the NEWS2 band alerts the readings imply under the patient's care plan
+        (scale, oxygen), except where a scenario already expects that band."""
+        values = {}
+        for r in readings:
+            if r.metric in NEWS2_PARAMETERS:
+                canonical = CATALOGUE[r.metric].normalise(r.value, r.unit)
+                if canonical is not None:
+                    values[r.metric] = canonical
+        if not values:
+            return
+        patient = dev.info.patient
+        monitor = self.news2.get(patient)
+        if monitor is None:
+            plan = self.plans[patient]
+            monitor = self.news2[patient] = clinical.News2Monitor(
+                scale=plan.news2.spo2_scale, on_oxygen=plan.on_oxygen, max_age_s=plan.news2.max_age_s,
+                step_down_s=plan.news2.step_down_s, low_hold_s=plan.news2.low_sustained_s)
+        at = round(readings[0].ts * 1000.0) / 1000.0
+        rule = monitor.observe(at, values)
+        if rule is None:
+            return
+        for s in self.book.by_patient.get(patient, ()):
+            if s.start <= at <= s.end + monitor.step_down_s and any(e.rule == rule for e in s.expectations):
+                return
+        self.gt.record("expect", rule=rule, patient_id=dev.patient_id, device_id=dev.info.device_id,
+                       at=iso(at), by=iso(at + self.ctx.grace), news2=monitor.score(at)[0], cause="news2")
 
     def _action(self, action: Action) -> None:
         dev = self.devices[action.device]
@@ -270,14 +413,14 @@ class Engine:
         self.gt.record("device", action=action.kind, device_id=device_id, at=iso(action.sim_t),
                        scenario=action.scenario.name, **action.params)
         if action.kind == "offline_start":
+            dev.offline = True
             if link is not None:
                 link.go_offline()
         elif action.kind == "offline_end":
-            held = sorted(dev.held, key=lambda r: r.ts)
-            dev.held = []
-            for batch in chunks(held):
-                self.make_message(dev, batch, action.sim_t, self._battery(dev, action.sim_t))
-            if link is not None:
+            # What was generated meanwhile is in the outbox and the link's queue: connecting
+            # sends it in seq order.
+            dev.offline = False
+            if link is not None and not dev.dead:
                 link.start()
         elif action.kind == "battery_dead":
             dev.dead = True
@@ -320,15 +463,19 @@ class Engine:
         if self.outbox is not None:
             self.outbox.add(device_id, seq, payload)
         self.gt.message(dev.patient_id, payload, fault)
+        if fault is None and self.gt.enabled:
+            self._expect_news2(dev, readings)
         self.new.append((dev, Entry(seq, payload, len(readings) + (1 if fault else 0))))
         self.generated += 1
         self.generated_readings += len(readings) + (1 if fault else 0)
 
     def flush(self) -> None:
-        """Commit the outbox and the ground truth, then hand new messages to the links."""
-        if self.outbox is not None:
-            self.outbox.commit()
+        """Write the ground truth, commit the outbox with the checkpoint (the ground truth's
+        size at this point), then hand new messages to the links."""
         self.gt.flush()
+        if self.outbox is not None:
+            self.outbox.progress(self.upto, self.gt.position())
+            self.outbox.commit()
         for dev, entry in self.new:
             if dev.link is not None:
                 dev.link.enqueue(entry)

@@ -11,6 +11,10 @@ Record kinds (field `kind`):
   (`device_id`, `seq`, `sent_at`, `readings`, `battery`), `fault` for in-band faults;
 - `event`: a scheduled measurement or dose that did not happen, with its expected detection;
 - `fault`, `duplicate`, `resend`: out-of-band publishes and the broker's answer;
+- `resume`: a run picked up again after the simulator was killed (everything after the
+  previous checkpoint was cut and is generated again, so each message appears once);
+- `expect`: a detection the recorded values themselves imply, outside any scenario (a
+  glucometer reading beyond the glucose limits, a NEWS2 band reached by the wearable);
 - `summary`: per device the last acknowledged seq and what was still queued at the end.
 Times are RFC 3339 UTC in simulated time. With `--workers N` each worker writes its own
 file (`NAME.wK.jsonl`); `read_records` reads them all.
@@ -64,10 +68,21 @@ class GroundTruth:
         if self._fh is not None:
             self._fh.flush()
 
+    def position(self) -> int | None:
+        """Bytes written so far (after `flush`): the resume point of a checkpoint."""
+        return self._fh.tell() if self._fh is not None else None
+
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def cut_back(path: Path, size: int | None) -> None:
+    """Cut a ground-truth file back to `size` bytes (what a checkpoint covered)."""
+    if size is not None and path.exists() and path.stat().st_size > size:
+        with path.open("r+b") as fh:
+            fh.truncate(size)
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:

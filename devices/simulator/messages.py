@@ -14,7 +14,6 @@ from devices.simulator.physiology import CANONICAL_UNITS, GLUCOSE, METRICS, TEMP
 
 # Digits after the decimal point a device reports, per metric (canonical unit).
 DECIMALS: Final = (0, 0, 0, 1, 0, 0, 1, 0)
-BACKFILL_MAX_READINGS: Final = 200  # readings per message when flushing an offline backlog
 
 
 class Reading:
@@ -54,10 +53,6 @@ def encode_message(device_id: str, seq: int, sent_at: float, readings: list[Read
         battery=battery,
     )
     return encode(payload)
-
-
-def chunks(readings: list[Reading], size: int = BACKFILL_MAX_READINGS) -> list[list[Reading]]:
-    return [readings[i : i + size] for i in range(0, len(readings), size)]
 
 
 # --- faults ---------------------------------------------------------------------------------

@@ -6,6 +6,13 @@ Acknowledged messages are kept for a while (the last `keep_acked` per device) so
 "resend from seq N" command can be answered; refused ones stay for inspection. The next
 `seq` of every device is stored too, so numbering survives a restart.
 
+The run itself is checkpointed in the same transactions: how far generation got (wall
+seconds after the run's start) and how long the ground-truth file was then. A simulator
+killed mid-run (kill -9) and started again with the same options and queue resumes from
+there: what was committed is delivered from the queue, what was generated after the
+checkpoint is generated again, identically (same seq, same payload), and the ground truth
+is cut back to the checkpoint so nothing is recorded twice.
+
 Writes are buffered and committed in one transaction per flush (every few tens of
 milliseconds): the engine publishes a message only after the commit that stored it.
 WAL with `synchronous=NORMAL` survives a crash of the process (not of the machine).
@@ -36,7 +43,26 @@ CREATE TABLE IF NOT EXISTS outbox (
     PRIMARY KEY (device_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (device_id, seq) WHERE state = 0;
+CREATE TABLE IF NOT EXISTS run_checkpoint (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    fingerprint TEXT NOT NULL,
+    start       REAL NOT NULL,
+    wall0       REAL NOT NULL,
+    upto        REAL NOT NULL,
+    gt_pos      INTEGER,
+    finished    INTEGER NOT NULL DEFAULT 0
+);
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where an unfinished run stopped: its clock and the last committed generation offset."""
+
+    start: float
+    wall0: float
+    upto: float  # wall seconds after the start generated and committed (-1: nothing yet)
+    gt_pos: int | None  # size of the ground-truth file at that commit
 
 
 @dataclass(slots=True)
@@ -64,6 +90,7 @@ class Outbox:
         self._next_seq: dict[str, int] = {}
         self._acked: list[tuple[str, int]] = []
         self._refused: list[tuple[int, str, int]] = []
+        self._progress: tuple[float, int | None] | None = None
 
     # --- start-up ---------------------------------------------------------------------------
     def load(self, device_ids: list[str], memory_cap: int) -> dict[str, Backlog]:
@@ -80,6 +107,36 @@ class Outbox:
                 backlog.next_seq = max(backlog.next_seq, rows[-1][0] + 1)
         return backlogs
 
+    # --- run checkpoint -------------------------------------------------------------------
+    def resumable(self, fingerprint: str) -> Checkpoint | None:
+        """The checkpoint of an unfinished run with the same fingerprint, if any."""
+        row = self._db.execute(
+            "SELECT start, wall0, upto, gt_pos FROM run_checkpoint WHERE id = 1 AND finished = 0 AND fingerprint = ?",
+            (fingerprint,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Checkpoint(float(row[0]), float(row[1]), float(row[2]), None if row[3] is None else int(row[3]))
+
+    def begin_run(self, fingerprint: str, start: float, wall0: float, gt_pos: int | None) -> None:
+        """Record a new run (nothing generated yet); replaces any earlier checkpoint."""
+        self.commit()
+        self._db.execute(
+            "INSERT INTO run_checkpoint (id, fingerprint, start, wall0, upto, gt_pos, finished) "
+            "VALUES (1, ?, ?, ?, -1, ?, 0) ON CONFLICT (id) DO UPDATE SET fingerprint = excluded.fingerprint, "
+            "start = excluded.start, wall0 = excluded.wall0, upto = -1, gt_pos = excluded.gt_pos, finished = 0",
+            (fingerprint, start, wall0, gt_pos),
+        )
+
+    def progress(self, upto: float, gt_pos: int | None) -> None:
+        """Generation reached `upto`; written with the next commit (with its messages)."""
+        self._progress = (upto, gt_pos)
+
+    def finish_run(self) -> None:
+        """The run ended cleanly: a restart starts a new run (and still drains the queue)."""
+        self.commit()
+        self._db.execute("UPDATE run_checkpoint SET finished = 1 WHERE id = 1")
+
     # --- buffered writes --------------------------------------------------------------------
     def add(self, device_id: str, seq: int, payload: bytes) -> None:
         self._added.append((device_id, seq, payload))
@@ -93,7 +150,7 @@ class Outbox:
 
     @property
     def dirty(self) -> bool:
-        return bool(self._added or self._acked or self._refused)
+        return bool(self._added or self._acked or self._refused or self._progress)
 
     def commit(self) -> None:
         """Write everything buffered in one transaction."""
@@ -120,6 +177,8 @@ class Outbox:
                 db.executemany(
                     "UPDATE outbox SET state = 2, reason = ? WHERE device_id = ? AND seq = ?", self._refused
                 )
+            if self._progress is not None:
+                db.execute("UPDATE run_checkpoint SET upto = ?, gt_pos = ? WHERE id = 1", self._progress)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -128,6 +187,7 @@ class Outbox:
         self._next_seq.clear()
         self._acked.clear()
         self._refused.clear()
+        self._progress = None
 
     def prune(self, acked_upto: dict[str, int]) -> None:
         """Forget acknowledged messages older than the last `keep_acked` of each device."""

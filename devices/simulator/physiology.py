@@ -11,6 +11,12 @@ device that was offline can compute exactly what it would have measured.
 Coupling: fever raises heart rate (~10/min per °C) and respiration rate; desaturation
 raises heart and respiration rate. Cohorts: healthy, COPD (SpO2 target 88-92 %, NEWS2
 scale 2, some on oxygen), heart failure, hypertension, diabetes.
+
+Medication: a diabetes patient's pill-bottle doses are mealtime rapid-acting insulin. A dose
+taken lowers glucose (onset 15 min, peak 1 h, over after about 5 h: `dose_response`) by up
+to about the patient's meal rise; a missed dose leaves the meal's rise untreated on top of
+the untreated baseline, so post-meal glucose can pass 250 mg/dL. Which doses were taken is
+the pill bottle's schedule (`schedule.day_events`), so the engine supplies their times.
 """
 
 from __future__ import annotations
@@ -52,6 +58,10 @@ SLOW_SD: Final = np.array([4.0, 1.0, 0.6, 0.1, 5.0, 3.5, 0.3, 8.0])
 SLOW_COMPONENTS: Final = 3
 MEAL_HOURS: Final = (7.5, 12.5, 18.5)
 MEAL_PEAK_H: Final = 0.75
+# Rapid-acting (mealtime) insulin: onset, peak and end of action, hours after the dose.
+INSULIN_ONSET_H: Final = 0.25
+INSULIN_PEAK_H: Final = 1.0
+INSULIN_END_H: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,10 @@ class Cohort:
     oxygen_share: float = 0.0
     news2_scale: int = 1
     meal_rise: float = 30.0
+    # Peak glucose lowering of one dose, as a share of the patient's meal rise (0: the
+    # cohort's medication does not act on glucose).
+    dose_glucose_drop: float = 0.0
+    medication: str = ""  # the pill bottle's dose id (one medication schedule in the care plan)
 
 
 COHORTS: Final[dict[str, Cohort]] = {
@@ -75,13 +89,15 @@ COHORTS: Final[dict[str, Cohort]] = {
         Cohort("healthy", (68, 14, 97.5, 36.75, 118, 76, 74, 92), (7, 1.5, 0.7, 0.12, 9, 6, 12, 6),
                ("wearable",)),
         Cohort("copd", (86, 19, 90.5, 36.8, 132, 80, 70, 98), (7, 1.5, 0.8, 0.12, 10, 6, 12, 8),
-               ("wearable", "pulse_oximeter", "pill_bottle"), (8.0, 20.0), 0.85, 0.3, 2),
+               ("wearable", "pulse_oximeter", "pill_bottle"), (8.0, 20.0), 0.85, 0.3, 2, medication="inhaler"),
         Cohort("heart_failure", (78, 17, 95.5, 36.7, 116, 70, 86, 104), (8, 1.5, 0.8, 0.12, 10, 6, 14, 8),
-               ("wearable", "scale", "bp_cuff", "pill_bottle"), (8.0, 20.0), 0.88),
+               ("wearable", "scale", "bp_cuff", "pill_bottle"), (8.0, 20.0), 0.88, medication="diuretic"),
         Cohort("hypertension", (74, 15, 97.0, 36.75, 148, 93, 88, 100), (7, 1.5, 0.7, 0.12, 9, 6, 14, 8),
-               ("wearable", "bp_cuff", "pill_bottle"), (8.0,), 0.85),
-        Cohort("diabetes", (76, 15, 97.0, 36.75, 132, 82, 92, 135), (7, 1.5, 0.7, 0.12, 10, 6, 15, 18),
-               ("wearable", "glucometer", "pill_bottle"), (7.5, 19.5), 0.88, meal_rise=80.0),
+               ("wearable", "bp_cuff", "pill_bottle"), (8.0,), 0.85, medication="antihypertensive"),
+        # Glucose mean is the untreated level; mealtime insulin with each meal brings it down.
+        Cohort("diabetes", (76, 15, 97.0, 36.75, 132, 82, 92, 150), (7, 1.5, 0.7, 0.12, 10, 6, 15, 16),
+               ("wearable", "glucometer", "pill_bottle"), MEAL_HOURS, 0.88, meal_rise=95.0,
+               dose_glucose_drop=1.0, medication="mealtime-insulin"),
     )
 }
 
@@ -136,6 +152,7 @@ def normals(keys: KeyArray, salt: int) -> FloatArray:
 class PatientSpec:
     patient_id: str
     cohort: str = "healthy"
+    on_oxygen: bool | None = None  # prescribed at provisioning; None: drawn from the seed
 
 
 class Population:
@@ -157,6 +174,7 @@ class Population:
         self.on_oxygen = np.zeros(n, dtype=bool)
         self.news2_scale = np.ones(n, dtype=np.int64)
         self.adherence = np.zeros(n)
+        self.dose_drop = np.zeros(n)
         for i, (spec, cohort) in enumerate(zip(patients, self.cohorts, strict=True)):
             rng = np.random.default_rng(stable_key(seed, "patient:" + spec.patient_id))
             base = np.asarray(cohort.mean) + np.asarray(cohort.sd) * rng.standard_normal(N_METRICS)
@@ -172,9 +190,11 @@ class Population:
             self.activity_omega[i] = 2 * np.pi / rng.uniform(60 * 60, 150 * 60)
             self.activity_phase[i] = rng.uniform(0, 2 * np.pi)
             self.meal_rise[i] = cohort.meal_rise * rng.uniform(0.7, 1.3)
-            self.on_oxygen[i] = rng.random() < cohort.oxygen_share
+            drawn = rng.random() < cohort.oxygen_share
+            self.on_oxygen[i] = drawn if spec.on_oxygen is None else spec.on_oxygen
             self.news2_scale[i] = cohort.news2_scale
             self.adherence[i] = cohort.adherence
+            self.dose_drop[i] = cohort.dose_glucose_drop * self.meal_rise[i] * rng.uniform(0.85, 1.15)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -217,6 +237,24 @@ class Population:
         values = np.clip(true + noise, SENSOR_LOW, SENSOR_HIGH)
         rounded: FloatArray = np.round(values / RESOLUTION) * RESOLUTION
         return rounded
+
+
+def dose_response(hours_since: FloatArray) -> FloatArray:
+    """Glucose-lowering action of one rapid-acting insulin dose (0..1 of its peak) by hours
+    since it was taken: nothing before the onset, peak at INSULIN_PEAK_H, ~3 % at the end."""
+    tau = (hours_since - INSULIN_ONSET_H) / (INSULIN_PEAK_H - INSULIN_ONSET_H)
+    inside = (hours_since > INSULIN_ONSET_H) & (hours_since < INSULIN_END_H)
+    result: FloatArray = np.where(inside, tau * np.exp(1.0 - tau), 0.0)
+    return result
+
+
+def glucose_lowering(drop: float, t: FloatArray, dose_times: FloatArray) -> FloatArray:
+    """Total lowering (mg/dL) at times `t` of doses taken at `dose_times` (simulated seconds)."""
+    if drop <= 0 or len(dose_times) == 0:
+        return np.zeros(len(t))
+    since = (t[:, None] - np.asarray(dose_times)[None, :]) / 3600.0
+    result: FloatArray = drop * dose_response(since).sum(axis=1)
+    return result
 
 
 def _meal_response(hour: FloatArray) -> FloatArray:

@@ -1,10 +1,13 @@
 """Provisioning simulated patients through the platform's own path: patients with active
 consent in the database, their devices created, bound and given broker credentials by
-`core.devices.provision_device`, and a credentials file for `rpm sim run`.
+`core.devices.provision_device`, a credentials file for `rpm sim run`, and each patient's
+care plan (`careplans.care_plan_for`) published on the compacted topic `rpm.care-plans.v1`,
+keyed by patient id, as the API would.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +15,10 @@ import numpy as np
 from psycopg import AsyncConnection
 
 from core.broker_admin import BrokerAdmin
+from core.careplan import CarePlan, encode_care_plan
 from core.devices import provision_device
+from core.wire import CARE_PLANS
+from devices.simulator.careplans import care_plan_for
 from devices.simulator.config import ConfigError, DeviceEntry, Roster
 from devices.simulator.physiology import COHORTS, PatientSpec, stable_key
 
@@ -54,7 +60,9 @@ def plan_population(
     for i, j in enumerate(order):
         cohort = cohorts[int(j)]
         pid = f"{prefix}-p{i + 1:05d}"
-        patients.append(PatientSpec(pid, cohort))
+        share = COHORTS[cohort].oxygen_share
+        oxygen = bool(np.random.default_rng(stable_key(seed, "oxygen:" + pid)).random() < share) if share else False
+        patients.append(PatientSpec(pid, cohort, oxygen))
         for device_class in COHORTS[cohort].devices:
             if not only_classes or device_class in only_classes:
                 devices.append(DeviceEntry(f"{pid}-{device_class.replace('_', '')}", pid, device_class, ""))
@@ -100,3 +108,29 @@ async def provision(
 
 def backdated(days: float) -> datetime:
     return datetime.now(UTC) - timedelta(days=days)
+
+
+def care_plans(roster: Roster, effective_from: datetime | None = None) -> list[CarePlan]:
+    """One plan per patient of the roster, matching its cohort and devices."""
+    classes: dict[str, set[str]] = {}
+    for d in roster.devices:
+        classes.setdefault(d.patient_id, set()).add(d.device_class)
+    return [care_plan_for(p.patient_id, p.cohort, bool(p.on_oxygen), classes.get(p.patient_id, set()),
+                          effective_from=effective_from)
+            for p in roster.patients]
+
+
+async def publish_care_plans(bootstrap: str, plans: list[CarePlan], *, timeout_s: float = 30.0) -> int:
+    """Write the plans to `rpm.care-plans.v1` (key: patient id; acks from all replicas)."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await producer.start()
+        futures = [await producer.send(CARE_PLANS.name, value=encode_care_plan(plan), key=plan.patient_id.encode())
+                   for plan in plans]
+        await asyncio.wait_for(asyncio.gather(*futures), timeout_s)
+        return len(futures)
+    finally:
+        await producer.stop()

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
+import json
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -20,9 +23,10 @@ from core import mqtt5 as mqtt
 from devices.simulator.config import ConfigError, Roster, RunOptions
 from devices.simulator.device import Entry, Fleet
 from devices.simulator.engine import Engine
-from devices.simulator.groundtruth import GroundTruth, worker_path
-from devices.simulator.outbox import Outbox
+from devices.simulator.groundtruth import GroundTruth, cut_back, worker_path
+from devices.simulator.outbox import Checkpoint, Outbox
 from devices.simulator.scenarios import ScenarioError
+from devices.simulator.schedule import iso
 
 TICK_S: Final = 0.02
 PRUNE_EVERY_S: Final = 10.0
@@ -40,6 +44,22 @@ def queue_path(opts: RunOptions, worker: int, workers: int) -> Path:
     return opts.queue_dir / name
 
 
+def run_fingerprint(opts: RunOptions, roster: Roster, worker: int, workers: int) -> str:
+    """What must be the same for a restarted simulator to resume an unfinished run."""
+    devices = hashlib.sha256("\n".join(f"{d.device_id}:{d.patient_id}" for d in roster.devices).encode())
+    body = {"seed": opts.seed, "speed": opts.speed, "rate": opts.rate, "interval": opts.interval,
+            "scenarios": opts.scenarios, "worker": worker, "workers": workers, "devices": devices.hexdigest(),
+            "ground_truth": str(opts.ground_truth) if opts.ground_truth else None}
+    return json.dumps(body, sort_keys=True)
+
+
+def _resume_point(outbox: Outbox, opts: RunOptions, fingerprint: str) -> Checkpoint | None:
+    checkpoint = outbox.resumable(fingerprint)
+    if checkpoint is None or (opts.start_explicit and abs(checkpoint.start - opts.start) > 1e-3):
+        return None
+    return checkpoint
+
+
 def _stats(engine: Engine, fleet: Fleet | None, started: float, offset: float) -> dict[str, Any]:
     stats: dict[str, Any] = dict(fleet.stats.as_dict()) if fleet is not None else {}
     stats.update(generated=engine.generated, generated_readings=engine.generated_readings,
@@ -50,14 +70,21 @@ def _stats(engine: Engine, fleet: Fleet | None, started: float, offset: float) -
     return stats
 
 
-async def _connect_all(fleet: Fleet, seconds: float, opts: RunOptions, stop: asyncio.Event) -> None:
-    """Start every link; wait until all are up (or refused), `seconds` passed or stop is set."""
-    for link in fleet.links:
+async def _connect_all(
+    fleet: Fleet, engine: Engine, seconds: float, opts: RunOptions, stop: asyncio.Event
+) -> None:
+    """Start every link (except devices offline or dead when a run resumes); wait until all
+    are up (or refused), `seconds` passed or stop is set."""
+    links = [link for link in fleet.links
+             if not (engine.devices[link.index].offline or engine.devices[link.index].dead)]
+    if not links:
+        return
+    for link in links:
         link.start()
     deadline = fleet.now() + seconds
     while fleet.now() < deadline and not stop.is_set():
-        settled = sum(1 for link in fleet.links if link.online or link.refused is not None)
-        if settled == len(fleet.links):
+        settled = sum(1 for link in links if link.online or link.refused is not None)
+        if settled == len(links):
             break
         await asyncio.sleep(0.05)
     online = fleet.stats.connected
@@ -89,27 +116,52 @@ async def run_worker(
     """Run one worker until `--duration` passed or `stop` is set; returns the final stats."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
-    engine = Engine(opts, roster, worker, workers)
     gt_path = worker_path(opts.ground_truth, worker, workers) if opts.ground_truth else None
-    engine.gt = GroundTruth(gt_path)
     fleet: Fleet | None = None
     outbox: Outbox | None = None
+    engine: Engine | None = None
     started = time.monotonic()
     try:
+        resume: Checkpoint | None = None
+        fingerprint = run_fingerprint(opts, roster, worker, workers)
         if not opts.dry_run:
             outbox = Outbox(queue_path(opts, worker, workers), keep_acked=opts.keep_acked)
+            resume = _resume_point(outbox, opts, fingerprint)
+            if resume is not None and resume.upto < 0:  # killed before generating anything
+                if gt_path is not None:
+                    cut_back(gt_path, resume.gt_pos)
+                resume = None
+            if resume is not None:
+                # Same clock as the interrupted run; drop the ground truth written after
+                # its last checkpoint (it is generated again, identically).
+                opts = dataclasses.replace(opts, start=resume.start, wall0=resume.wall0)
+                if gt_path is not None:
+                    cut_back(gt_path, resume.gt_pos)
+        engine = Engine(opts, roster, worker, workers)
+        engine.gt = GroundTruth(gt_path)
+        if outbox is not None:
             engine.outbox = outbox
             fleet = Fleet(opts.mqtt_host, opts.mqtt_port, outbox, engine.gt,
                           window=opts.window, keepalive=opts.keepalive)
             _attach_links(engine, fleet, roster, outbox)
-        engine.write_header()
+        if resume is not None:
+            engine.resume(resume.upto)
+            engine.gt.record("resume", worker=worker, offset_s=resume.upto, sim_time=iso(engine.clock.sim(resume.upto)),
+                             offline=[d.info.device_id for d in engine.devices.values() if d.offline])
+            engine.gt.flush()
+        else:
+            before_header = engine.gt.position()
+            engine.write_header()
+            engine.gt.flush()
+            if outbox is not None:
+                outbox.begin_run(fingerprint, opts.start, opts.wall0, before_header)
         if opts.dry_run:
             _dry_run(engine, opts.duration)
             return _stats(engine, None, started, opts.duration)
         assert fleet is not None
         assert outbox is not None
         connecting = time.monotonic()
-        await _connect_all(fleet, opts.connect_timeout, opts, stop)
+        await _connect_all(fleet, engine, opts.connect_timeout, opts, stop)
         connect_seconds = time.monotonic() - connecting
         if fleet.refused and warn is not None:
             warn(f"{len(fleet.refused)} device(s) could not log in "
@@ -130,13 +182,16 @@ async def run_worker(
                              "pending": link.pending}
             for link in fleet.links
         })
+        engine.gt.flush()
+        outbox.finish_run()
         return final
     finally:
         if fleet is not None:
             await fleet.shutdown()
         if outbox is not None:
             outbox.close()
-        engine.gt.close()
+        if engine is not None:
+            engine.gt.close()
 
 
 def _attach_links(engine: Engine, fleet: Fleet, roster: Roster, outbox: Outbox) -> None:
@@ -177,10 +232,12 @@ async def _generate(
     report: Reporter | None,
     started: float,
 ) -> float:
-    t0 = loop.time()
+    # A resumed run goes on from its checkpoint (offsets are seconds of the run's own clock).
+    base = max(engine.upto, 0.0)
+    t0 = loop.time() - base
     engine.generating_since = time.monotonic()
-    next_prune, next_report = t0 + PRUNE_EVERY_S, t0
-    offset = 0.0
+    next_prune, next_report = t0 + base + PRUNE_EVERY_S, t0 + base
+    offset = base
     while not stop.is_set():
         now = loop.time()
         offset = now - t0

@@ -10,6 +10,7 @@ import numpy as np
 
 from core.rules import Rule
 from devices.simulator import clinical
+from devices.simulator.careplans import scheduled_metric
 from devices.simulator.physiology import (
     DBP,
     GLUCOSE,
@@ -74,10 +75,10 @@ class Sepsis(Scenario):
         return add, weight, target
 
     def expect(self) -> None:
-        pop = self.ctx.population
+        plan = self.ctx.plans[self.patient]
         t = np.arange(self.start, self.end, 60.0)
         x = self.ctx.true_state(self.patient, t)
-        scale, oxygen = int(pop.news2_scale[self.patient]), bool(pop.on_oxygen[self.patient])
+        scale, oxygen = plan.news2.spo2_scale, plan.on_oxygen
         score = np.array([
             clinical.news2(resp_rate=r[RR], spo2=r[SPO2], pulse=r[HR], temperature=r[TEMP],
                            on_oxygen=oxygen, scale=scale)
@@ -103,8 +104,9 @@ class Hypoxia(Scenario):
 
     def __init__(self, ctx: Context, patient: int, params: dict[str, str], ordinal: int) -> None:
         super().__init__(ctx, patient, params, ordinal)
-        scale2 = int(ctx.population.news2_scale[patient]) == 2
-        self.threshold = self.num("threshold", 85.0 if scale2 else clinical.SPO2_LOW)
+        limit = next((x for x in ctx.plans[patient].limits if x.rule is Rule.SPO2_LOW and x.enabled), None)
+        self.sustain = float(limit.sustained_s) if limit is not None else clinical.SPO2_LOW_SUSTAIN_S
+        self.threshold = self.num("threshold", limit.raise_at if limit is not None else clinical.SPO2_LOW)
         self.nadir = self.num("nadir", self.threshold - 5.0)
         self.end = self.start + self.RAMP + self.duration + self.RECOVER
 
@@ -117,9 +119,9 @@ class Hypoxia(Scenario):
     def expect(self) -> None:
         t = np.arange(self.start, self.end + 1800.0, 30.0)
         spo2 = np.round(self.ctx.true_state(self.patient, t)[:, SPO2])
-        raised = sustained_from(t, spo2 < self.threshold, clinical.SPO2_LOW_SUSTAIN_S)
+        raised = sustained_from(t, spo2 < self.threshold, self.sustain)
         self.expectations = [_expect(self.ctx, Rule.SPO2_LOW, raised, threshold=self.threshold,
-                                     sustained_s=clinical.SPO2_LOW_SUSTAIN_S)]
+                                     sustained_s=self.sustain)]
 
     def describe(self) -> dict[str, Any]:
         return {"nadir": self.nadir, "threshold": self.threshold}
@@ -147,36 +149,38 @@ class HeartFailureFluid(Scenario):
         return add, weight, target
 
     def expect(self) -> None:
+        """Judged on the recorded weights (as the platform receives them, from the run's start)
+        against the patient's care plan: 1 day, optional 3 days, 7 days."""
         scale = self.device_of("scale")
-        events = [e for e in self.ctx.spot_events(scale.index, self.start - 7 * DAY, self.end)
-                  if e.kind == "measure"]
+        hf = self.ctx.plans[self.patient].hf_weight
+        limits: dict[str, float | None] = {"gain_1d_kg": hf.gain_1d_kg, "gain_3d_kg": hf.gain_3d_kg,
+                                           "gain_7d_kg": hf.gain_7d_kg}
+        windows = [(Rule.HF_WEIGHT_GAIN_1D.value, DAY, hf.gain_1d_kg)]
+        if hf.gain_3d_kg is not None:
+            windows.append((Rule.HF_WEIGHT_GAIN_3D.value, 3 * DAY, hf.gain_3d_kg))
+        windows.append((Rule.HF_WEIGHT_GAIN_7D.value, 7 * DAY, hf.gain_7d_kg))
+        since = max(self.ctx.start, self.start - 7 * DAY - hf.slack_s)
+        events = [e for e in self.ctx.spot_events(scale.index, since, self.end) if e.kind == "measure"]
         if not events:
             return
-        weights = self.ctx.spot_values(scale.index, events)[:, WEIGHT]
-        times = np.array([e.sim_t for e in events])
-        day_at = week_at = None
-        self.max_gain_7d = 0.0
-        for j in range(len(events)):
-            earlier = (times < times[j]) & (times >= times[j] - 7 * DAY)
-            if not earlier.any():
-                continue
-            gain7 = weights[j] - weights[earlier].min()
-            self.max_gain_7d = max(self.max_gain_7d, float(gain7))
-            recent = earlier & (times >= times[j] - 1.5 * DAY)
-            gain1 = weights[j] - weights[recent].min() if recent.any() else 0.0
-            if day_at is None and times[j] >= self.start and gain1 >= clinical.HF_GAIN_1D_KG:
-                day_at = float(times[j])
-            if week_at is None and times[j] >= self.start and gain7 >= clinical.HF_GAIN_7D_KG:
-                week_at = float(times[j])
-        limits = {"gain_1d_kg": clinical.HF_GAIN_1D_KG, "gain_7d_kg": clinical.HF_GAIN_7D_KG}
-        for rule, at in ((Rule.HF_WEIGHT_GAIN_1D, day_at), (Rule.HF_WEIGHT_GAIN_7D, week_at)):
-            if at is not None:
-                self.expectations.append(_expect(self.ctx, rule, at, **limits))
-        if week_at is None and day_at is None:
+        weights = [float(w) for w in self.ctx.recorded_values(scale.index, events)[:, WEIGHT]]
+        times = [e.sim_t for e in events]
+        self.max_gain_7d = max((w - min(weights[:j + 1]) for j, w in enumerate(weights)), default=0.0)
+        if not hf.enabled:
             self.expectations.append(Expectation(
                 rule=Rule.HF_WEIGHT_GAIN_7D.value, absent=True,
-                detail={**limits, "note": "recorded gain stays under the default limits",
-                        "max_gain_7d_kg": round(self.max_gain_7d, 2)},
+                detail={**limits, "note": "weight-gain rules are off in this patient's care plan"}))
+            return
+        raised = clinical.weight_gain_raises(times, weights, windows, hf.slack_s)
+        for rule, _span, _limit in windows:
+            at = raised.get(rule)
+            if at is not None and at >= self.start:
+                self.expectations.append(_expect(self.ctx, Rule(rule), at, **limits))
+        if not any(e.rule for e in self.expectations):
+            self.expectations.append(Expectation(
+                rule=Rule.HF_WEIGHT_GAIN_7D.value, absent=True,
+                detail={**limits, "note": "recorded gain stays under the care plan's limits",
+                        "max_gain_kg": round(self.max_gain_7d, 2)},
             ))
 
     def describe(self) -> dict[str, Any]:
@@ -311,6 +315,12 @@ class MissedMeasurements(_DeviceScenario):
         if self.continuous:
             self.expectations = self.silence_expectations(self.start, self.end)
             return
+        classes = {d.device_class for d in self.ctx.by_patient.get(self.patient, [])}
+        if scheduled_metric(self.device.device_class, classes) is None:
+            self.expectations = [Expectation(rule=Rule.MEASUREMENT_MISSED.value, absent=True, detail={
+                "device_id": self.device.device_id,
+                "note": "not in the care plan: a continuous device of the patient reports this metric"})]
+            return
         for e in self.ctx.spot_events(self.device.index, self.start, self.end + MEASUREMENT_WINDOW_S):
             if e.kind == "measurement_missed" and self.inside(e.scheduled_t):
                 self.expectations.append(_expect(self.ctx, Rule.MEASUREMENT_MISSED, e.sim_t,
@@ -333,7 +343,8 @@ class MissedDoses(_DeviceScenario):
     def expect(self) -> None:
         for e in self.ctx.spot_events(self.device.index, self.start, self.end + DOSE_WINDOW_S):
             if e.kind == "dose_missed" and self.inside(e.scheduled_t):
-                self.expectations.append(_expect(self.ctx, Rule.DOSE_MISSED, e.sim_t, dose_id=e.dose_id))
+                self.expectations.append(_expect(self.ctx, Rule.DOSE_MISSED, e.sim_t, dose_id=e.dose_id,
+                                                 scheduled_at=e.scheduled_t))
 
 
 @register
@@ -341,9 +352,7 @@ class Offline(_DeviceScenario):
     name = "offline"
     default_duration = 45 * 60.0
 
-    def holds(self, device: int, sim_t: float) -> bool:
-        return self.inside(sim_t)
-
+    # Measurements go on while offline: they wait in the device's on-disk queue.
     def actions(self) -> list[Action]:
         return [Action(self.start, self.device.index, "offline_start", self),
                 Action(self.end, self.device.index, "offline_end", self)]

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from core.careplan import CarePlan
 from devices.simulator.physiology import N_METRICS, FloatArray, Population, stable_key
 from devices.simulator.schedule import SpotEvent
 
@@ -122,10 +123,16 @@ class Context:
         tick_sim: float,
         spot_events: Callable[[int, float, float], list[SpotEvent]],
         spot_values: Callable[[int, list[SpotEvent]], FloatArray],
+        recorded_values: Callable[[int, list[SpotEvent]], FloatArray] | None = None,
+        plans: list[CarePlan] | None = None,
     ) -> None:
         self.population, self.devices, self.seed, self.start = population, devices, seed, start
         self.tick_sim = tick_sim
         self.spot_events, self.spot_values = spot_events, spot_values
+        # Values as the platform receives them (device units, rounding, normalised back).
+        self.recorded_values = recorded_values or spot_values
+        # Each patient's care plan (what the platform judges them by).
+        self.plans = plans if plans is not None else [CarePlan(patient_id=p) for p in population.ids]
         self.by_patient: dict[int, list[DeviceInfo]] = {}
         for d in devices:
             self.by_patient.setdefault(d.patient, []).append(d)
@@ -188,10 +195,6 @@ class Scenario:
 
     def skew(self, device: int, sim_t: float) -> float:
         return 0.0
-
-    def holds(self, device: int, sim_t: float) -> bool:
-        """True when a measurement at sim_t is kept on the device for a later backfill."""
-        return False
 
     def battery(self, device: int, sim_t: float, level: float) -> float:
         return level
@@ -262,9 +265,6 @@ class Book:
 
     def skew(self, device: int, sim_t: float) -> float:
         return sum(s.skew(device, sim_t) for s in self.by_device.get(device, ()))
-
-    def holds(self, device: int, sim_t: float) -> bool:
-        return any(s.holds(device, sim_t) for s in self.by_device.get(device, ()))
 
     def battery(self, device: int, sim_t: float, level: float) -> float:
         for s in self.by_device.get(device, ()):

@@ -43,7 +43,9 @@ DEVICE_CLASSES: Final[dict[str, DeviceClass]] = {
         DeviceClass("pulse_oximeter", (SPO2, HR), (8.0, 14.0, 20.0), 0.4),
         DeviceClass("bp_cuff", (SBP, DBP, HR), (7.5, 19.5), 0.33),
         DeviceClass("scale", (WEIGHT,), (7.0,), 0.25, alt_units=((WEIGHT, "[lb_av]", 0.2),)),
-        DeviceClass("glucometer", (GLUCOSE,), (7.25, 12.25, 18.25, 22.0), 0.2, optional_last=True,
+        # Fasting, then 1.5 h after breakfast, lunch and dinner (meals 7:30, 12:30, 18:30),
+        # where a missed mealtime dose shows.
+        DeviceClass("glucometer", (GLUCOSE,), (7.25, 9.0, 14.0, 20.0), 0.2, optional_last=True,
                     alt_units=((GLUCOSE, "mmol/L", 0.25),)),
         DeviceClass("thermometer", (TEMP,), (8.0, 20.0), 0.4, alt_units=((TEMP, "[degF]", 0.5),)),
         DeviceClass("pill_bottle", ()),
@@ -121,8 +123,10 @@ def day_events(
     patient_id: str,
     dose_hours: tuple[float, ...] = (),
     adherence: float = 0.95,
+    medication: str = "",
 ) -> list[SpotEvent]:
-    """The spot measurements or doses of one device on simulated day `day` (epoch days)."""
+    """The spot measurements or doses of one device on simulated day `day` (epoch days).
+    A dose carries the care plan's id of its medication (`medication`) as `dose_id`."""
     spec = DEVICE_CLASSES[device_class]
     rng = np.random.default_rng([stable_key(seed, "day:" + device_id) & 0xFFFFFFFF, day])
     midnight = day * DAY
@@ -130,8 +134,7 @@ def day_events(
     if device_class == "pill_bottle":
         for slot, hour in enumerate(dose_hours or (8.0,)):
             scheduled = midnight + hour * 3600.0
-            stamp = datetime.fromtimestamp(scheduled, UTC).strftime("%Y%m%dT%H%M")
-            dose_id = f"{patient_id}:{stamp}"
+            dose_id = medication or f"{patient_id}:medication"
             taken = rng.random() < adherence
             delay = float(np.clip(rng.lognormal(np.log(12 * 60), 0.8), 30, DOSE_WINDOW_S - 60))
             counter = day * 16 + slot

@@ -18,7 +18,7 @@ from infra.stack import Stack
 def dry_run(tmp_path: Path, name: str, *, patients: int = 10, cohorts: dict[str, float] | None = None,
             seed: int = 1, duration: float = 60.0, speed: float = 60.0, interval: float = 5.0,
             scenarios: tuple[str, ...] = (), start: str = "2025-03-01T00:00:00Z", workers: int = 1,
-            roster: Roster | None = None) -> Path:
+            roster: Roster | None = None, rate: float | None = None) -> Path:
     """Generate a ground truth without a broker (in process); returns its path."""
     from devices.simulator.config import RunOptions, parse_start
     from devices.simulator.runner import run_worker
@@ -27,8 +27,8 @@ def dry_run(tmp_path: Path, name: str, *, patients: int = 10, cohorts: dict[str,
     gt = tmp_path / f"{name}.jsonl"
     now = time.time()
     opts = RunOptions(seed=seed, duration=duration, speed=speed, interval=interval, scenarios=list(scenarios),
-                      start=parse_start(start, now, speed, duration), wall0=now, ground_truth=gt, dry_run=True,
-                      workers=workers)
+                      rate=rate, start=parse_start(start, now, speed, duration), wall0=now, ground_truth=gt,
+                      dry_run=True, workers=workers)
     for w in range(workers):
         asyncio.run(run_worker(opts, roster, w, workers))
     return gt

@@ -177,21 +177,22 @@ def test_heart_failure_fluid_retention_gains_weight(tmp_path: Path) -> None:
     assert any(e["rule"] == "hf_weight_gain_7d" and not e.get("absent") for e in scenario["expect"])
 
 
-def test_offline_device_backfills_in_batches(tmp_path: Path) -> None:
+def test_offline_device_queues_every_reading_as_it_is_taken(tmp_path: Path) -> None:
     gt = dry_run(tmp_path, "offline", patients=2, speed=60, interval=1.0, duration=90,
                  scenarios=("offline:patient=#0,start=10m,duration=40m",))
     (scenario,) = records(gt, "scenario")
     device = scenario["device_ids"][0]
     start, end = ts(scenario["start"]), ts(scenario["end"])
     msgs = [m for m in records(gt, "msg") if m["device_id"] == device]
-    assert not [m for m in msgs if start < ts(m["sent_at"]) < end]
-    backfill = [m for m in msgs if len(m["readings"]) > 4]
-    assert backfill
-    assert all(ts(m["sent_at"]) == pytest.approx(end, abs=1) for m in backfill)
-    held = [r for m in backfill for r in m["readings"]]
-    assert all(start <= ts(r["ts"]) < end for r in held)
-    assert len(held) == 40 * 4  # one wearable sample per simulated minute, four metrics
+    # Made (and stored in the outbox) at measurement time, one tick a message, while offline.
+    offline = [m for m in msgs if start <= ts(m["sent_at"]) < end]
+    assert len(offline) == 40  # one wearable sample per simulated minute
+    assert all(len(m["readings"]) == 4 and ts(m["readings"][0]["ts"]) == ts(m["sent_at"]) for m in offline)
     assert [m["seq"] for m in msgs] == list(range(1, len(msgs) + 1))
+    times = [ts(m["sent_at"]) for m in msgs]
+    assert times == sorted(times)
+    actions = [r["action"] for r in records(gt, "device") if r["device_id"] == device]
+    assert actions == ["offline_start", "offline_end"]
     rules = {e.get("rule") for e in scenario["expect"]}
     assert {"device_silent_warn", "device_silent_urgent"} <= rules
 
@@ -201,12 +202,18 @@ def test_missed_doses_are_not_sent_and_are_expected(tmp_path: Path) -> None:
                  scenarios=("missed_doses:patient=#0,start=1d,duration=1d",))
     (scenario,) = records(gt, "scenario")
     bottle = scenario["device_ids"][0]
-    taken = {r["dose_id"] for m in records(gt, "msg") if m["device_id"] == bottle for r in m["readings"]}
+    (plan,) = [p["care_plan"] for p in records(gt, "patient") if p["patient_id"] == scenario["patient_id"]]
+    (medication,) = plan["medications"]
+    taken = [r for m in records(gt, "msg") if m["device_id"] == bottle for r in m["readings"]]
     assert len(taken) >= 2
+    assert {r["dose_id"] for r in taken} == {medication["dose_id"]}  # what the care plan schedules
     missed = [e for e in records(gt, "event") if e["device_id"] == bottle and e["cause"] == "missed_doses"]
     assert len(missed) == 2  # two scheduled doses a day
-    assert {e["dose_id"] for e in missed} == {x["dose_id"] for x in scenario["expect"]}
-    assert not taken & {e["dose_id"] for e in missed}
+    scheduled = sorted(ts(e["scheduled"]) for e in missed)
+    assert scheduled == sorted(x["scheduled_at"] for x in scenario["expect"])
+    window = medication["window_s"]
+    assert window == 7200
+    assert not [r for r in taken if any(abs(ts(r["ts"]) - s) <= window for s in scheduled)]
     assert all(e["expect"][0]["rule"] == "dose_missed" for e in missed)
 
 
@@ -224,3 +231,39 @@ def test_clock_skew_and_battery_drain(tmp_path: Path) -> None:
     assert batteries == sorted(batteries, reverse=True)
     assert batteries[-1] <= 0.05
     assert max(ts(m["sent_at"]) for m in drained) < ts(drain["end"])
+
+
+def test_heart_failure_plus_2_kg_in_3_days_expects_the_3_day_rule_from_recorded_weights(tmp_path: Path) -> None:
+    gt = dry_run(tmp_path, "hf3", patients=3, cohorts={"heart_failure": 1.0}, speed=86400 / 6, duration=60, seed=5,
+                 scenarios=("hf_fluid:patients=3,start=2d,gain_kg=2.3,days=3",))
+    plans = {p["patient_id"]: p["care_plan"] for p in records(gt, "patient")}
+    seen_3d = 0
+    for scenario in records(gt, "scenario"):
+        assert plans[scenario["patient_id"]]["hf_weight"]["gain_3d_kg"] == 2.0
+        weights = [(t, CATALOGUE["body_weight"].normalise(v["body_weight"], unit))
+                   for t, v, unit in weighings(gt, scenario["device_ids"][0])]
+        rules = {e["rule"]: e for e in scenario["expect"] if not e.get("absent")}
+        if "hf_weight_gain_3d" not in rules:
+            continue
+        seen_3d += 1
+        at = ts(rules["hf_weight_gain_3d"]["at"])
+        (now,) = [w for t, w in weights if t == pytest.approx(at, abs=0.01)]
+        window = [w for t, w in weights if at - 3 * 86400 - 3 * 3600 <= t < at]
+        assert now is not None
+        assert round(now - min(w for w in window if w is not None), 3) >= 2.0  # the recorded gain
+        earlier = [t for t, w in weights if ts(scenario["start"]) <= t < at]
+        for t in earlier:  # and no earlier weighing of the scenario reached it
+            w = next(x for s, x in weights if s == t)
+            base = [x for s, x in weights if t - 3 * 86400 - 3 * 3600 <= s < t]
+            assert w is not None
+            assert not base or round(w - min(x for x in base if x is not None), 3) < 2.0
+    assert seen_3d >= 2
+
+
+def weighings(path: Path, device_id: str) -> list[tuple[float, dict[str, float], str]]:
+    out = []
+    for m in records(path, "msg"):
+        if m["device_id"] == device_id:
+            for r in m["readings"]:
+                out.append((ts(r["ts"]), {r["metric"]: r["value"]}, r["unit"]))
+    return sorted(out, key=lambda x: x[0])
