@@ -428,7 +428,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--minutes", type=int, default=60, help="wearable messages per patient in the backlog")
-    parser.add_argument("--latency-rates", default="250,500,1000", help="records/s offered in the latency runs")
+    parser.add_argument("--latency-rates", default="250,1000,2500", help="records/s offered in the latency runs")
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument("--profile", action="store_true", help="also profile a detect-only worker (cProfile)")
     parser.add_argument(
@@ -574,39 +574,32 @@ per-record overhead.
 NOTES = """
 ## Reading the figures
 
-The machine is shared: other test suites (brokers, databases, Python processes) ran at the same
-time as some of these runs, so figures move by ±30 % from run to run; the shapes below held in
+The machine is shared: other test suites (brokers, databases, Python processes) may run at the
+same time as these runs, so figures move by up to ±30 % from run to run; the shapes below held in
 every run.
 
 - **Storage** (COPY into a staging table, then `INSERT ... ON CONFLICT DO NOTHING`, one transaction per
   batch of up to 5,000 records) is well above the 10,000 readings/s aim. Its cost is per Kafka record:
   Faust's handling of each record and msgspec decoding, then the COPY.
-- **Detection** is CPU-bound Python and the bottleneck. Per 4-reading record the worker spends about
-  450 µs of CPU: the detectors themselves about 120 µs (the in-process figure above), the rest is
-  Faust's per-record work (about 100 µs, as in the storage-only run), decoding and grouping, and above
-  all the per-patient state save: each patient's state (3 to 6 KB of JSON, mostly the baseline windows)
-  is encoded and written to the changelog once per batch, and with wearables sending one message a
-  second a patient rarely has two records in one batch, so that is one save per record. The aim of
-  10,000 readings/s per worker is met by detection alone only when the machine is otherwise idle; a
-  worker running both roles reaches 5,000 to 9,000 readings/s on one core.
-- **To go further**: run the roles in separate workers (`RPM_STREAMS_ROLES=store` / `detect` with their
-  own `RPM_STREAMS_APP_ID`), which also puts the second core to work, or add workers (partitions are
-  keyed by patient; 8 partitions allow 8 workers); make the saved state smaller (the baseline windows:
-  120 values per metric as JSON text).
+- **Detection** is CPU-bound Python. Its cost has a part per record (Faust's per-record work, decoding,
+  the detectors' work per reading) and a part per patient per batch (the state lookup, the detectors'
+  set-up, encoding the state, about 2 KB of JSON, mostly the baseline windows, and sending it to the
+  changelog). A worker working off a backlog now waits for full batches (ADR 0010: it knows from the
+  consumer's high-water marks that the records are already in Kafka), so a patient has several records
+  per batch and the per-patient part is paid once for them; before that change the same backlog went
+  through in ~80 batches instead of ~11, and detection alone reached 12,000-13,000 readings/s on a quiet
+  machine (5,900-8,500 on a busy one). A worker that keeps up never waits for a batch.
+- **Both roles in one worker** share one core; run them in separate workers (`RPM_STREAMS_ROLES=store` /
+  `detect`, each with its own `RPM_STREAMS_APP_ID`) to use the second core, or add workers (partitions
+  are keyed by patient; 8 partitions allow 8 workers).
 - **Latency** below saturation is the batch wait (`RPM_READINGS_BATCH_WITHIN_S`, 0.1 s), the fetch wait
   and the worker's turn on the CPU. Faust's consumer waits up to 1,500 ms per fetch and the embedded
   broker holds fetches that long even when records are there, which alone put the median near 0.5 s;
-  `streams/consumer.py` sets 100 ms (`RPM_CONSUMER_FETCH_MAX_WAIT_MS`). Near saturation the queue in
-  front of the detectors dominates: each detection batch also waits for three produce round trips in
-  turn (detections, then states, then the partition markers, for crash safety), during which that lane
-  does no work; overlapping the next batch's detectors with the previous batch's round trips is the
-  next step for latency under load.
-- Changes made after the first measurements (same machine): the baseline's rolling median/MAD keeps a
-  sorted window instead of sorting each window twice (detectors 2.7x faster on live-sized batches); the
-  producer gathers records for 5 ms into batches of up to 256 KB (it was sending one request per record);
-  states and detections go straight to the producer, and their acks are awaited together; the worker
-  drops Faust's terminal spinner, which at log level WARNING set the root logger to DEBUG and made
-  every debug call of aiokafka build a log record.
+  `streams/consumer.py` sets 100 ms (`RPM_CONSUMER_FETCH_MAX_WAIT_MS`). Each detection batch also waits
+  for three produce round trips in turn (detections, then states, then the partition markers, for crash
+  safety); near saturation the queue in front of the detectors adds to that.
+- Fewer detections in the latency runs than before the NEWS2 low-band hold (ADR 0010): single readings
+  scoring 1 no longer raise `news2_low`.
 """
 
 

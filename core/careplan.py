@@ -213,25 +213,31 @@ class GlucoseLimits(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class BaselineSetting(msgspec.Struct, frozen=True, kw_only=True):
-    """Personal baseline for one metric: rolling median and MAD over the last `window` readings.
+    """Personal baseline for one metric, over time buckets rather than single readings.
 
-    A reading deviates when its modified z-score 0.6745 * |x - median| / max(MAD, min_mad)
-    exceeds `z_threshold` (Iglewicz and Hoaglin's 3.5); `repeat_count` consecutive deviating
-    readings raise, `clear_count` consecutive ordinary ones clear. Nothing fires before
-    `min_samples` readings are known.
+    Readings are averaged per `bucket_s` bucket (aligned to the epoch); the baseline is the
+    median of the last `window` bucket means and its spread their median absolute deviation
+    (MAD). When a bucket ends, its mean deviates when its modified z-score
+    0.6745 * |mean - median| / max(MAD, min_mad) exceeds `z_threshold` (Iglewicz and Hoaglin's
+    3.5); `repeat_count` consecutive deviating buckets raise, `clear_count` consecutive
+    ordinary ones clear. Nothing is judged before `min_samples` bucket means are known.
+    A wearable's 30-minute means over 24 hours make a baseline of the patient's day, circadian
+    rhythm included; for a spot device a bucket is usually one measurement.
     """
 
     metric: str
-    window: int = 120
-    min_samples: int = 30
+    bucket_s: int = 30 * _MINUTE
+    window: int = 48
+    min_samples: int = 12
     z_threshold: float = 3.5
     min_mad: float = 1.0
-    repeat_count: int = 3
-    clear_count: int = 3
+    repeat_count: int = 2
+    clear_count: int = 2
     enabled: bool = True
 
     def __post_init__(self) -> None:
         _require_metric(self.metric)
+        _require(60 <= self.bucket_s <= 24 * _HOUR, "bucket_s must be 1 min to 24 h")
         _require(1 <= self.min_samples <= self.window <= 1000, "need 1 <= min_samples <= window <= 1000")
         _require(self.min_mad > 0 and self.z_threshold > 0, "min_mad and z_threshold must be > 0")
         _require(self.repeat_count >= 1 and self.clear_count >= 1, "counts must be at least 1")
@@ -242,8 +248,8 @@ DEFAULT_BASELINES: Final[tuple[BaselineSetting, ...]] = (
     BaselineSetting(metric="resp_rate", min_mad=1.0),
     BaselineSetting(metric="spo2", min_mad=1.0),
     BaselineSetting(metric="body_temp", min_mad=0.2),
-    BaselineSetting(metric="bp_systolic", min_mad=5.0, min_samples=14),
-    BaselineSetting(metric="bp_diastolic", min_mad=4.0, min_samples=14),
+    BaselineSetting(metric="bp_systolic", min_mad=5.0, min_samples=14, window=60),
+    BaselineSetting(metric="bp_diastolic", min_mad=4.0, min_samples=14, window=60),
 )
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.careplan import HfWeightGain, default_care_plan
+from core.careplan import BaselineSetting, HfWeightGain, default_care_plan
 from core.rules import Rule
 from core.wire import Reading
 from streams.detection.model import Detection, DetectionKind, decode_detection
@@ -19,7 +19,12 @@ from streams.detection.service import DetectorState, detect_due, detect_readings
 
 from .factory import T0, at, reading, series
 
-PLAN = msgspec.structs.replace(default_care_plan("p1"), hf_weight=HfWeightGain(enabled=True))
+# Baseline in 10-minute buckets, judged from the third: the two-hour scenario can show it.
+PLAN = msgspec.structs.replace(
+    default_care_plan("p1"),
+    hf_weight=HfWeightGain(enabled=True),
+    baselines=(BaselineSetting(metric="heart_rate", bucket_s=600, min_samples=3, min_mad=3.0),),
+)
 
 
 def scenario() -> list[Reading]:
