@@ -583,7 +583,7 @@ every run.
   Faust's handling of each record and msgspec decoding, then the COPY.
 - **Detection** is CPU-bound Python. Its cost has a part per record (Faust's per-record work, decoding,
   the detectors' work per reading) and a part per patient per batch (the state lookup, the detectors'
-  set-up, encoding the state, about 2 KB of JSON, mostly the baseline windows, and sending it to the
+  set-up, encoding the state, 1-2 KB of JSON, mostly the baselines' bucket means, and sending it to the
   changelog). A worker working off a backlog now waits for full batches (ADR 0010: it knows from the
   consumer's high-water marks that the records are already in Kafka), so a patient has several records
   per batch and the per-patient part is paid once for them; before that change the same backlog went
@@ -598,8 +598,15 @@ every run.
   `streams/consumer.py` sets 100 ms (`RPM_CONSUMER_FETCH_MAX_WAIT_MS`). Each detection batch also waits
   for three produce round trips in turn (detections, then states, then the partition markers, for crash
   safety); near saturation the queue in front of the detectors adds to that.
-- Fewer detections in the latency runs than before the NEWS2 low-band hold (ADR 0010): single readings
-  scoring 1 no longer raise `news2_low`.
+- **At 10,000 readings/s** one worker running both roles is near saturation (about 90 % of a core): p99
+  latency was 0.85-1.4 s across runs, over the platform's 1 s target. Gathering helps there too: with
+  `RPM_LANE_GATHER_ABOVE_RECORDS=5000` (gather only when a whole batch waits) the same run fell 3 s
+  behind and p99 was 2.7 s; 400 and 1,000 (the default) gave 1.3 s. For the end-to-end target, run
+  storage and detection in separate workers (one core each) and overlap a detection batch's produce
+  round trips with the next batch's detectors.
+- Fewer detections than before the NEWS2 low-band hold (ADR 0010) and the bucketed baseline (ADR 0011):
+  single readings scoring 1 no longer raise `news2_low`, and the baseline no longer reacts to minutes
+  of noise. With 20-40 detections per latency row, p95/p99 are close to the maximum.
 """
 
 

@@ -147,6 +147,8 @@ def ensure_demo_data(stack: Stack) -> tuple[Path, Path]:
         )
     )
     sim_path.chmod(0o600)
-    plans = care_plans(load_credentials(sim_path), datetime.now(UTC) - timedelta(days=30))
+    # Monitoring starts now: the demo devices have no history, and a plan effective earlier would
+    # have the timer report every scheduled measurement and dose of the days before as missed.
+    plans = care_plans(load_credentials(sim_path), datetime.now(UTC))
     asyncio.run(publish_care_plans(stack.kafka_bootstrap, plans))
     return creds_path, sim_path
