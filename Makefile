@@ -5,7 +5,7 @@ VENV := .venv
 RPM := $(VENV)/bin/rpm
 PYTEST_ARGS ?=
 
-.PHONY: setup run status stop logs test test-fast check bench
+.PHONY: setup run status stop logs test test-fast test-scenarios check bench
 
 setup:
 	@bash infra/setup.sh
@@ -23,10 +23,13 @@ logs:
 	@$(RPM) stack logs
 
 test: setup
-	@$(VENV)/bin/pytest $(PYTEST_ARGS)
+	@$(VENV)/bin/pytest -m "not provisional" $(PYTEST_ARGS)
+
+test-scenarios: setup
+	@$(VENV)/bin/pytest -m provisional $(PYTEST_ARGS)
 
 test-fast: setup
-	@$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+	@$(VENV)/bin/pytest -m "not slow and not provisional" $(PYTEST_ARGS)
 
 check: setup
 	@$(VENV)/bin/ruff check .

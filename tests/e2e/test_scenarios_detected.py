@@ -18,6 +18,12 @@ catches up: a device is then silent by the wall clock (`device_silent_*` is left
 precision count) and a scheduled measurement may be called missed before the device's
 simulated clock reached it; the platform clears such a miss when the late reading arrives, so
 only misses that stay raised count.
+
+Provisional (not run by `make test` / CI; `make test-scenarios` runs it): of six runs on
+2026-11-21, two failed on one expectation each, with patient ids (and so physiology) that
+differ per run: a dose miss whose window opened before the plans took effect (fixed since) and
+a sepsis `news2_medium` not raised by its deadline (not yet explained: compare the scenario's
+expectation logic in devices/simulator/scenario_kinds.py with streams/detection/news2_monitor.py).
 """
 
 from __future__ import annotations
@@ -156,6 +162,7 @@ def _found(raises: list[DetectionRecord], e: dict[str, Any]) -> DetectionRecord 
 
 
 @pytest.mark.slow
+@pytest.mark.provisional
 @pytest.mark.timeout(900)
 def test_scenarios_through_the_platform_raise_what_the_ground_truth_expects(
     platform: Stack, population: tuple[Roster, Path, datetime], tmp_path: Path
