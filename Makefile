@@ -23,13 +23,13 @@ logs:
 	@$(RPM) stack logs
 
 test: setup
-	@$(VENV)/bin/pytest -m "not provisional" $(PYTEST_ARGS)
+	@$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-scenarios: setup
-	@$(VENV)/bin/pytest -m provisional $(PYTEST_ARGS)
+	@$(VENV)/bin/pytest tests/e2e/test_scenarios_detected.py $(PYTEST_ARGS)
 
 test-fast: setup
-	@$(VENV)/bin/pytest -m "not slow and not provisional" $(PYTEST_ARGS)
+	@$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 
 check: setup
 	@$(VENV)/bin/ruff check .

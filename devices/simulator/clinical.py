@@ -255,3 +255,37 @@ class News2Monitor:
                 return None
         self.band, self.lower_since, self.low_since = new, None, None
         return new
+
+
+class LowLimitEpisode:
+    """When a home-monitoring low limit (e.g. SpO2 < 90 % for 10 min) raises over one metric's
+    readings, in time order (clinical.md, "Hysteresis"): the episode starts at the first value
+    below `raise_at`, values between `raise_at` and `clear_at` neither count nor end it, a value
+    at or above `clear_at` ends it, and so does no value below `raise_at` for `max_gap_s`; it
+    raises at the first value below `raise_at` at least `sustained_s` after the start with
+    `repeat` values below counted. Raises once."""
+
+    def __init__(self, *, raise_at: float, clear_at: float, sustained_s: float, repeat: int = 1,
+                 max_gap_s: float = 600.0) -> None:
+        self.raise_at, self.clear_at = raise_at, clear_at
+        self.sustained_s, self.repeat, self.max_gap_s = sustained_s, repeat, max_gap_s
+        self.start: float | None = None
+        self.last_below: float | None = None
+        self.count = 0
+        self.raised = False
+
+    def observe(self, at: float, value: float) -> bool:
+        """True when this value raises the limit."""
+        if self.raised:
+            return False
+        if self.last_below is not None and at - self.last_below > self.max_gap_s:
+            self.start, self.last_below, self.count = None, None, 0
+        if value < self.raise_at:
+            self.start = at if self.start is None else self.start
+            self.last_below = at
+            self.count += 1
+            self.raised = at - self.start >= self.sustained_s and self.count >= self.repeat
+            return self.raised
+        if value >= self.clear_at:
+            self.start, self.last_below, self.count = None, None, 0
+        return False

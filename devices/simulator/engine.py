@@ -24,7 +24,7 @@ from core.catalogue import CATALOGUE
 from core.mqtt5 import mqtt_string
 from core.wire import telemetry_topic
 from devices.simulator import clinical
-from devices.simulator.careplans import care_plan_for, scheduled_metric
+from devices.simulator.careplans import care_plan_for, scheduled_hours, scheduled_metric
 from devices.simulator.config import Roster, RunOptions
 from devices.simulator.device import Entry, Fleet, Link
 from devices.simulator.groundtruth import GroundTruth
@@ -46,6 +46,8 @@ from devices.simulator.scenarios import Action, Book, Context, DeviceInfo, Scena
 from devices.simulator.schedule import (
     DAY,
     DEVICE_CLASSES,
+    DOSE_WINDOW_S,
+    MEASUREMENT_WINDOW_S,
     WEARABLE_METRICS,
     SimClock,
     SpotEvent,
@@ -243,7 +245,8 @@ class Engine:
                 self.gt.record("scenario", scenario=s.name, patient_id=self.pop.ids[s.patient],
                                device_ids=[d.device_id for d in s.devices], start=iso(s.start), end=iso(s.end),
                                params=s.params, **s.describe(),
-                               expect=[expectation_json(e) for e in s.expectations])
+                               expect=[expectation_json(e) for e in s.expectations],
+                               **({"expect_from_readings": list(s.from_readings)} if s.from_readings else {}))
 
     # --- generation -------------------------------------------------------------------------
     def _push(self, sim_t: float, item: Any) -> None:
@@ -344,6 +347,8 @@ class Engine:
             if rule == "measurement_missed" and scheduled_metric(
                     dev.info.device_class, self.patient_classes[dev.info.patient]) is None:
                 expect, note = [], "not in the care plan: a continuous device reports this metric"
+            elif self._slot_kept(dev, event):
+                expect, note = [], "another reading of the device (a scenario's) falls in this slot's window"
             self.gt.record("event", event=event.kind, device_id=dev.info.device_id, patient_id=pid,
                            scheduled=iso(event.scheduled_t), dose_id=event.dose_id, cause=event.note or "random",
                            expect=expect, **({"note": note} if note else {}))
@@ -362,6 +367,27 @@ class Engine:
                     self._expect_glucose(dev, r, event.sim_t)
         self.make_message(dev, readings, at, self._battery(dev, event.sim_t))
 
+    def _slot_kept(self, dev: SimDevice, event: SpotEvent) -> bool:
+        """Whether the platform counts another reading of the device for a slot whose own
+        measurement or dose did not happen (e.g. a scenario's extra glucometer reading): one
+        inside the slot's window (+/- the plan's tolerance) and nearer to it than to any other
+        slot of the plan, at the time the payload states."""
+        measure = event.kind == "measurement_missed"
+        window = MEASUREMENT_WINDOW_S if measure else DOSE_WINDOW_S
+        hours = scheduled_hours(dev.info.device_class) if measure else (
+            self.pop.cohorts[dev.info.patient].dose_hours or (8.0,))
+        day = int(event.scheduled_t // DAY)
+        slots = [d * DAY + round(h * 60) * 60.0 for d in (day - 1, day, day + 1) for h in hours]
+        g = dev.info.index
+        for e in self.spot_events(g, event.scheduled_t - window, event.scheduled_t + window + 1.0):
+            if e.kind != ("measure" if measure else "dose") or self.book.suppressed(g, e.sim_t):
+                continue
+            at = e.sim_t + self.book.skew(g, e.sim_t)
+            nearest = min(slots, key=lambda s: abs(s - at))
+            if abs(at - event.scheduled_t) <= window and abs(nearest - event.scheduled_t) < 1.0:
+                return True
+        return False
+
     def _expect_glucose(self, dev: SimDevice, reading: Reading, sim_t: float) -> None:
         """Record the glucose detections this reading implies, as the platform will see it
         (normalised to mg/dL), unless a scenario already expects them."""
@@ -375,13 +401,13 @@ class Engine:
                    for s in self.book.by_patient.get(patient, ()) for e in s.expectations):
                 continue
             at = round(reading.ts * 1000.0) / 1000.0  # the reading's time as the payload states it
-            self.gt.record("expect", rule=rule, patient_id=dev.patient_id, device_id=dev.info.device_id,
-                           at=iso(at), by=iso(at + self.ctx.grace), reading_mg_dl=round(mg_dl, 1),
-                           cause="glucose_reading")
+            self._record_expect(dev, rule, at, "glucose_reading", reading_mg_dl=round(mg_dl, 1))
 
-    def _expect_news2(self, dev: SimDevice, readings: list[Reading]) -> None:
-        """Record the NEWS2 band alerts the readings imply under the patient's care plan
-        (scale, oxygen), except where a scenario already expects that band."""
+    def _expect_from_readings(self, dev: SimDevice, readings: list[Reading]) -> None:
+        """Record the detections the readings imply as the platform receives them (canonical
+        units, at the time the payload states): the NEWS2 bands under the patient's care plan
+        (scale, oxygen), and what a scenario watching these readings expects of them. A
+        detection inside such a scenario is recorded with the scenario's name as its cause."""
         values = {}
         for r in readings:
             if r.metric in NEWS2_PARAMETERS:
@@ -391,21 +417,28 @@ class Engine:
         if not values:
             return
         patient = dev.info.patient
+        at = round(readings[0].ts * 1000.0) / 1000.0
+        watching = [s for s in self.book.by_patient.get(patient, ()) if s.from_readings and s.watching(at)]
+        rule = self._news2_monitor(patient).observe(at, values)
+        if rule is not None:
+            cause = next((s.name for s in watching if rule in s.from_readings), "news2")
+            self._record_expect(dev, rule, at, cause, news2=self.news2[patient].score(at)[0])
+        for s in watching:
+            for rule in s.observe(at, values):
+                self._record_expect(dev, rule, at, s.name, values=values)
+
+    def _news2_monitor(self, patient: int) -> clinical.News2Monitor:
         monitor = self.news2.get(patient)
         if monitor is None:
             plan = self.plans[patient]
             monitor = self.news2[patient] = clinical.News2Monitor(
                 scale=plan.news2.spo2_scale, on_oxygen=plan.on_oxygen, max_age_s=plan.news2.max_age_s,
                 step_down_s=plan.news2.step_down_s, low_hold_s=plan.news2.low_sustained_s)
-        at = round(readings[0].ts * 1000.0) / 1000.0
-        rule = monitor.observe(at, values)
-        if rule is None:
-            return
-        for s in self.book.by_patient.get(patient, ()):
-            if s.start <= at <= s.end + monitor.step_down_s and any(e.rule == rule for e in s.expectations):
-                return
+        return monitor
+
+    def _record_expect(self, dev: SimDevice, rule: str, at: float, cause: str, **detail: Any) -> None:
         self.gt.record("expect", rule=rule, patient_id=dev.patient_id, device_id=dev.info.device_id,
-                       at=iso(at), by=iso(at + self.ctx.grace), news2=monitor.score(at)[0], cause="news2")
+                       at=iso(at), by=iso(at + self.ctx.grace), cause=cause, **detail)
 
     def _action(self, action: Action) -> None:
         dev = self.devices[action.device]
@@ -464,7 +497,7 @@ class Engine:
             self.outbox.add(device_id, seq, payload)
         self.gt.message(dev.patient_id, payload, fault)
         if fault is None and self.gt.enabled:
-            self._expect_news2(dev, readings)
+            self._expect_from_readings(dev, readings)
         self.new.append((dev, Entry(seq, payload, len(readings) + (1 if fault else 0))))
         self.generated += 1
         self.generated_readings += len(readings) + (1 if fault else 0)

@@ -7,14 +7,18 @@ Record kinds (field `kind`):
 - `patient`: a patient's cohort, devices, NEWS2 scale, oxygen and schedules (care-plan hints);
 - `scenario`: a placed scenario with its window and `expect` list
   (`{"rule": <core.rules name>, "at": ..., "by": ...}`, `{"outcome": ...}`, `absent: true`);
+  a scenario whose detections depend on the recorded values (sepsis: NEWS2 bands; hypoxia:
+  SpO2 low) lists those rules in `expect_from_readings` and its detections come as `expect`
+  records with the scenario's name as `cause`;
 - `msg`: one message as published: `patient_id` plus every payload field
   (`device_id`, `seq`, `sent_at`, `readings`, `battery`), `fault` for in-band faults;
 - `event`: a scheduled measurement or dose that did not happen, with its expected detection;
 - `fault`, `duplicate`, `resend`: out-of-band publishes and the broker's answer;
 - `resume`: a run picked up again after the simulator was killed (everything after the
   previous checkpoint was cut and is generated again, so each message appears once);
-- `expect`: a detection the recorded values themselves imply, outside any scenario (a
-  glucometer reading beyond the glucose limits, a NEWS2 band reached by the wearable);
+- `expect`: a detection the recorded values themselves imply, judged as they are generated
+  (a glucometer reading beyond the glucose limits: cause `glucose_reading`; a NEWS2 band
+  reached outside a scenario: `news2`; inside a scenario watching the readings: its name);
 - `summary`: per device the last acknowledged seq and what was still queued at the end.
 Times are RFC 3339 UTC in simulated time. With `--workers N` each worker writes its own
 file (`NAME.wK.jsonl`); `read_records` reads them all.

@@ -32,10 +32,8 @@ from devices.simulator.scenarios import (
     Expectation,
     Scenario,
     ScenarioError,
-    first_time,
     parse_duration,
     register,
-    sustained_from,
 )
 from devices.simulator.schedule import DAY, DEVICE_CLASSES, DOSE_WINDOW_S, MEASUREMENT_WINDOW_S, SpotEvent
 
@@ -55,6 +53,8 @@ def _expect(ctx: Context, rule: Rule, at: float | None, **detail: Any) -> Expect
 class Sepsis(Scenario):
     name = "sepsis"
     needs = ("wearable",)
+    from_readings = clinical.NEWS2_BANDS[1:]
+    watch_after = clinical.NEWS2_STEP_DOWN_S
 
     def __init__(self, ctx: Context, patient: int, params: dict[str, str], ordinal: int) -> None:
         super().__init__(ctx, patient, params, ordinal)
@@ -75,20 +75,18 @@ class Sepsis(Scenario):
         return add, weight, target
 
     def expect(self) -> None:
+        """The NEWS2 bands are expected from the recorded vitals (`from_readings`: the engine's
+        NEWS2 monitor, the platform's rules on the values as the devices report them); the
+        noise-free model gives only the peak the scenario aims at."""
         plan = self.ctx.plans[self.patient]
         t = np.arange(self.start, self.end, 60.0)
         x = self.ctx.true_state(self.patient, t)
         scale, oxygen = plan.news2.spo2_scale, plan.on_oxygen
-        score = np.array([
+        self.peak = max(
             clinical.news2(resp_rate=r[RR], spo2=r[SPO2], pulse=r[HR], temperature=r[TEMP],
                            on_oxygen=oxygen, scale=scale)
             for r in x
-        ])
-        self.peak = int(score.max())
-        self.expectations = [
-            _expect(self.ctx, Rule.NEWS2_MEDIUM, first_time(t, score >= 5), parameters="RR, SpO2, pulse, temp"),
-            _expect(self.ctx, Rule.NEWS2_HIGH, first_time(t, score >= 7), parameters="RR, SpO2, pulse, temp"),
-        ]
+        )
 
     def describe(self) -> dict[str, Any]:
         return {"ramp_s": self.ramp, "plateau_s": self.plateau, "recovery_s": self.recovery,
@@ -101,6 +99,8 @@ class Hypoxia(Scenario):
     needs = ("wearable",)
     default_duration = 1200.0
     RAMP, RECOVER = 180.0, 300.0
+    from_readings = (Rule.SPO2_LOW.value,)
+    watch_after = 1800.0
 
     def __init__(self, ctx: Context, patient: int, params: dict[str, str], ordinal: int) -> None:
         super().__init__(ctx, patient, params, ordinal)
@@ -117,11 +117,16 @@ class Hypoxia(Scenario):
         return add, weight, target
 
     def expect(self) -> None:
-        t = np.arange(self.start, self.end + 1800.0, 30.0)
-        spo2 = np.round(self.ctx.true_state(self.patient, t)[:, SPO2])
-        raised = sustained_from(t, spo2 < self.threshold, self.sustain)
-        self.expectations = [_expect(self.ctx, Rule.SPO2_LOW, raised, threshold=self.threshold,
-                                     sustained_s=self.sustain)]
+        limit = next((x for x in self.ctx.plans[self.patient].limits if x.rule is Rule.SPO2_LOW and x.enabled), None)
+        self.tracker = clinical.LowLimitEpisode(
+            raise_at=self.threshold, clear_at=limit.clear_at if limit is not None else self.threshold + 2.0,
+            sustained_s=self.sustain, repeat=limit.repeat_count if limit is not None else 1,
+            max_gap_s=limit.max_gap_s if limit is not None else 600.0)
+
+    def observe(self, at: float, values: dict[str, float]) -> list[str]:
+        """SpO2-low from the recorded SpO2 values (the platform's limit rules), from the start."""
+        spo2 = values.get("spo2")
+        return [Rule.SPO2_LOW.value] if spo2 is not None and self.tracker.observe(at, spo2) else []
 
     def describe(self) -> dict[str, Any]:
         return {"nadir": self.nadir, "threshold": self.threshold}

@@ -164,6 +164,16 @@ class Scenario:
         self.devices = [d for d in ctx.by_patient.get(patient, []) if self.uses(d)]
         self.expectations: list[Expectation] = []
 
+    # Rules this scenario expects from the values its patient's devices record, judged as the
+    # readings are generated (`observe`, or the engine's NEWS2 monitor for NEWS2 bands) and
+    # written as `expect` records with the scenario's name as their cause: noise and a device's
+    # cadence decide when a platform working on those readings raises, not the noise-free model.
+    from_readings: tuple[str, ...] = ()
+    watch_after: float = 0.0  # readings up to this long after `end` still belong to the scenario
+
+    def watching(self, at: float) -> bool:
+        return self.start <= at <= self.end + self.watch_after
+
     def uses(self, device: DeviceInfo) -> bool:
         return device.device_class in self.needs
 
@@ -204,6 +214,11 @@ class Scenario:
 
     def expect(self) -> None:
         """Fill `self.expectations` (called once every scenario is registered)."""
+
+    def observe(self, at: float, values: dict[str, float]) -> list[str]:
+        """The `from_readings` rules raised by the patient's readings taken at `at` (canonical
+        units, in generation order), while `watching(at)`."""
+        return []
 
     def describe(self) -> dict[str, Any]:
         return {}
@@ -330,23 +345,5 @@ def _choose_patients(
     fresh = [i for i in order if i not in used]
     chosen = (fresh + [i for i in order if i in used])[:count]
     return sorted(chosen)
-
-
-def first_time(t: FloatArray, condition: np.ndarray) -> float | None:
-    hits = np.flatnonzero(condition)
-    return float(t[hits[0]]) if hits.size else None
-
-
-def sustained_from(t: FloatArray, condition: np.ndarray, hold: float) -> float | None:
-    """The first time `condition` has held continuously for `hold` seconds."""
-    run_start: float | None = None
-    for ti, ok in zip(t, condition, strict=True):
-        if ok:
-            run_start = float(ti) if run_start is None else run_start
-            if ti - run_start >= hold:
-                return float(ti)
-        else:
-            run_start = None
-    return None
 
 

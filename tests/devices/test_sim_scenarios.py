@@ -12,6 +12,7 @@ from sim_support import dry_run
 
 from core.catalogue import CATALOGUE
 from core.wire import payload_decoder
+from devices.simulator.clinical import LowLimitEpisode
 from devices.simulator.groundtruth import read_records
 
 
@@ -108,8 +109,10 @@ def test_sepsis_reaches_news2_high_in_its_own_recorded_vitals(tmp_path: Path) ->
     gt = dry_run(tmp_path, "sepsis", patients=6, seed=3, speed=360, interval=0.5, duration=130,
                  scenarios=("sepsis:start=30m",))
     (scenario,) = records(gt, "scenario")
+    assert "news2_high" in scenario["expect_from_readings"]
     patient = next(p for p in records(gt, "patient") if p["patient_id"] == scenario["patient_id"])
-    high = next(e for e in scenario["expect"] if e["rule"] == "news2_high")
+    expected = {e["rule"]: e for e in records(gt, "expect") if e["cause"] == "sepsis"}
+    assert all(e["patient_id"] == scenario["patient_id"] for e in expected.values())
     vitals = vitals_by_time(gt, scenario["device_ids"][0])
     scores = [(t, news2(v, scale=patient["news2_scale"], oxygen=patient["on_oxygen"])) for t, v in vitals]
     start = ts(scenario["start"])
@@ -117,19 +120,37 @@ def test_sepsis_reaches_news2_high_in_its_own_recorded_vitals(tmp_path: Path) ->
     first_high = next(t for t, s in scores if s >= 7)
     assert max(before) < 5
     assert max(s for _, s in scores) >= 7
-    assert start < first_high <= ts(high["by"])
+    assert scenario["news2_peak"] >= 7
+    # The expectation is the first recorded reading time that scores 7 (this patient has only
+    # the wearable, so every NEWS2 parameter comes from it, in order).
+    assert start < first_high == ts(expected["news2_high"]["at"])
+    first_medium = next(t for t, s in scores if s >= 5)
+    if first_medium < first_high:
+        assert ts(expected["news2_medium"]["at"]) == first_medium
 
 
 def test_hypoxia_expectation_matches_recorded_spo2(tmp_path: Path) -> None:
     gt = dry_run(tmp_path, "hypoxia", patients=4, speed=60, interval=0.5, duration=60,
                  scenarios=("hypoxia:start=5m,duration=20m",))
     (scenario,) = records(gt, "scenario")
-    (exp,) = scenario["expect"]
+    assert scenario["expect_from_readings"] == ["spo2_low"]
+    (exp,) = [e for e in records(gt, "expect") if e["cause"] == "hypoxia"]
     assert exp["rule"] == "spo2_low"
-    low = [t for t, v in vitals_by_time(gt, scenario["device_ids"][0]) if v["spo2"] < exp["threshold"]]
+    assert exp["patient_id"] == scenario["patient_id"]
+    threshold = scenario["threshold"]
+    vitals = [(t, v["spo2"]) for t, v in vitals_by_time(gt, scenario["device_ids"][0])
+              if t >= ts(scenario["start"])]
+    low = [t for t, v in vitals if v < threshold]
     assert low
     assert low[-1] - low[0] >= 600  # below the threshold for at least the 10 min the rule needs
-    assert ts(scenario["start"]) <= ts(exp["at"]) <= low[0] + 20 * 60
+    # Raised at the first reading below the limit 10 min or more after the episode began (no
+    # reading back at the clear level, 2 points above, in between).
+    begun = low[0]
+    for t, v in vitals:
+        if begun < t and v >= threshold + 2 and t < ts(exp["at"]):
+            begun = next(x for x in low if x > t)
+    assert ts(exp["at"]) == next(t for t in low if t - begun >= 600)
+    assert exp["values"]["spo2"] < threshold
 
 
 @pytest.mark.parametrize("confirmed", [True, False])
@@ -267,3 +288,54 @@ def weighings(path: Path, device_id: str) -> list[tuple[float, dict[str, float],
             for r in m["readings"]:
                 out.append((ts(r["ts"]), {r["metric"]: r["value"]}, r["unit"]))
     return sorted(out, key=lambda x: x[0])
+
+
+def test_low_limit_episode_follows_the_dead_band_and_the_gap() -> None:
+    def first_raise(trace: list[tuple[float, float]], **kw: float) -> float | None:
+        ep = LowLimitEpisode(raise_at=90, clear_at=92, sustained_s=600, **kw)  # type: ignore[arg-type]
+        hits = [t for t, v in trace if ep.observe(t, v)]
+        assert len(hits) <= 1  # raises once
+        return hits[0] if hits else None
+
+    # 89/91 oscillation: the dead band neither ends nor counts; raised once, 10 min after the start.
+    assert first_raise([(60.0 * i, 89.0 if i % 2 == 0 else 91.0) for i in range(30)]) == 600.0
+    # A value at the clear level ends the pending episode: it starts again at the next low value.
+    trace = [(0.0, 88.0), (300.0, 92.0)] + [(60.0 * i, 88.0) for i in range(6, 30)]
+    assert first_raise(trace) == 360.0 + 600.0
+    # No low value for longer than the gap: the next low value starts a new episode.
+    trace = [(0.0, 88.0), (120.0, 91.0), (500.0, 91.0), (800.0, 88.0), (1300.0, 88.0), (1400.0, 88.0)]
+    assert first_raise(trace, max_gap_s=600) == 1400.0
+    # Enough time but too few values below: the repeat count holds it back.
+    assert first_raise([(0.0, 88.0), (700.0, 88.0), (800.0, 88.0)], repeat=3, max_gap_s=1000) == 800.0
+
+
+def test_a_missed_slot_kept_by_a_scenario_reading_expects_no_miss(tmp_path: Path) -> None:
+    # Glucometer slots at 07:15 and 09:00 (+/- 1 h); each patient's hypoglycaemia reading comes
+    # at 07:20, so wherever the 07:15 measurement itself is missed, the platform counts that
+    # reading for the slot (the nearest one) and raises no `measurement_missed`.
+    gt = dry_run(tmp_path, "kept", patients=40, cohorts={"diabetes": 1.0}, seed=5, speed=2880, duration=60,
+                 scenarios=("hypoglycaemia:patients=40,start=405m",))
+    plan_hours = {"glucometer": (7.25, 9.0, 14.0)}
+    meters = {d["device_id"] for p in records(gt, "patient") for d in p["devices"]
+              if d["device_class"] == "glucometer"}
+    taken: dict[str, list[float]] = {}
+    for m in records(gt, "msg"):
+        if m["device_id"] in meters:
+            taken.setdefault(m["device_id"], []).append(ts(m["readings"][0]["ts"]))
+    kept = expected = 0
+    for e in records(gt, "event"):
+        if e["device_id"] not in meters or e["event"] != "measurement_missed":
+            continue
+        slot = ts(e["scheduled"])
+        day = slot - slot % 86400
+        slots = [day + h * 3600 for h in plan_hours["glucometer"]]
+        counted = [t for t in taken.get(e["device_id"], [])
+                   if abs(t - slot) <= 3600 and min(slots, key=lambda s: abs(s - t)) == slot]
+        if counted:
+            kept += 1
+            assert e["expect"] == [], e
+        else:
+            expected += 1
+            assert [x["rule"] for x in e["expect"]] == ["measurement_missed"]
+    assert kept >= 1, "no slot kept by a scenario reading: the case this test is about"
+    assert expected >= 1

@@ -19,11 +19,15 @@ precision count) and a scheduled measurement may be called missed before the dev
 simulated clock reached it; the platform clears such a miss when the late reading arrives, so
 only misses that stay raised count.
 
-Provisional (not run by `make test` / CI; `make test-scenarios` runs it): of six runs on
-2026-11-21, two failed on one expectation each, with patient ids (and so physiology) that
-differ per run: a dose miss whose window opened before the plans took effect (fixed since) and
-a sepsis `news2_medium` not raised by its deadline (not yet explained: compare the scenario's
-expectation logic in devices/simulator/scenario_kinds.py with streams/detection/news2_monitor.py).
+Sepsis and hypoxia expect what their patient's recorded values imply (the simulator judges
+them as it generates them, with the platform's rules), so noise and a device's cadence cannot
+make a correct platform late. A NEWS2 band is also met by a higher band raised in time: a
+score that jumps from 4 to 7 raises `news2_high` and never `news2_medium` (ADR 0012).
+
+The patients, their physiology and the wearables' readings are the same in every run (fixed
+ids and seed, a fixed time of day); the date, and with it the spot devices' jitter, is the
+latest that keeps simulated time behind the wall clock. `RPM_E2E_START` (RFC 3339) fixes it to
+replay a failed run; `RPM_E2E_SEED` plays other patients.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +47,7 @@ import pytest
 
 from core.rules import Rule
 from core.wire import DetectionRecord
+from devices.simulator.clinical import NEWS2_BANDS, NEWS2_STEP_DOWN_S
 from devices.simulator.config import Roster, write_credentials
 from devices.simulator.groundtruth import read_records
 from devices.simulator.provisioning import backdated, care_plans, plan_population, provision, publish_care_plans
@@ -55,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEED = 120.0  # two simulated hours a wall-clock minute
 DURATION_S = 180  # six simulated hours
 START_HOUR = 5  # simulated start, UTC
+SEED = int(os.environ.get("RPM_E2E_SEED", "7"))  # another seed, other patients: to explore
 NEWS2_BACKGROUND_RECALL = 0.8
 CLOCK_RULES = frozenset({Rule.DEVICE_SILENT_WARN.value, Rule.DEVICE_SILENT_URGENT.value})
 ADHERENCE_RULES = frozenset({Rule.MEASUREMENT_MISSED.value, Rule.DOSE_MISSED.value})
@@ -63,6 +68,7 @@ SLOT_WINDOW_S = {Rule.MEASUREMENT_MISSED.value: MEASUREMENT_WINDOW_S, Rule.DOSE_
 # detector reacting to a combination of noisy values the simulator's own clinical rules do not
 # model (e.g. a personal-baseline deviation).
 FALSE_POSITIVE_BUDGET_PER_PATIENT_DAY = 2.0
+NEWS2_RANK = {rule: rank for rank, rule in enumerate(NEWS2_BANDS) if rule}
 MIX = {"healthy": 0.3, "copd": 0.15, "heart_failure": 0.15, "hypertension": 0.2, "diabetes": 0.2}
 
 
@@ -79,7 +85,7 @@ def population(platform: Stack, tmp_path: Path) -> tuple[Roster, Path, datetime]
     """20 patients of all cohorts, provisioned, with their care plans applied by the worker;
     also the simulated start: early enough that simulated time stays behind the wall clock,
     and the plans' `effective_from` (no schedule is judged before the patient's data begins)."""
-    roster = plan_population(20, MIX, seed=7, prefix=f"e2e{uuid.uuid4().hex[:6]}")
+    roster = plan_population(20, MIX, seed=SEED, prefix="e2e")
     valid_from = backdated(3)
     # 05:00-11:00 UTC: the morning doses and measurements fall inside the run whatever the hour
     # the test runs at (the schedules are times of day); the latest such morning that still
@@ -88,6 +94,9 @@ def population(platform: Stack, tmp_path: Path) -> tuple[Roster, Path, datetime]
     start = latest.replace(hour=START_HOUR, minute=0, second=0, microsecond=0)
     if start > latest:
         start -= timedelta(days=1)
+    if os.environ.get("RPM_E2E_START"):
+        start = datetime.fromisoformat(os.environ["RPM_E2E_START"]).astimezone(UTC)
+        valid_from = min(valid_from, start - timedelta(days=1))
 
     async def go() -> Roster:
         async with await psycopg.AsyncConnection.connect(platform.admin_db_url) as conn:
@@ -154,15 +163,25 @@ def _at(value: str | float) -> float:
 
 
 def _found(raises: list[DetectionRecord], e: dict[str, Any]) -> DetectionRecord | None:
+    """The raise that meets an expectation: its rule for its patient by the deadline, or for a
+    NEWS2 band a higher band raised since the expected time less the step-down hold (the
+    platform's NEWS2 episode is then at that band or above)."""
+    band = NEWS2_RANK.get(e["rule"])
     for r in raises:
-        in_time = e.get("by") is None or r.detected_at.timestamp() <= _at(e["by"]) + 1e-3
-        if r.patient_id == e["patient_id"] and r.rule.value == e["rule"] and in_time:
+        if r.patient_id != e["patient_id"]:
+            continue
+        t = r.detected_at.timestamp()
+        if e.get("by") is not None and t > _at(e["by"]) + 1e-3:
+            continue
+        if r.rule.value == e["rule"]:
+            return r
+        higher = band is not None and NEWS2_RANK.get(r.rule.value, -1) > band
+        if higher and t >= _at(e["at"]) - NEWS2_STEP_DOWN_S:
             return r
     return None
 
 
 @pytest.mark.slow
-@pytest.mark.provisional
 @pytest.mark.timeout(900)
 def test_scenarios_through_the_platform_raise_what_the_ground_truth_expects(
     platform: Stack, population: tuple[Roster, Path, datetime], tmp_path: Path
@@ -182,7 +201,7 @@ def test_scenarios_through_the_platform_raise_what_the_ground_truth_expects(
     env = {**os.environ, "RPM_MQTT_HOST": "127.0.0.1", "RPM_MQTT_PORT": str(platform.ports.mqtt)}
     args = [sys.executable, "-m", "devices.simulator", "run", "--no-progress", "--credentials", str(creds),
             "--speed", str(SPEED), "--duration", str(DURATION_S), "--interval", "1", "--drain", "60",
-            "--ground-truth", str(gt), "--queue-dir", str(tmp_path / "queue"), "--seed", "7",
+            "--ground-truth", str(gt), "--queue-dir", str(tmp_path / "queue"), "--seed", str(SEED),
             "--start", start.isoformat()]
     for s in scenarios:
         args += ["--scenario", s]
@@ -217,9 +236,12 @@ def test_scenarios_through_the_platform_raise_what_the_ground_truth_expects(
     got = log.wait_for(complete, timeout=240)
     raises = _raises(got)
     missing = [e for e in strict if _found(raises, e) is None]
-    assert not missing, f"{len(missing)} of {len(strict)} expected detections not raised in time: {missing[:5]}"
+    replay = f"(replay: RPM_E2E_START={start.isoformat()} RPM_E2E_SEED={SEED})"
+    assert not missing, (
+        f"{len(missing)} of {len(strict)} expected detections not raised in time {replay}: {missing[:5]}"
+    )
     assert recall(raises) >= NEWS2_BACKGROUND_RECALL, (
-        f"background NEWS2 recall {recall(raises):.0%} of {len(background)}: "
+        f"background NEWS2 recall {recall(raises):.0%} of {len(background)} {replay}: "
         f"{[e for e in background if _found(raises, e) is None][:5]}"
     )
 
@@ -227,7 +249,7 @@ def test_scenarios_through_the_platform_raise_what_the_ground_truth_expects(
         window = (_at(e["start"]), _at(e["end"]) + 3600)
         wrong = [r for r in raises if r.patient_id == e["patient_id"] and r.rule.value == e["rule"]
                  and window[0] <= r.detected_at.timestamp() <= window[1]]
-        assert not wrong, f"{e['source']}: {e['rule']} raised although the ground truth says absent"
+        assert not wrong, f"{e['source']}: {e['rule']} raised although the ground truth says absent {replay}"
 
     expected_keys = {(e["patient_id"], e["rule"]) for e in expected}
     windows = [(rec["patient_id"], _at(rec["start"]), _at(rec["end"]) + 3600)
@@ -239,7 +261,7 @@ def test_scenarios_through_the_platform_raise_what_the_ground_truth_expects(
     patient_days = len(patients) * DURATION_S * SPEED / 86400
     budget = FALSE_POSITIVE_BUDGET_PER_PATIENT_DAY * patient_days
     assert len(unexpected) <= budget, (
-        f"{len(unexpected)} unexpected raises over {patient_days:.1f} patient-days (budget {budget:.1f}): "
+        f"{len(unexpected)} unexpected raises over {patient_days:.1f} patient-days (budget {budget:.1f}) {replay}: "
         f"{Counter((cohorts[r.patient_id], r.rule.value) for r in unexpected)}"
     )
     # No detection twice: ids are deterministic and each is published once.
