@@ -17,7 +17,9 @@ simulated time in minutes, so their view of "now" is ahead of the devices' until
 catches up: a device is then silent by the wall clock (`device_silent_*` is left out of the
 precision count) and a scheduled measurement may be called missed before the device's
 simulated clock reached it; the platform clears such a miss when the late reading arrives, so
-only misses that stay raised count.
+only misses that stay raised count. And the patients' data ends with the run while the platform's
+clock goes on to the wall clock's "now": slots after the simulated end are missed, correctly, and
+not counted either (without that, a run at 20:30 UTC counted 15 such misses against the budget).
 
 Sepsis and hypoxia expect what their patient's recorded values imply (the simulator judges
 them as it generates them, with the platform's rules), so noise and a device's cadence cannot
@@ -254,7 +256,12 @@ def test_scenarios_through_the_platform_raise_what_the_ground_truth_expects(
     expected_keys = {(e["patient_id"], e["rule"]) for e in expected}
     windows = [(rec["patient_id"], _at(rec["start"]), _at(rec["end"]) + 3600)
                for rec in records if rec["kind"] == "scenario"]
+    # The patients' data ends with the run, the platform's clock does not: a slot whose window
+    # closes after the simulated end and before the wall-clock "now" is missed as far as anyone
+    # can tell (how many depends on the hour the test runs at), so it is not held against it.
+    data_end = start.timestamp() + DURATION_S * SPEED
     unexpected = [r for r in raises if r.rule.value not in CLOCK_RULES
+                  and not (r.rule.value in ADHERENCE_RULES and r.detected_at.timestamp() > data_end)
                   and (r.patient_id, r.rule.value) not in expected_keys
                   and not any(p == r.patient_id and a <= r.detected_at.timestamp() <= b for p, a, b in windows)]
     cohorts = {p.patient_id: p.cohort for p in roster.patients}
