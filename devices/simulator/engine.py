@@ -419,10 +419,11 @@ class Engine:
         patient = dev.info.patient
         at = round(readings[0].ts * 1000.0) / 1000.0
         watching = [s for s in self.book.by_patient.get(patient, ()) if s.from_readings and s.watching(at)]
-        rule = self._news2_monitor(patient).observe(at, values)
+        monitor = self._news2_monitor(patient)
+        rule = monitor.observe(at, values)
         if rule is not None:
             cause = next((s.name for s in watching if rule in s.from_readings), "news2")
-            self._record_expect(dev, rule, at, cause, news2=self.news2[patient].score(at)[0])
+            self._record_expect(dev, rule, at, cause, news2=monitor.score(at)[0])
         for s in watching:
             for rule in s.observe(at, values):
                 self._record_expect(dev, rule, at, s.name, values=values)

@@ -109,19 +109,16 @@ class Hypoxia(Scenario):
         self.threshold = self.num("threshold", limit.raise_at if limit is not None else clinical.SPO2_LOW)
         self.nadir = self.num("nadir", self.threshold - 5.0)
         self.end = self.start + self.RAMP + self.duration + self.RECOVER
+        self.tracker = clinical.LowLimitEpisode(
+            raise_at=self.threshold, clear_at=limit.clear_at if limit is not None else self.threshold + 2.0,
+            sustained_s=self.sustain, repeat=limit.repeat_count if limit is not None else 1,
+            max_gap_s=limit.max_gap_s if limit is not None else 600.0)
 
     def effects(self, t: FloatArray) -> Effects:
         add, weight, target = self._zeros(len(t))
         weight[:, SPO2] = self.window(t, self.RAMP, self.duration, self.RECOVER)
         target[:, SPO2] = self.nadir
         return add, weight, target
-
-    def expect(self) -> None:
-        limit = next((x for x in self.ctx.plans[self.patient].limits if x.rule is Rule.SPO2_LOW and x.enabled), None)
-        self.tracker = clinical.LowLimitEpisode(
-            raise_at=self.threshold, clear_at=limit.clear_at if limit is not None else self.threshold + 2.0,
-            sustained_s=self.sustain, repeat=limit.repeat_count if limit is not None else 1,
-            max_gap_s=limit.max_gap_s if limit is not None else 600.0)
 
     def observe(self, at: float, values: dict[str, float]) -> list[str]:
         """SpO2-low from the recorded SpO2 values (the platform's limit rules), from the start."""
