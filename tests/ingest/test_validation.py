@@ -73,7 +73,17 @@ def test_valid_readings_are_normalised() -> None:
         (message([r("heart_rate", True, "/min")]), Reason.SCHEMA_INVALID),
         (json.dumps({"schema": 2, "device_id": "dev-1"}).encode(), Reason.UNSUPPORTED_SCHEMA),
         (message([r("heart_rate", 72, "/min")], device_id="dev-2"), Reason.DEVICE_MISMATCH),
-        (message([r("heart_rate", float("nan"), "/min")]), Reason.INVALID_JSON),
+        (message([r("heart_rate", float("nan"), "/min")]), Reason.NOT_FINITE),
+        (message([r("heart_rate", float("-inf"), "/min")]), Reason.NOT_FINITE),
+        (message([r("heart_rate", 72, "/min")]).replace(b"72", b"7" * 5000), Reason.NOT_FINITE),
+        (
+            message([r("heart_rate", 72, "/min", (NOW - timedelta(minutes=1)).replace(tzinfo=None))]),
+            Reason.SCHEMA_INVALID,
+        ),
+        (message([r("heart_rate", 72, "/min", NOW - timedelta(days=3650))]), Reason.TOO_OLD),
+        (message([r("medication_taken", 1, "1", dose_id="\ud800")]), Reason.SCHEMA_INVALID),
+        (b"[" * 50_000, Reason.INVALID_JSON),
+        (b"\xff\xfe{", Reason.INVALID_JSON),
         (message([r("heart_rate", 72, "/min")]).replace(b"72", b"1e999"), Reason.NOT_FINITE),
         (message([r("heart_rate", 72, "bpm")]), Reason.UNKNOWN_UNIT),
         (message([r("body_temp", 37, "[degF]")]), Reason.IMPLAUSIBLE),
@@ -109,7 +119,10 @@ def test_reading_before_the_binding_is_rejected_and_old_readings_are_quarantined
         NOW,
         registry(),
     )
-    assert [x.reason for x in out.rejections] == [Reason.UNBOUND_DEVICE]
+    assert [x.reason for x in out.rejections] == [Reason.OUTSIDE_BINDING]
+    # The verdict says what is wrong: the reading's time and the binding's period.
+    assert (NOW - timedelta(days=61)).strftime("%Y-%m-%d") in out.rejections[0].detail
+    assert ENROLLED.strftime("%Y-%m-%d") in out.rejections[0].detail
     assert [x.value for x in out.accepted["pt-1"].quarantined] == [71.0]
     assert [x.value for x in out.accepted["pt-1"].readings] == [72.0]
 
@@ -120,6 +133,73 @@ def test_one_bad_reading_does_not_cost_its_neighbours() -> None:
     )
     assert [x.reason for x in out.rejections] == [Reason.IMPLAUSIBLE]
     assert sorted(x.metric for x in out.accepted["pt-1"].readings) == ["heart_rate", "spo2"]
+
+
+def _readings_json(*items: str) -> bytes:
+    return (
+        '{{"schema": 1, "device_id": "dev-1", "seq": 9, "sent_at": "{}", "readings": [{}], "battery": 0.5}}'.format(
+            NOW.isoformat(), ", ".join(items)
+        )
+    ).encode()
+
+
+GOOD_HR = f'{{"metric": "heart_rate", "value": 72, "unit": "/min", "ts": "{(NOW - timedelta(minutes=1)).isoformat()}"}}'
+GOOD_SPO2 = f'{{"metric": "spo2", "value": 97, "unit": "%", "ts": "{(NOW - timedelta(minutes=1)).isoformat()}"}}'
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        # invalid UTF-8 inside one reading's string: that reading only
+        ('{"metric": "body_temp", "value": 37, "unit": "Cel@FF@", "ts": "%s"}', Reason.UNKNOWN_UNIT),
+        ('{"metric": "body_@C3@temp", "value": 37, "unit": "Cel", "ts": "%s"}', Reason.UNKNOWN_METRIC),
+        ('{"metric": "body_temp", "value": NaN, "unit": "Cel", "ts": "%s"}', Reason.NOT_FINITE),
+        ('{"metric": "body_temp", "value": Infinity, "unit": "Cel", "ts": "%s"}', Reason.NOT_FINITE),
+        ('{"metric": "body_temp", "value": "37", "unit": "Cel", "ts": "%s"}', Reason.SCHEMA_INVALID),
+        ('{"metric": "body_temp", "value": 37, "unit": "Cel", "ts": "2026-11-21T11:59:00"}', Reason.SCHEMA_INVALID),
+        ('{"metric": "body_temp", "value": [[[[37]]]], "unit": "Cel", "ts": "%s"}', Reason.SCHEMA_INVALID),
+        ('{"metric": "body_temp", "value": 37, "unit": "\\ud800", "ts": "%s"}', Reason.UNKNOWN_UNIT),
+        ('"just a string"', Reason.SCHEMA_INVALID),
+    ],
+)
+def test_a_bad_reading_is_judged_alone_and_its_neighbours_are_kept(bad: str, reason: Reason) -> None:
+    if "%s" in bad:
+        bad = bad % (NOW - timedelta(minutes=2)).isoformat()
+    raw = _readings_json(GOOD_HR, bad, GOOD_SPO2).replace(b"@FF@", bytes([0xFF, 0xFE])).replace(b"@C3@", bytes([0xC3]))
+    out = validate("dev-1", raw, NOW, registry())
+    assert [x.reason for x in out.rejections] == [reason]
+    assert out.rejections[0].detail.encode("utf-8")  # always valid UTF-8 for the dead letter
+    assert sorted(x.metric for x in out.accepted["pt-1"].readings) == ["heart_rate", "spo2"]
+    assert out.seq == 9
+    assert out.battery == 0.5
+
+
+def test_invalid_utf8_bytes_in_the_payload_are_a_verdict_not_an_exception() -> None:
+    raw = _readings_json(GOOD_HR.replace("/min", "/min@BAD@")).replace(b"@BAD@", bytes([0xFF, 0xFE]))
+    out = validate("dev-1", raw, NOW, registry())
+    assert [x.reason for x in out.rejections] == [Reason.UNKNOWN_UNIT]
+    assert out.seq == 9
+    assert not out.accepted
+
+
+def test_a_message_refused_as_a_whole_keeps_its_seq_when_it_is_known() -> None:
+    # The bridge fills the seq slot of such a message instead of asking the device to resend it.
+    mismatch = validate("dev-1", message([r("heart_rate", 72, "/min")], device_id="dev-2"), NOW, registry())
+    assert mismatch.message_rejected
+    assert mismatch.seq == 7
+    extra_field = validate("dev-1", message([r("heart_rate", 72, "/min")], firmware="1.2"), NOW, registry())
+    assert [x.reason for x in extra_field.rejections] == [Reason.SCHEMA_INVALID]
+    assert extra_field.seq == 7
+    not_json = validate("dev-1", b"\x00\x01garbage", NOW, registry())
+    assert not_json.message_rejected
+    assert not_json.seq is None
+
+
+def test_the_digest_tells_a_redelivery_from_other_readings_under_the_same_seq() -> None:
+    first = validate("dev-1", message([r("heart_rate", 72, "/min")]), NOW, registry())
+    again = validate("dev-1", message([r("heart_rate", 72, "/min")]), NOW + timedelta(seconds=5), registry())
+    other = validate("dev-1", message([r("heart_rate", 73, "/min")]), NOW, registry())
+    assert first.digest == again.digest != other.digest
 
 
 # --- fuzzing ---------------------------------------------------------------------------------
