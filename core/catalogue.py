@@ -3,6 +3,13 @@ input units with their conversions, and plausibility ranges (ARCHITECTURE.md §4
 
 Plausibility limits reject sensor garbage at ingest. Clinical limits, which raise alerts,
 live in the care plan and are a different thing.
+
+Consciousness (ACVPU) is a coded observation, not a measurement: the `observations.value`
+double column holds its level's code (`ACVPU_CODES`: A=0, C=1, V=2, P=3, U=4, in order of
+worsening; unit `{ACVPU}`), and only those five codes are plausible. It is entered by people
+(patient check-in, caregiver, clinician: `POST /api/v1/patients/{id}/consciousness`), not
+measured by devices; a device may still send it like any metric (same unit and codes), and the
+simulated devices do not (`entered=True`).
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 # mg/dL per mmol/L of glucose (molar mass 180.16 g/mol).
 GLUCOSE_MGDL_PER_MMOLL: Final = 18.016
@@ -46,6 +53,10 @@ class Metric:
     # Accepted input units -> conversion into the canonical unit.
     conversions: dict[str, Callable[[float], float]] = field(default_factory=dict)
     is_event: bool = False
+    # A coded observation: the only plausible values (codes), e.g. ACVPU_CODES' values.
+    codes: frozenset[float] | None = None
+    # Entered by a person (check-in, caregiver, clinician) rather than measured by a device.
+    entered: bool = False
 
     def normalise(self, value: float, unit: str) -> float | None:
         """Return the value in the canonical unit, or None when the unit is not accepted."""
@@ -56,7 +67,35 @@ class Metric:
 
     def plausible(self, value: float) -> bool:
         """True when a canonical value is finite and inside the plausibility range."""
+        if self.codes is not None:
+            return value in self.codes
         return math.isfinite(value) and self.low <= value <= self.high
+
+
+# ACVPU (NEWS2, RCP 2017): Alert, new Confusion, Voice, Pain, Unresponsive. The code is what
+# `observations.value` stores; the order is one of worsening, and NEWS2 scores all but A as 3.
+AcvpuLevel = Literal["A", "C", "V", "P", "U"]
+ACVPU_CODES: Final[dict[AcvpuLevel, float]] = {"A": 0.0, "C": 1.0, "V": 2.0, "P": 3.0, "U": 4.0}
+_ACVPU_LEVELS: Final[dict[float, AcvpuLevel]] = {code: level for level, code in ACVPU_CODES.items()}
+# LOINC 67775-7 "Level of responsiveness" (its answers are AVPU; NEWS2 adds C), the code FHIR
+# profiles use for this observation, e.g. the Philippine Road Safety FHIR IG
+# (build.fhir.org/ig/UPM-NTHC/PH-RoadSafetyIG, profile rs-observation-level-of-consciousness:
+# code 67775-7 "Level of responsiveness", value from a SNOMED CT AVPU value set).
+ACVPU_LOINC: Final = "67775-7"
+# SNOMED CT answers (reference/clinical.md; voice from the same IG's value set). "New confusion"
+# has no code confirmed here: an export must map it before it sends C.
+ACVPU_SNOMED: Final[dict[AcvpuLevel, str | None]] = {
+    "A": "248234008",
+    "C": None,
+    "V": "300202002",
+    "P": "450847001",
+    "U": "422768004",
+}
+
+
+def acvpu_level(code: float) -> AcvpuLevel | None:
+    """The ACVPU letter of a stored code; None for a value that is not one of the codes."""
+    return _ACVPU_LEVELS.get(code)
 
 
 CATALOGUE: Final[dict[str, Metric]] = {
@@ -95,6 +134,16 @@ CATALOGUE: Final[dict[str, Metric]] = {
             conversions={"mmol/L": _mmol_to_mgdl},
         ),
         Metric("medication_taken", None, "1", 1, 1, "Medication dose taken", is_event=True),
+        Metric(
+            "consciousness",
+            ACVPU_LOINC,
+            "{ACVPU}",
+            min(ACVPU_CODES.values()),
+            max(ACVPU_CODES.values()),
+            "Level of consciousness (ACVPU)",
+            codes=frozenset(ACVPU_CODES.values()),
+            entered=True,
+        ),
     )
 }
 

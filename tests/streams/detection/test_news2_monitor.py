@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from core.careplan import CarePlan, News2Settings, default_care_plan
+from core.catalogue import ACVPU_CODES, AcvpuLevel
 from core.rules import Rule, Severity
 from core.wire import Reading
 from streams.detection.model import Detection, DetectionKind, iso
@@ -102,8 +103,8 @@ def test_high_band_is_critical() -> None:
 def test_wobbling_across_a_band_edge_raises_once() -> None:
     readings: list[Reading] = []
     for minute in range(25):
-        readings += vitals(minute, rr=22, spo2=94, hr=95 if minute % 2 else 85)
-        readings += [reading("body_temp", 38.2, minute)]  # totals alternate 4 and 5
+        # RR 22 (2), SpO2 94 (1), temperature 38.2 (1), pulse 95 (1) or 85 (0): 5 and 4
+        readings += vitals(minute, rr=22, spo2=94, hr=95 if minute % 2 else 85, temp=38.2)
     found = run(readings)
     assert events(found) == [(Rule.NEWS2_MEDIUM, DetectionKind.RAISE)]
     assert found[0].detected_at == at(1)
@@ -156,3 +157,156 @@ def test_replay_after_saved_state_is_silent_and_ids_repeat() -> None:
 def test_disabled() -> None:
     plan = msgspec.structs.replace(PLAN, news2=News2Settings(enabled=False))
     assert run(vitals(0, rr=30), plan) == []
+
+
+# --- arrival order (issue 10, ADR 0015) ------------------------------------------------------
+# A wearable scoring 4 (RR 22: 2, SpO2 95: 1, pulse 95: 1), the low band, held 15 minutes
+# before it raises; a cuff's systolic 90 scores 3 more: 7, the high band.
+def wearable(first: int, last: int) -> list[Reading]:
+    return [r for m in range(first, last + 1) for r in vitals(m, rr=22, spo2=95, hr=95)]
+
+
+def cuff(minute: float, systolic: float = 90) -> list[Reading]:
+    return [reading("bp_systolic", systolic, minute), reading("bp_diastolic", 60, minute)]
+
+
+def in_batches(*batches: list[Reading], plan: CarePlan = PLAN) -> tuple[News2State, list[Detection]]:
+    """Each batch after the one before, with the state saved (encoded and decoded) between."""
+    state, found = News2State(), list[Detection]()
+    for b in batches:
+        state, more = detect_news2("p1", plan, state, b)
+        state = msgspec.json.decode(msgspec.json.encode(state), type=News2State)
+        found += more
+    return state, found
+
+
+def test_a_cuff_reading_arriving_after_newer_wearable_readings_is_scored_at_once() -> None:
+    _, found = in_batches(wearable(0, 10), cuff(5))
+    assert events(found) == [(Rule.NEWS2_HIGH, DetectionKind.RAISE)]
+    high = found[0]
+    assert high.severity is Severity.CRITICAL
+    assert high.detected_at == at(10)  # when it arrived, the newest time scored: not 15 min later
+    assert high.evidence["total"] == 7
+    assert high.evidence["scores"]["bp_systolic"] == 3
+    assert high.evidence["values"]["bp_systolic"] == {"value": 90, "ts": iso(at(5))}
+    assert high.evidence["late"] == ["bp_systolic"]
+    assert high.evidence["reason"] == "escalated"
+
+
+def test_the_same_timestamp_arriving_later_is_scored() -> None:
+    _, found = in_batches(wearable(0, 3), cuff(3))
+    assert [(d.rule, d.detected_at, d.evidence["total"]) for d in found] == [(Rule.NEWS2_HIGH, at(3), 7)]
+
+
+def test_out_of_order_within_a_batch_is_the_same_as_in_order() -> None:
+    in_order = wearable(0, 4) + cuff(5) + wearable(5, 10)
+    shuffled = wearable(0, 10) + cuff(5)
+    shuffled.reverse()
+    expected = run(in_order)
+    assert events(expected) == [(Rule.NEWS2_HIGH, DetectionKind.RAISE)]
+    assert expected[0].detected_at == at(5)
+    assert run(shuffled) == expected
+
+
+def test_a_late_reading_escalates_an_open_episode() -> None:
+    _, found = in_batches(wearable(0, 20), cuff(18))
+    assert events(found) == [
+        (Rule.NEWS2_LOW, DetectionKind.RAISE),  # held 15 minutes: at minute 15
+        (Rule.NEWS2_LOW, DetectionKind.CLEAR),
+        (Rule.NEWS2_HIGH, DetectionKind.RAISE),
+    ]
+    assert found[0].detected_at == at(15)
+    assert [d.detected_at for d in found[1:]] == [at(20), at(20)]
+    assert found[1].clears == found[0].detection_id
+
+
+def test_a_late_reading_older_than_the_one_kept_changes_nothing() -> None:
+    _, found = in_batches(cuff(8, systolic=120) + wearable(0, 10), cuff(5))
+    assert found == []  # the newer cuff reading (120: 0) is the one that counts
+
+
+def test_a_late_reading_outside_its_window_changes_nothing() -> None:
+    normal = [r for m in [*range(11), 70, 71, 72] for r in vitals(m)]
+    _, found = in_batches(normal, cuff(5))
+    assert found == []  # 90 alone scores 3, but taken 67 min before the newest time (max_age 60)
+    assert events(run(normal[:-12] + cuff(5))) == [(Rule.NEWS2_SINGLE_PARAMETER, DetectionKind.RAISE)]
+
+
+def test_a_late_reading_that_lowers_the_score_starts_the_step_down_hold() -> None:
+    # Cuff 90 at minute 0 (high with the wearable), then a newer cuff of 130 arriving late.
+    state, found = in_batches(cuff(0) + wearable(0, 10), cuff(9, systolic=130), wearable(11, 40))
+    assert events(found) == [
+        (Rule.NEWS2_HIGH, DetectionKind.RAISE),
+        (Rule.NEWS2_HIGH, DetectionKind.CLEAR),
+        (Rule.NEWS2_LOW, DetectionKind.RAISE),
+    ]
+    assert found[1].detected_at == at(40)  # lower from minute 10 (scored when it arrived), 30 min
+    assert state.open is not None
+    assert state.open.rule is Rule.NEWS2_LOW
+
+
+def test_a_late_batch_replayed_after_its_state_was_saved_is_silent_and_ids_repeat() -> None:
+    state, first = in_batches(wearable(0, 10), cuff(5))
+    assert detect_news2("p1", PLAN, state, cuff(5))[1] == []
+    assert detect_news2("p1", PLAN, state, wearable(0, 10) + cuff(5))[1] == []
+    _, again = in_batches(wearable(0, 10), cuff(5))
+    assert [d.detection_id for d in again] == [d.detection_id for d in first]
+
+
+def test_the_first_of_two_readings_with_the_same_metric_and_time_is_kept_as_storage_keeps_it() -> None:
+    _, found = in_batches(wearable(0, 3) + cuff(3), cuff(3, systolic=130))
+    assert [(d.rule, d.evidence["values"]["bp_systolic"]["value"]) for d in found] == [(Rule.NEWS2_HIGH, 90)]
+
+
+# --- consciousness (ACVPU) -------------------------------------------------------------------
+def consciousness(level: AcvpuLevel, minute: float) -> Reading:
+    return reading("consciousness", ACVPU_CODES[level], minute)
+
+
+def test_new_confusion_adds_three() -> None:
+    _, found = in_batches(wearable(0, 3), [consciousness("C", 4), *wearable(4, 4)])
+    assert [(d.rule, d.detected_at) for d in found] == [(Rule.NEWS2_HIGH, at(4))]
+    evidence = found[0].evidence
+    assert evidence["total"] == 7
+    assert evidence["scores"]["consciousness"] == 3
+    assert evidence["consciousness"] == "C"
+    assert evidence["values"]["consciousness"] == {"value": "C", "ts": iso(at(4))}
+    assert "consciousness" not in evidence["missing"]
+
+
+def test_a_single_three_from_consciousness_alone() -> None:
+    found = run([*vitals(0), consciousness("V", 0)])
+    assert [(d.rule, d.evidence["total"], d.evidence["consciousness"]) for d in found] == [
+        (Rule.NEWS2_SINGLE_PARAMETER, 3, "V")
+    ]
+
+
+def test_alert_scores_zero_and_is_reported() -> None:
+    found = run([*vitals(0, rr=26), consciousness("A", 0)])
+    assert found[0].evidence["scores"]["consciousness"] == 0
+    assert found[0].evidence["consciousness"] == "A"
+    assert found[0].evidence["complete"] is False  # systolic BP still missing
+
+
+def test_without_consciousness_the_evidence_says_not_reported() -> None:
+    found = run(vitals(0, rr=26))
+    assert found[0].evidence["consciousness"] == "not reported"
+    assert "consciousness" in found[0].evidence["missing"]
+    assert "consciousness" not in found[0].evidence["scores"]
+
+
+def test_consciousness_counts_for_the_plans_window_only() -> None:
+    # Confusion at minute 0; at minute 61 it is older than max_age: not reported, not scored.
+    _, found = in_batches([*vitals(0), consciousness("C", 0)], vitals(61) + vitals(100))
+    assert events(found) == [
+        (Rule.NEWS2_SINGLE_PARAMETER, DetectionKind.RAISE),
+        (Rule.NEWS2_SINGLE_PARAMETER, DetectionKind.CLEAR),
+    ]
+    assert found[1].evidence["consciousness"] == "not reported"
+
+
+def test_a_late_confusion_check_in_escalates_at_once() -> None:
+    _, found = in_batches(wearable(0, 10), [consciousness("C", 7)])
+    assert [(d.rule, d.detected_at, d.evidence["late"]) for d in found] == [
+        (Rule.NEWS2_HIGH, at(10), ["consciousness"])
+    ]
