@@ -18,6 +18,10 @@ Two connection flavours:
   in on (after a reconnect the broker redelivers it; acking an old packet id on the new
   connection could acknowledge another message).
 
+Each connection keeps the limits its broker's CONNACK set (`ServerLimits`: Server Keep
+Alive, Receive Maximum, Maximum Packet Size) in `limits`; honouring them is the owner's
+job (`core.mqtt5_client.MqttSession` does; `publish_size` says what a PUBLISH will weigh).
+
 The reconnecting session client built on them lives in `core.mqtt5_client`.
 """
 
@@ -62,6 +66,7 @@ RC_UNSPECIFIED_ERROR: Final = 0x80
 RC_BAD_CREDENTIALS: Final = 0x86
 RC_NOT_AUTHORIZED: Final = 0x87
 RC_PACKET_ID_IN_USE: Final = 0x91
+RC_PACKET_TOO_LARGE: Final = 0x95
 RC_QUOTA_EXCEEDED: Final = 0x97
 
 REASONS: Final[dict[int, str]] = {
@@ -82,6 +87,7 @@ TRANSIENT_PUBACK_CODES: Final = frozenset({RC_PACKET_ID_IN_USE, RC_QUOTA_EXCEEDE
 
 PINGREQ_PACKET: Final = bytes((PINGREQ, 0))
 MAX_VARINT: Final = 268_435_455
+MAX_PACKET_ID: Final = 0xFFFF
 _U16: Final = struct.Struct(">H")
 _U32: Final = struct.Struct(">I")
 
@@ -127,6 +133,18 @@ def mqtt_string(text: str | bytes) -> bytes:
 
 def _packet(first: int, body: bytes) -> bytes:
     return bytes((first,)) + varint(len(body)) + body
+
+
+def packet_size(remaining_length: int) -> int:
+    """Bytes on the wire of a packet whose Remaining Length is `remaining_length`: the
+    fixed header's first byte, the length itself, the rest (what Maximum Packet Size counts,
+    §3.2.2.3.6)."""
+    return 1 + len(varint(remaining_length)) + remaining_length
+
+
+def publish_size(topic: bytes, payload: bytes, qos: int = 1) -> int:
+    """Bytes on the wire of `encode_publish(topic, payload, ...)` (no properties)."""
+    return packet_size(len(topic) + (2 if qos else 0) + 1 + len(payload))
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +311,44 @@ def decode_properties(data: bytes, pos: int) -> tuple[dict[int, int | bytes], in
     return props, end
 
 
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """What a broker's CONNACK asks of the client for the rest of the connection (§3.2.2.3):
+
+    - `keepalive`: the Server Keep Alive, which the client MUST use instead of the Keep
+      Alive it sent (§3.2.2.3.14, MQTT-3.2.2-21); None when the broker accepted ours;
+    - `receive_maximum`: how many QoS 1 PUBLISH packets the client may have sent and not
+      yet seen acknowledged (§3.2.2.3.3, MQTT-3.3.4-7); 65,535 when absent;
+    - `maximum_packet_size`: the largest packet the client may send (§3.2.2.3.6,
+      MQTT-3.2.2-15); None when absent (only the protocol's own limit applies).
+    """
+
+    keepalive: int | None = None
+    receive_maximum: int = MAX_PACKET_ID
+    maximum_packet_size: int | None = None
+
+    @classmethod
+    def from_connack(cls, props: dict[int, int | bytes]) -> ServerLimits:
+        """The limits of a CONNACK's properties (as `decode_properties` returns them). A
+        Receive Maximum or Maximum Packet Size of 0 is a protocol error (§3.2.2.3.3, 3.2.2.3.6)."""
+        keepalive = props.get(PROP_SERVER_KEEP_ALIVE)
+        receive_maximum = props.get(PROP_RECEIVE_MAXIMUM, MAX_PACKET_ID)
+        maximum_packet_size = props.get(PROP_MAXIMUM_PACKET_SIZE)
+        if not isinstance(receive_maximum, int) or receive_maximum == 0:
+            raise MqttProtocolError("CONNACK with a Receive Maximum of 0")
+        if maximum_packet_size is not None and (not isinstance(maximum_packet_size, int) or maximum_packet_size == 0):
+            raise MqttProtocolError("CONNACK with a Maximum Packet Size of 0")
+        return cls(
+            keepalive=keepalive if isinstance(keepalive, int) else None,
+            receive_maximum=receive_maximum,
+            maximum_packet_size=maximum_packet_size,
+        )
+
+    def fits(self, size: int) -> bool:
+        """Whether a packet of `size` bytes may be sent to this broker."""
+        return self.maximum_packet_size is None or size <= self.maximum_packet_size
+
+
 class Incoming:
     """One PUBLISH received on a `ManualAckConnection`: a plain record, no property objects.
 
@@ -382,7 +438,7 @@ class MqttConnection(asyncio.Protocol):
     """One TCP connection speaking MQTT 5 for one listener; incoming QoS 1 PUBLISH
     packets are acknowledged as soon as they are read."""
 
-    __slots__ = ("_buf", "_error", "connack_flags", "last_rx", "last_tx", "listener", "transport")
+    __slots__ = ("_buf", "_error", "connack_flags", "last_rx", "last_tx", "limits", "listener", "transport")
 
     def __init__(self, listener: ConnectionListener) -> None:
         self.listener = listener
@@ -392,6 +448,8 @@ class MqttConnection(asyncio.Protocol):
         self.last_rx = 0.0
         self.last_tx = 0.0
         self.connack_flags = 0  # bit 0: the broker resumed a session (§3.2.2.1.1)
+        # What the broker's CONNACK asks of us; the protocol's defaults until it arrives.
+        self.limits = ServerLimits()
 
     # asyncio callbacks ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -453,6 +511,8 @@ class MqttConnection(asyncio.Protocol):
         elif kind == CONNACK:
             self.connack_flags = body[0]
             props = decode_properties(body, 2)[0] if len(body) > 2 else {}
+            if not is_failure(body[1]):
+                self.limits = ServerLimits.from_connack(props)
             self.listener.on_connack(body[1], props)
         elif kind == SUBACK:
             _props, pos = decode_properties(body, 2)

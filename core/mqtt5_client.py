@@ -10,10 +10,23 @@ reconnect with exponential backoff and jitter whenever the connection is lost or
 Incoming messages reach the owner in lists (`on_messages`), one per socket read, as
 `core.mqtt5.Incoming` records; the owner acknowledges them with `ack` when it is done.
 A message is acknowledged at most once, and only on the connection it arrived on: after a
-reconnect the broker redelivers what was not acknowledged. `publish` sends QoS 1 messages
-of our own and resolves with the broker's PUBACK reason code; unacknowledged ones are sent
-again (DUP) after a reconnect. `close` sends DISCONNECT; the session stays on the broker
-for its expiry interval.
+reconnect the broker redelivers what was not acknowledged.
+
+`publish` sends QoS 1 messages of our own and resolves with the broker's PUBACK reason code;
+unacknowledged ones are sent again (DUP) after a reconnect. The session honours what the
+broker's CONNACK asks (`core.mqtt5.ServerLimits`): it pings at the Server Keep Alive when
+the broker sets one, never has more publishes awaiting PUBACK than the broker's Receive
+Maximum (the rest wait, in order), and never sends a packet above its Maximum Packet Size.
+It holds at most `SessionOptions.max_pending_publishes` publishes not yet acknowledged,
+connected or not. A publish it will not send is refused at once, without reaching the broker,
+by resolving its future with a failure reason code (callers already treat >= 0x80 as
+refused): 0x97 "quota exceeded" when that many are already held, 0x95 "packet too large"
+when it exceeds the broker's Maximum Packet Size (known from the last CONNACK; a publish
+queued while disconnected is checked again before it is sent). Either is logged.
+
+SUBACK and UNSUBACK are matched to their SUBSCRIBE and UNSUBSCRIBE by packet id; a refused
+topic filter raises `SessionRefusedError` naming it. `close` sends DISCONNECT; the session
+stays on the broker for its expiry interval.
 """
 
 from __future__ import annotations
@@ -23,16 +36,22 @@ import contextlib
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from core.logging import get_logger
 from core.mqtt5 import (
+    MAX_PACKET_ID,
+    MAX_VARINT,
     PINGREQ_PACKET,
+    RC_PACKET_TOO_LARGE,
+    RC_QUOTA_EXCEEDED,
     Incoming,
     ManualAckConnection,
     MqttProtocolError,
+    ServerLimits,
     encode_connect,
     encode_disconnect,
     encode_publish,
@@ -40,12 +59,16 @@ from core.mqtt5 import (
     encode_unsubscribe,
     is_failure,
     mqtt_string,
+    publish_size,
     reason_name,
 )
 
 log = get_logger("core.mqtt5")
 
 CONNACK_SESSION_PRESENT: Final = 0x01
+# Packet ids are shared by our publishes, SUBSCRIBE and UNSUBSCRIBE (§2.2.1): two stay free
+# for the latter, so a full outgoing queue never leaves a reconnect without a SUBSCRIBE id.
+MAX_PENDING_PUBLISHES: Final = MAX_PACKET_ID - 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,28 +89,48 @@ class SessionOptions:
     connect_timeout: float = 10.0
     backoff_min: float = 0.25
     backoff_max: float = 10.0
+    # Our own publishes held until the broker acknowledges them (in flight or waiting to be
+    # sent, connected or not); one more is refused with 0x97. The bridge's resend commands
+    # are rate-limited per device, so 1,000 is far above what it holds in normal operation.
+    max_pending_publishes: int = 1000
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_pending_publishes <= MAX_PENDING_PUBLISHES:
+            raise ValueError(f"max_pending_publishes must be within 1..{MAX_PENDING_PUBLISHES}")
 
 
 class SessionRefusedError(ConnectionError):
-    """The broker answered CONNECT or SUBSCRIBE with a failure reason code."""
+    """The broker answered CONNECT, SUBSCRIBE or UNSUBSCRIBE with a failure reason code (or
+    the packet could not be sent within the broker's limits)."""
 
-    def __init__(self, what: str, reason: int) -> None:
-        super().__init__(f"{what} refused: {reason_name(reason)}")
+    def __init__(self, what: str, reason: int, detail: str | None = None) -> None:
+        super().__init__(f"{what} refused: {reason_name(reason)}" + (f" ({detail})" if detail else ""))
         self.reason = reason
+        self.detail = detail
+
+
+class _Outgoing:
+    """One of our QoS 1 publishes, held until its PUBACK."""
+
+    __slots__ = ("payload", "retain", "sent", "topic", "waiter")
+
+    def __init__(self, topic: bytes, payload: bytes, retain: bool, waiter: asyncio.Future[int]) -> None:
+        self.topic, self.payload, self.retain, self.waiter = topic, payload, retain, waiter
+        self.sent = False  # written on some connection: a resend carries DUP
 
 
 class _Link:
-    """The listener of one connection: futures of its handshake, its loss, and hand-off of
-    its traffic to the session (a late callback of an old connection reaches only its own
-    `_Link`, never the current one)."""
+    """The listener of one connection: futures of its handshake, its acknowledgements by
+    packet id, its loss, and hand-off of its traffic to the session (a late callback of an
+    old connection reaches only its own `_Link`, never the current one)."""
 
-    __slots__ = ("connack", "lost", "server_reason", "session", "suback", "unsuback")
+    __slots__ = ("connack", "lost", "server_reason", "session", "subacks", "unsubacks")
 
     def __init__(self, session: MqttSession, loop: asyncio.AbstractEventLoop) -> None:
         self.session = session
         self.connack: asyncio.Future[tuple[int, dict[int, int | bytes]]] = loop.create_future()
-        self.suback: asyncio.Future[bytes] | None = None
-        self.unsuback: asyncio.Future[bytes] | None = None
+        self.subacks: dict[int, asyncio.Future[bytes]] = {}
+        self.unsubacks: dict[int, asyncio.Future[bytes]] = {}
         self.lost: asyncio.Future[Exception | None] = loop.create_future()
         self.server_reason: int | None = None
 
@@ -96,15 +139,14 @@ class _Link:
             self.connack.set_result((reason, props))
 
     def on_suback(self, packet_id: int, reasons: bytes) -> None:
-        if self.suback is not None and not self.suback.done():
-            self.suback.set_result(reasons)
+        _answer(self.subacks, "SUBACK", "SUBSCRIBE", packet_id, reasons)
 
     def on_unsuback(self, packet_id: int, reasons: bytes) -> None:
-        if self.unsuback is not None and not self.unsuback.done():
-            self.unsuback.set_result(reasons)
+        _answer(self.unsubacks, "UNSUBACK", "UNSUBSCRIBE", packet_id, reasons)
 
     def on_puback(self, packet_id: int, reason: int) -> None:
-        self.session._on_puback(packet_id, reason)
+        if self.session._link is self:
+            self.session._on_puback(packet_id, reason)
 
     def on_publishes(self, messages: list[Incoming]) -> None:
         self.session._deliver(messages)
@@ -117,11 +159,21 @@ class _Link:
 
     def on_lost(self, exc: Exception | None) -> None:
         error = ConnectionError(str(exc) if exc else "connection closed")
-        for waiter in (self.connack, self.suback, self.unsuback):
-            if waiter is not None and not waiter.done():
+        waiters: list[asyncio.Future[Any]] = [self.connack, *self.subacks.values(), *self.unsubacks.values()]
+        for waiter in waiters:
+            if not waiter.done():
                 waiter.set_exception(error)
         if not self.lost.done():
             self.lost.set_result(exc)
+
+
+def _answer(waiting: dict[int, asyncio.Future[bytes]], kind: str, request: str, packet_id: int, reasons: bytes) -> None:
+    waiter = waiting.pop(packet_id, None)
+    if waiter is None:
+        # Raised inside the connection's read: it aborts the connection as a protocol error.
+        raise MqttProtocolError(f"{kind} for packet id {packet_id}, which no {request} of ours awaits")
+    if not waiter.done():
+        waiter.set_result(reasons)
 
 
 class MqttSession:
@@ -150,8 +202,40 @@ class MqttSession:
         self._paused = False
         self._subscriptions = list(options.subscriptions)
         self._pid = 0
-        # Our own QoS 1 publishes awaiting PUBACK: packet id -> (topic, payload, retain, waiter).
-        self._outgoing: dict[int, tuple[bytes, bytes, bool, asyncio.Future[int]]] = {}
+        # What the current (else the last) broker's CONNACK asked of us.
+        self._limits = ServerLimits()
+        # Our own QoS 1 publishes awaiting PUBACK, in the order they were published.
+        self._outgoing: dict[int, _Outgoing] = {}
+        # Of those, the ones written on the current connection (at most Receive Maximum) and
+        # the ones waiting for their turn, in order.
+        self._inflight: set[int] = set()
+        self._waiting: deque[int] = deque()
+        # The connection publishes go out on: set once it is subscribed, None meanwhile.
+        self._sending: ManualAckConnection | None = None
+        # Packet ids of SUBSCRIBE/UNSUBSCRIBE awaiting their acknowledgement.
+        self._control_pids: set[int] = set()
+
+    # --- what the broker asked for ------------------------------------------------------------
+    @property
+    def limits(self) -> ServerLimits:
+        """The limits of the current connection's CONNACK (of the last one while disconnected)."""
+        return self._limits
+
+    @property
+    def keepalive(self) -> int:
+        """The keep alive in force: the broker's Server Keep Alive if it sent one, else ours."""
+        server = self._limits.keepalive
+        return self.options.keepalive if server is None else server
+
+    @property
+    def pending_publishes(self) -> int:
+        """Our publishes not yet acknowledged (in flight or waiting)."""
+        return len(self._outgoing)
+
+    @property
+    def inflight_publishes(self) -> int:
+        """Our publishes written on the current connection and not yet acknowledged."""
+        return len(self._inflight)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -183,9 +267,12 @@ class MqttSession:
             self._task = None
         if self.connection is not None:
             self.connection.abort()
-        for *_rest, waiter in self._outgoing.values():
-            waiter.cancel()
+        for entry in self._outgoing.values():
+            entry.waiter.cancel()
         self._outgoing.clear()
+        self._inflight.clear()
+        self._waiting.clear()
+        self._sending = None
 
     async def _run(self) -> None:
         opts = self.options
@@ -206,12 +293,20 @@ class MqttSession:
             self.connects += 1
             self.last_error = None
             self.connected.set()
-            log.info("mqtt connected", client_id=opts.client_id, session_present=self.session_present)
+            log.info(
+                "mqtt connected",
+                client_id=opts.client_id,
+                session_present=self.session_present,
+                keepalive_s=self.keepalive,
+                server_receive_maximum=self._limits.receive_maximum,
+                server_maximum_packet_size=self._limits.maximum_packet_size,
+            )
             if self._on_connected is not None:
                 self._on_connected(self.session_present)
             lost_with = await self._watch(conn, link)
             self.connected.clear()
             self.connection = None
+            self._lose_sending()
             why = reason_name(link.server_reason) if link.server_reason is not None else str(lost_with or "closed")
             if not self._closing:
                 self.last_error = f"connection lost: {why}"
@@ -243,27 +338,66 @@ class MqttSession:
                 reason, _props = await link.connack
                 if is_failure(reason):
                     raise SessionRefusedError("CONNECT", reason)
+                self._limits = conn.limits
                 self.session_present = bool(conn.connack_flags & CONNACK_SESSION_PRESENT)
                 self.connection, self._link = conn, link
                 if self._subscriptions:
-                    link.suback = loop.create_future()
-                    conn.write(encode_subscribe(self._next_pid(), self._subscriptions))
-                    for code in await link.suback:
-                        if is_failure(code):
-                            raise SessionRefusedError("SUBSCRIBE", code)
+                    await self._subscribe(conn, link, self._subscriptions)
         except BaseException:
             self.connection = None
             if conn is not None:
                 conn.abort()
             raise
-        # What we published and the broker did not acknowledge goes out again (§4.4).
-        for pid, (topic, payload, retain, _waiter) in self._outgoing.items():
-            conn.write(encode_publish(topic, payload, pid, retain=retain, dup=True))
+        # What we published and the broker did not acknowledge goes out again (§4.4), in
+        # order, as far as the broker's Receive Maximum allows; the rest follows as PUBACKs
+        # come back.
+        self._sending = conn
+        self._inflight.clear()
+        self._waiting = deque(self._outgoing)
+        self._pump()
         return conn, link
+
+    async def _subscribe(self, conn: ManualAckConnection, link: _Link, subscriptions: list[tuple[str, int]]) -> None:
+        reasons = await self._request(conn, "SUBSCRIBE", lambda pid: encode_subscribe(pid, subscriptions), link.subacks)
+        if len(reasons) != len(subscriptions):
+            raise MqttProtocolError(f"SUBACK with {len(reasons)} reason codes for {len(subscriptions)} topic filters")
+        for (topic_filter, _qos), code in zip(subscriptions, reasons, strict=True):
+            if is_failure(code):
+                log.error("mqtt subscription refused", topic_filter=topic_filter, reason=reason_name(code))
+                raise SessionRefusedError("SUBSCRIBE", code, f"topic filter {topic_filter!r}")
+
+    async def _request(
+        self,
+        conn: ManualAckConnection,
+        kind: str,
+        encode: Callable[[int], bytes],
+        waiting: dict[int, asyncio.Future[bytes]],
+    ) -> bytes:
+        """Send a SUBSCRIBE or UNSUBSCRIBE under a packet id of its own and return the reason
+        codes of the acknowledgement carrying that id."""
+        pid = self._next_pid()
+        if pid is None:  # pragma: no cover - MAX_PENDING_PUBLISHES keeps two ids free
+            raise SessionRefusedError(kind, RC_QUOTA_EXCEEDED, "no packet identifier free")
+        packet = encode(pid)
+        if not self._limits.fits(len(packet)):
+            raise SessionRefusedError(
+                kind,
+                RC_PACKET_TOO_LARGE,
+                f"{len(packet)} bytes, the broker's Maximum Packet Size is {self._limits.maximum_packet_size}",
+            )
+        waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        waiting[pid] = waiter
+        self._control_pids.add(pid)
+        try:
+            conn.write(packet)
+            return await waiter
+        finally:
+            waiting.pop(pid, None)
+            self._control_pids.discard(pid)
 
     async def _watch(self, conn: ManualAckConnection, link: _Link) -> Exception | None:
         """Keep the connection alive until it is lost; returns why it was lost."""
-        keepalive = self.options.keepalive
+        keepalive = self.keepalive  # the broker's Server Keep Alive if it set one (MQTT-3.2.2-21)
         quiet = max(0.5, keepalive / 2)
         while True:
             done, _pending = await asyncio.wait({link.lost}, timeout=quiet / 2)
@@ -289,11 +423,10 @@ class MqttSession:
             return
         if conn is None or link is None or not self.connected.is_set():
             raise ConnectionError("not connected")
-        link.unsuback = asyncio.get_running_loop().create_future()
-        conn.write(encode_unsubscribe(self._next_pid(), filters))
-        for code in await link.unsuback:
+        reasons = await self._request(conn, "UNSUBSCRIBE", lambda pid: encode_unsubscribe(pid, filters), link.unsubacks)
+        for topic_filter, code in zip(filters, reasons, strict=False):
             if is_failure(code):
-                raise SessionRefusedError("UNSUBSCRIBE", code)
+                raise SessionRefusedError("UNSUBSCRIBE", code, f"topic filter {topic_filter!r}")
 
     # --- traffic ------------------------------------------------------------------------------
     def pause_reading(self) -> None:
@@ -322,23 +455,78 @@ class MqttSession:
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> asyncio.Future[int]:
         """Publish at QoS 1; the future resolves with the PUBACK reason code (>= 0x80: refused).
-        Sent now when connected, else on the next connection."""
+        Sent now when connected and within the broker's Receive Maximum, else when there is
+        room. Refused at once, never sent: 0x97 when `max_pending_publishes` are already held,
+        0x95 when the packet exceeds the broker's Maximum Packet Size (see the module docstring)."""
         waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        pid = self._next_pid()
         encoded = mqtt_string(topic)
-        self._outgoing[pid] = (encoded, payload, retain, waiter)
-        if self.connection is not None:
-            self.connection.write(encode_publish(encoded, payload, pid, retain=retain))
+        if len(encoded) + 3 + len(payload) > MAX_VARINT:  # packet id, empty properties
+            self._refuse(waiter, RC_PACKET_TOO_LARGE, topic, "beyond what MQTT can carry")
+            return waiter
+        size = publish_size(encoded, payload)
+        if not self._limits.fits(size):
+            limit = self._limits.maximum_packet_size
+            self._refuse(waiter, RC_PACKET_TOO_LARGE, topic, f"{size} bytes; the broker accepts at most {limit}")
+            return waiter
+        if len(self._outgoing) >= self.options.max_pending_publishes:
+            self._refuse(waiter, RC_QUOTA_EXCEEDED, topic, f"{len(self._outgoing)} publishes already await PUBACK")
+            return waiter
+        pid = self._next_pid()
+        if pid is None:  # pragma: no cover - the bound above keeps ids free
+            self._refuse(waiter, RC_QUOTA_EXCEEDED, topic, "no packet identifier free")
+            return waiter
+        self._outgoing[pid] = _Outgoing(encoded, payload, retain, waiter)
+        self._waiting.append(pid)
+        self._pump()
         return waiter
 
-    def _on_puback(self, packet_id: int, reason: int) -> None:
-        entry = self._outgoing.pop(packet_id, None)
-        if entry is not None and not entry[3].done():
-            entry[3].set_result(reason)
+    def _refuse(self, waiter: asyncio.Future[int], reason: int, topic: str, why: str) -> None:
+        log.warning("mqtt publish refused before sending", topic=topic, reason=reason_name(reason), detail=why)
+        waiter.set_result(reason)
 
-    def _next_pid(self) -> int:
-        pid = self._pid % 0xFFFF + 1
-        while pid in self._outgoing:
-            pid = pid % 0xFFFF + 1
-        self._pid = pid
-        return pid
+    def _pump(self) -> None:
+        """Write waiting publishes while the broker's Receive Maximum leaves room (MQTT-3.3.4-7)."""
+        conn = self._sending
+        if conn is None:
+            return
+        limits, inflight, waiting, outgoing = self._limits, self._inflight, self._waiting, self._outgoing
+        while waiting and len(inflight) < limits.receive_maximum:
+            pid = waiting.popleft()
+            entry = outgoing.get(pid)
+            if entry is None:
+                continue
+            if not limits.fits(publish_size(entry.topic, entry.payload)):
+                # Queued while we did not know this broker's limit (MQTT-3.2.2-15).
+                del outgoing[pid]
+                topic = entry.topic[2:].decode()
+                self._refuse(entry.waiter, RC_PACKET_TOO_LARGE, topic, f"above {limits.maximum_packet_size} bytes")
+                continue
+            conn.write(encode_publish(entry.topic, entry.payload, pid, retain=entry.retain, dup=entry.sent))
+            entry.sent = True
+            inflight.add(pid)
+
+    def _lose_sending(self) -> None:
+        self._sending = None
+        self._inflight.clear()
+        self._waiting.clear()
+
+    def _on_puback(self, packet_id: int, reason: int) -> None:
+        if packet_id not in self._inflight:
+            return  # not a publish of ours on this connection
+        self._inflight.discard(packet_id)
+        entry = self._outgoing.pop(packet_id, None)
+        if entry is not None and not entry.waiter.done():
+            entry.waiter.set_result(reason)
+        self._pump()
+
+    def _next_pid(self) -> int | None:
+        """The next packet id not held by a publish, SUBSCRIBE or UNSUBSCRIBE of ours; None
+        when all 65,535 are (it never spins: at most one pass over the id space)."""
+        pid = self._pid
+        outgoing, control = self._outgoing, self._control_pids
+        for _ in range(MAX_PACKET_ID):
+            pid = pid % MAX_PACKET_ID + 1
+            if pid not in outgoing and pid not in control:
+                self._pid = pid
+                return pid
+        return None
