@@ -78,22 +78,53 @@ class Ports:
                 s.close()
 
 
+# The database's group role of each process (core/migrations/0005_process_roles.sql). Each
+# process logs in as `<group>_login`, a member of its group, with a password of its own.
+DB_ROLES: Final = {
+    "api": "rpm_api",
+    "ingest": "rpm_ingest",
+    "streams": "rpm_streams",
+    "alerts": "rpm_alerts",
+    "reporting": "rpm_reporting",
+}
+
+
+def _db_role_passwords() -> dict[str, str]:
+    return {process: secrets.token_urlsafe(18) for process in DB_ROLES}
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)
+
+
 @dataclass
 class Secrets:
     pg_superuser_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
-    pg_app_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     mqtt_admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     mqtt_ingest_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    # process (a key of DB_ROLES) -> password of its database login
+    pg_role_passwords: dict[str, str] = field(default_factory=_db_role_passwords)
 
     @classmethod
     def load_or_create(cls, path: Path) -> Secrets:
         if path.exists():
-            return cls(**json.loads(path.read_text()))
+            stored = json.loads(path.read_text())
+            loaded = cls(**{k: v for k, v in stored.items() if k in cls.__dataclass_fields__})
+            # A file from before a secret existed (per-process database logins) gets it now;
+            # keys we no longer use (pg_app_password) stay for an older checkout.
+            kept = loaded.pg_role_passwords
+            loaded.pg_role_passwords = {p: kept.get(p) or secrets.token_urlsafe(18) for p in DB_ROLES}
+            merged = {**stored, **asdict(loaded)}
+            if merged != stored:
+                _write_private(path, json.dumps(merged, indent=2))
+            return loaded
         created = cls()
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(created), indent=2))
-        path.chmod(0o600)
+        _write_private(path, json.dumps(asdict(created), indent=2))
         return created
 
 
@@ -187,19 +218,28 @@ class Stack:
     def admin_db_url(self) -> str:
         return f"postgresql://rpm_super:{self.secrets.pg_superuser_password}@127.0.0.1:{self.ports.postgres}/rpm"
 
+    def db_url(self, process: str) -> str:
+        """URL of a process's own database login (api, ingest, streams, alerts, reporting)."""
+        login = f"{DB_ROLES[process]}_login"
+        password = self.secrets.pg_role_passwords[process]
+        return f"postgresql://{login}:{password}@127.0.0.1:{self.ports.postgres}/rpm"
+
     @property
     def app_db_url(self) -> str:
-        return f"postgresql://rpm_app:{self.secrets.pg_app_password}@127.0.0.1:{self.ports.postgres}/rpm"
+        """The API's database URL (what the API tests connect as)."""
+        return self.db_url("api")
 
     @property
     def kafka_bootstrap(self) -> str:
         return f"127.0.0.1:{self.ports.kafka}"
 
-    def env(self) -> dict[str, str]:
-        """Environment of the platform processes (every RPM_ setting they need)."""
+    def env(self, process: str | None = None) -> dict[str, str]:
+        """Environment of a platform process (every RPM_ setting it needs); the database URL is
+        the process's own login, and absent for a process without one (the simulator)."""
+        database = {"RPM_DATABASE_URL": self.db_url(process)} if process in DB_ROLES else {}
         return {
+            **database,
             "RPM_ENVIRONMENT": "development",
-            "RPM_DATABASE_URL": self.app_db_url,
             "RPM_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "RPM_KAFKA_IDEMPOTENT_PRODUCER": "false",
             "RPM_MQTT_HOST": "127.0.0.1",
@@ -477,22 +517,29 @@ class Stack:
         with psycopg.connect(self._db_url("postgres"), autocommit=True) as conn:
             if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'rpm'").fetchone() is None:
                 conn.execute("CREATE DATABASE rpm")
-        with psycopg.connect(self._db_url("rpm"), autocommit=True) as conn:
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'rpm_app'").fetchone() is None:
-                conn.execute("CREATE ROLE rpm_app")
-            conn.execute(
-                sql.SQL("ALTER ROLE rpm_app LOGIN PASSWORD {}").format(sql.Literal(self.secrets.pg_app_password))
-            )
         try:
             apply_migrations(self.admin_db_url)
         except Exception as exc:
             raise StackError("postgres", f"migrations failed: {exc}") from exc
+        # The group roles come from the migrations; the logins are this deployment's.
+        with psycopg.connect(self._db_url("rpm"), autocommit=True) as conn:
+            for process, group in DB_ROLES.items():
+                login = sql.Identifier(f"{group}_login")
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (f"{group}_login",)).fetchone() is None:
+                    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(login))
+                conn.execute(
+                    sql.SQL(
+                        "ALTER ROLE {} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+                        "PASSWORD {}"
+                    ).format(login, sql.Literal(self.secrets.pg_role_passwords[process]))
+                )
+                conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), login))
 
     # --- platform processes -----------------------------------------------------------------
     def _python(
         self, name: str, module: str, *args: str, extra_env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        env = {**self.env(), **(extra_env or {})}
+        env = {**self.env(name), **(extra_env or {})}
         marker = f"-m {module}"
         return self._spawn(name, [sys.executable, "-m", module, *args], env=env, marker=marker)
 

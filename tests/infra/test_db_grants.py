@@ -1,0 +1,424 @@
+"""Least privilege in the database (ARCHITECTURE.md §7, ADR 0016).
+
+Every privilege any role holds on the platform's database (the database itself, its schemas,
+tables, views, columns, sequences and functions, default privileges, role memberships and
+role attributes) is read from the catalog and compared with the map below, which says why
+each process needs it. A grant the map does not name fails the test, and so does one it
+names that is missing. Then, as each process's own login: what an attacker holding that
+login would try is refused, and what the process's code does is allowed.
+
+Extension objects (TimescaleDB's schemas and functions) are not ours and are left out;
+hypertable chunks must carry exactly their hypertable's table privileges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from infra.stack import DB_ROLES, Stack
+from ingest.registry import load_snapshot
+from streams.detection.repository import DeviceClasses
+from streams.storage.repository import store_rows
+from tests.helpers import create_patient, unique
+
+GROUPS = tuple(DB_ROLES.values())
+LOGINS = tuple(f"{group}_login" for group in GROUPS)
+
+# role -> (privilege, object). "table(a, b)" stands for one column grant per column.
+EXPECTED: dict[str, list[tuple[str, str]]] = {
+    "rpm_api": [
+        ("CONNECT", "database"),
+        ("USAGE", "schema public"),
+        # api/auth/repository.py: the user a login or a token names; rehash of an old hash.
+        ("SELECT", "users(id, username, password_hash, role, display_name, patient_id, disabled)"),
+        ("UPDATE", "users(password_hash)"),
+        # api/access/repository.py
+        ("SELECT", "patients(id)"),
+        ("SELECT", "care_team_members(care_team_id, user_id)"),
+        ("SELECT", "care_team_patients(care_team_id, patient_id)"),
+        # api/observations/repository.py
+        ("SELECT", "observations(patient_id, metric, ts, value, device_id)"),
+        # api/audit/repository.py: insert only, not the columns the database fills
+        ("INSERT", "audit_events(actor_id, actor_role, patient_id, action, resource, outcome, detail)"),
+        ("USAGE", "sequence audit_events_id_seq"),
+        # api/checkins/repository.py: consent covers the check-in
+        ("SELECT", "consents(patient_id, scope, granted_at, withdrawn_at)"),
+        # api/auth/repository.py: sessions and their rotating refresh tokens (0003); never
+        # DELETE, never expires_at after the login
+        ("SELECT", "sessions(id, user_id, created_at, expires_at, revoked_at, revoked_reason)"),
+        ("INSERT", "sessions(id, user_id, created_at, expires_at, last_refreshed_at, client_ip)"),
+        ("UPDATE", "sessions(last_refreshed_at, revoked_at, revoked_reason)"),
+        ("SELECT", "refresh_tokens(token_hash, session_id, expires_at, replaced_at)"),
+        ("INSERT", "refresh_tokens(token_hash, session_id, issued_at, expires_at)"),
+        ("UPDATE", "refresh_tokens(replaced_at)"),
+    ],
+    "rpm_ingest": [
+        ("CONNECT", "database"),
+        ("USAGE", "schema public"),
+        # ingest/registry.py: the registry snapshot
+        ("SELECT", "devices(id, revoked_at)"),
+        ("SELECT", "device_bindings(device_id, patient_id, valid_from, valid_to)"),
+        ("SELECT", "patients(id, enrolled_at)"),
+        ("SELECT", "consents(patient_id, scope, granted_at, withdrawn_at)"),
+    ],
+    "rpm_streams": [
+        ("CONNECT", "database"),
+        ("TEMPORARY", "database"),  # the storage lane's staging tables
+        ("USAGE", "schema public"),
+        # streams/storage/repository.py: CREATE TEMP TABLE ... (LIKE t) needs SELECT on t
+        ("SELECT", "table observations"),
+        ("INSERT", "table observations"),
+        ("SELECT", "table quarantined_readings"),
+        ("INSERT", "table quarantined_readings"),
+        # streams/detection/repository.py: device classes for the silence detector
+        ("SELECT", "devices(id, device_class)"),
+    ],
+    "rpm_alerts": [
+        ("CONNECT", "database"),
+        ("USAGE", "schema public"),
+        # alerts/ has no code yet: it gets its grants with its code.
+    ],
+    "rpm_reporting": [
+        ("CONNECT", "database"),
+        ("USAGE", "schema public"),
+        ("SELECT", "observations(metric, ts, received_at)"),
+        ("SELECT", "view observations_hourly"),
+        ("SELECT", "view observations_daily"),
+        ("SELECT", "quarantined_readings(metric, ts, received_at, reviewed_at)"),
+        (
+            "SELECT",
+            "alerts(id, patient_id, rule, severity, state, opened_at, updated_at, resolved_at, disposition)",
+        ),
+        ("SELECT", "alert_events(alert_id, at, from_state, to_state)"),
+        ("SELECT", "devices(id, device_class, created_at, revoked_at)"),
+        ("SELECT", "device_bindings(device_id, patient_id, valid_from, valid_to)"),
+        ("SELECT", "patients(id, enrolled_at)"),
+        ("SELECT", "consents(patient_id, scope, granted_at, withdrawn_at)"),
+        ("SELECT", "feedback(survey_id, submitted_at, score)"),
+        ("SELECT", "audit_events(at, action, resource, outcome)"),
+    ],
+    # The shared role of old, and everyone: nothing.
+    "rpm_app": [],
+    "PUBLIC": [],
+}
+
+_COLUMNS = re.compile(r"^(\w+)\((.*)\)$")
+
+
+def _expand(grants: dict[str, list[tuple[str, str]]]) -> set[tuple[str, str, str]]:
+    out: set[tuple[str, str, str]] = set()
+    for role, entries in grants.items():
+        for privilege, target in entries:
+            match = _COLUMNS.match(target)
+            if match is None:
+                out.add((role, privilege, target))
+                continue
+            for column in match.group(2).split(","):
+                out.add((role, privilege, f"column {match.group(1)}.{column.strip()}"))
+    return out
+
+
+# Every grant on the current database and on what lives in our schemas, as (grantee, privilege,
+# object); the owner's own privileges are left out (it owns everything and runs migrations).
+_GRANTS_SQL = r"""
+WITH schemas AS (
+    SELECT n.oid, n.nspname, n.nspowner, n.nspacl
+    FROM pg_namespace n
+    WHERE n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+      AND NOT EXISTS (SELECT FROM pg_depend d
+                      WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
+),
+rels AS (
+    SELECT c.oid, c.relname, c.relkind, c.relowner, c.relacl
+    FROM pg_class c JOIN schemas s ON s.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      AND NOT EXISTS (SELECT FROM pg_depend d
+                      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+),
+grants AS (
+    SELECT 'database' AS object, a.grantee, a.privilege_type, d.datdba AS owner
+    FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+    WHERE d.datname = current_database()
+    UNION ALL
+    SELECT 'schema ' || s.nspname, a.grantee, a.privilege_type, s.nspowner
+    FROM schemas s, aclexplode(coalesce(s.nspacl, acldefault('n', s.nspowner))) a
+    UNION ALL
+    SELECT CASE WHEN r.relkind = 'S' THEN 'sequence ' WHEN r.relkind IN ('v', 'm') THEN 'view ' ELSE 'table ' END
+           || r.relname,
+           a.grantee, a.privilege_type, r.relowner
+    FROM rels r,
+         aclexplode(coalesce(r.relacl, acldefault(CASE WHEN r.relkind = 'S' THEN 's' ELSE 'r' END::"char",
+                                                  r.relowner))) a
+    UNION ALL
+    SELECT 'column ' || r.relname || '.' || att.attname, a.grantee, a.privilege_type, r.relowner
+    FROM rels r
+    JOIN pg_attribute att ON att.attrelid = r.oid AND att.attnum > 0 AND NOT att.attisdropped,
+         aclexplode(att.attacl) a
+    UNION ALL
+    SELECT 'function ' || p.oid::regprocedure::text, a.grantee, a.privilege_type, p.proowner
+    FROM pg_proc p JOIN schemas s ON s.oid = p.pronamespace,
+         aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+    WHERE NOT EXISTS (SELECT FROM pg_depend d
+                      WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT 'default privileges of ' || pg_get_userbyid(da.defaclrole) || ' on '
+           || CASE da.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences' WHEN 'f' THEN 'functions'
+                                    WHEN 'T' THEN 'types' ELSE 'schemas' END,
+           a.grantee, a.privilege_type, da.defaclrole
+    FROM pg_default_acl da, aclexplode(da.defaclacl) a
+)
+SELECT CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(g.grantee) END, g.privilege_type, g.object
+FROM grants g
+WHERE g.grantee <> g.owner
+"""
+
+
+def _grants(conn: psycopg.Connection) -> set[tuple[str, str, str]]:
+    return {(str(r), str(p), str(o)) for r, p, o in conn.execute(_GRANTS_SQL).fetchall()}
+
+
+def _report(unexpected: set[tuple[str, str, str]], missing: set[tuple[str, str, str]]) -> str:
+    lines = [f"  not needed: {r} {p} ON {o}" for r, p, o in sorted(unexpected)]
+    lines += [f"  missing:    {r} {p} ON {o}" for r, p, o in sorted(missing)]
+    return "grants differ from tests/infra/test_db_grants.py EXPECTED:\n" + "\n".join(lines)
+
+
+def test_every_grant_is_one_the_code_needs(db: psycopg.Connection) -> None:
+    expected = _expand(EXPECTED)
+    actual = _grants(db)
+    assert actual == expected, _report(actual - expected, expected - actual)
+
+
+def test_the_listing_sees_a_grant_the_map_does_not_name(stack: Stack) -> None:
+    """The comparison above can fail: a column grant made in a transaction shows up."""
+    with psycopg.connect(stack.admin_db_url) as conn:
+        conn.execute("GRANT UPDATE (role) ON users TO rpm_api")
+        conn.execute("GRANT EXECUTE ON FUNCTION audit_events_append_only() TO rpm_reporting")
+        seen = _grants(conn)
+        conn.rollback()
+    assert ("rpm_api", "UPDATE", "column users.role") in seen
+    assert ("rpm_reporting", "EXECUTE", "function audit_events_append_only()") in seen
+
+
+def test_roles_memberships_and_attributes(db: psycopg.Connection) -> None:
+    owner = db.execute("SELECT current_user").fetchone()
+    assert owner is not None
+    roles = {
+        str(name): (bool(login), bool(power))
+        for name, login, power in db.execute(
+            """SELECT rolname, rolcanlogin,
+                      rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls
+               FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> %s""",
+            (owner[0],),
+        ).fetchall()
+    }
+    expected = {"rpm_app": (False, False)}
+    expected |= dict.fromkeys(GROUPS, (False, False))
+    expected |= dict.fromkeys(LOGINS, (True, False))
+    assert roles == expected
+    members = set(
+        db.execute(
+            """SELECT pg_get_userbyid(member), pg_get_userbyid(roleid) FROM pg_auth_members
+               WHERE pg_get_userbyid(member) !~ '^pg_'"""
+        ).fetchall()
+    )
+    assert members == {(f"{group}_login", group) for group in GROUPS}
+
+
+def test_chunks_carry_their_hypertable_privileges(stack: Stack, db: psycopg.Connection) -> None:
+    patient = create_patient(db)
+    # At least one chunk, stored by the storage lane's login.
+    now = datetime.now(UTC)
+    row = (patient, "dev-grants", "heart_rate", now, 61.0, now, 1, None)
+
+    async def store() -> None:
+        async with await psycopg.AsyncConnection.connect(stack.db_url("streams")) as conn, conn.transaction():
+            await store_rows(conn, "observations", [row])
+
+    asyncio.run(store())
+    differing = db.execute(
+        """SELECT format('%I.%I', c.chunk_schema, c.chunk_name)
+           FROM timescaledb_information.chunks c
+           JOIN pg_class h ON h.oid = format('%I.%I', c.hypertable_schema, c.hypertable_name)::regclass
+           JOIN pg_class k ON k.oid = format('%I.%I', c.chunk_schema, c.chunk_name)::regclass
+           WHERE k.relacl IS DISTINCT FROM h.relacl"""
+    ).fetchall()
+    chunks = db.execute("SELECT count(*) FROM timescaledb_information.chunks").fetchone()
+    assert chunks is not None
+    assert chunks[0] >= 1
+    assert differing == []
+
+
+# --- as each process's own login ----------------------------------------------------------------
+
+
+@pytest.fixture
+def login(stack: Stack) -> Iterator[dict[str, psycopg.Connection]]:
+    """An autocommit connection per process, with its own login and password."""
+    conns = {process: psycopg.connect(stack.db_url(process), autocommit=True) for process in DB_ROLES}
+    try:
+        yield conns
+    finally:
+        for conn in conns.values():
+            conn.close()
+
+
+def _refused(conn: psycopg.Connection, statement: str, *args: object) -> bool:
+    try:
+        conn.execute(statement, args)
+    except errors.InsufficientPrivilege:
+        return True
+    return False
+
+
+@pytest.fixture
+def clinician(db: psycopg.Connection) -> uuid.UUID:
+    row = db.execute(
+        "INSERT INTO users (username, password_hash, role, display_name) VALUES (%s, 'x', 'clinician', 'C') "
+        "RETURNING id",
+        (unique("grants-user"),),
+    ).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
+
+
+def test_the_api_cannot_make_anyone_an_admin(
+    login: dict[str, psycopg.Connection], db: psycopg.Connection, clinician: uuid.UUID
+) -> None:
+    api = login["api"]
+    assert _refused(api, "UPDATE users SET role = 'admin' WHERE id = %s", clinician)
+    assert _refused(api, "UPDATE users SET disabled = false WHERE id = %s", clinician)
+    assert _refused(
+        api, "INSERT INTO users (username, password_hash, role, display_name) VALUES ('evil', 'x', 'admin', 'E')"
+    )
+    assert _refused(api, "DELETE FROM users WHERE id = %s", clinician)
+    patient = create_patient(db)
+    assert _refused(api, "DELETE FROM consents WHERE patient_id = %s", patient)
+    assert _refused(api, "SELECT display_name, birth_date FROM patients WHERE id = %s", patient)
+    role = db.execute("SELECT role FROM users WHERE id = %s", (clinician,)).fetchone()
+    assert role == ("clinician",)
+    # What its code does is allowed: the rehash of an outdated password hash.
+    api.execute("UPDATE users SET password_hash = 'rehashed' WHERE id = %s", (clinician,))
+    assert db.execute("SELECT password_hash FROM users WHERE id = %s", (clinician,)).fetchone() == ("rehashed",)
+
+
+def test_audit_rows_are_insert_only_and_stamped_by_the_database(
+    login: dict[str, psycopg.Connection], db: psycopg.Connection, clinician: uuid.UUID
+) -> None:
+    action = unique("grants-read")
+    login["api"].execute(
+        "INSERT INTO audit_events (actor_id, actor_role, action, resource, outcome) "
+        "VALUES (%s, 'clinician', %s, 'patients/x', 'allowed')",
+        (clinician, action),
+    )
+    row = db.execute("SELECT at, db_role FROM audit_events WHERE action = %s", (action,)).fetchone()
+    assert row is not None
+    assert row[1] == "rpm_api_login"
+    assert abs(row[0] - datetime.now(UTC)) < timedelta(minutes=5)
+    api = login["api"]
+    assert _refused(api, "INSERT INTO audit_events (at, action, resource, outcome) VALUES "
+                         "('2001-01-01', 'read', 'x', 'allowed')")
+    assert _refused(api, "INSERT INTO audit_events (db_role, action, resource, outcome) VALUES "
+                         "('rpm_super', 'read', 'x', 'allowed')")
+    for process, conn in login.items():
+        assert _refused(conn, "UPDATE audit_events SET outcome = 'denied' WHERE action = %s", action), process
+        assert _refused(conn, "DELETE FROM audit_events WHERE action = %s", action), process
+        assert _refused(conn, "TRUNCATE audit_events"), process
+        if process != "api":
+            assert _refused(
+                conn, "INSERT INTO audit_events (action, resource, outcome) VALUES ('forged', 'x', 'allowed')"
+            ), process
+    # Even a role granted UPDATE or DELETE by mistake meets the append-only triggers (rolled
+    # back whatever happens: other tests' audit rows live in the same table).
+    with pytest.raises(errors.RaiseException, match="append-only"), db.transaction(force_rollback=True):
+        db.execute("DELETE FROM audit_events WHERE action = %s", (action,))
+    with pytest.raises(errors.RaiseException, match="append-only"), db.transaction(force_rollback=True):
+        db.execute("TRUNCATE audit_events")
+    assert db.execute("SELECT count(*) FROM audit_events WHERE action = %s", (action,)).fetchone() == (1,)
+
+
+def test_ingest_reads_its_registry_and_writes_nothing(
+    login: dict[str, psycopg.Connection], stack: Stack, db: psycopg.Connection, clinician: uuid.UUID
+) -> None:
+    ingest = login["ingest"]
+    now = datetime.now(UTC)
+    patient = create_patient(db)
+    assert _refused(
+        ingest,
+        "INSERT INTO observations (patient_id, device_id, metric, ts, value, received_at, seq) "
+        "VALUES (%s, 'd', 'heart_rate', %s, 60, %s, 1)",
+        patient,
+        now,
+        now,
+    )
+    assert _refused(ingest, "UPDATE users SET role = 'admin' WHERE id = %s", clinician)
+    assert _refused(ingest, "INSERT INTO consents (patient_id, granted_at) VALUES (%s, %s)", patient, now)
+    assert _refused(ingest, "UPDATE consents SET withdrawn_at = NULL WHERE patient_id = %s", patient)
+    assert _refused(ingest, "SELECT display_name FROM patients WHERE id = %s", patient)
+    assert _refused(ingest, "SELECT password_hash FROM users")
+
+    async def snapshot() -> bool:
+        async with await psycopg.AsyncConnection.connect(stack.db_url("ingest"), autocommit=True) as conn:
+            snap = await load_snapshot(conn)
+        return snap.has_consent(patient, now)
+
+    assert asyncio.run(snapshot())
+
+
+def test_streams_stores_readings_and_reads_device_classes_only(
+    login: dict[str, psycopg.Connection], stack: Stack, db: psycopg.Connection, clinician: uuid.UUID
+) -> None:
+    streams = login["streams"]
+    patient = create_patient(db)
+    assert _refused(streams, "UPDATE observations SET value = 0 WHERE patient_id = %s", patient)
+    assert _refused(streams, "DELETE FROM observations WHERE patient_id = %s", patient)
+    assert _refused(streams, "SELECT password_hash FROM users")
+    assert _refused(streams, "SELECT display_name FROM patients")
+    assert _refused(streams, "UPDATE users SET role = 'admin' WHERE id = %s", clinician)
+    device = unique("grants-cuff")
+    db.execute("INSERT INTO devices (id, device_class) VALUES (%s, 'bp_cuff')", (device,))
+
+    async def classes() -> dict[str, str]:
+        lookup = DeviceClasses(stack.db_url("streams"))
+        try:
+            return await lookup.classes_of([device])
+        finally:
+            await lookup.close()
+
+    assert asyncio.run(classes()) == {device: "bp_cuff"}
+
+
+def test_reporting_reads_dashboards_never_secrets(
+    login: dict[str, psycopg.Connection], db: psycopg.Connection
+) -> None:
+    reporting = login["reporting"]
+    patient = create_patient(db)
+    assert _refused(reporting, "SELECT password_hash FROM users")
+    assert _refused(reporting, "SELECT username FROM users")
+    assert _refused(reporting, "SELECT display_name, birth_date FROM patients WHERE id = %s", patient)
+    assert _refused(reporting, "SELECT detail FROM audit_events")
+    assert _refused(reporting, "SELECT value FROM observations")
+    assert _refused(reporting, "SELECT plan FROM care_plans")
+    assert _refused(reporting, "DELETE FROM consents WHERE patient_id = %s", patient)
+    assert _refused(reporting, "INSERT INTO feedback (patient_id, score) VALUES (%s, 10)", patient)
+    # What a dashboard asks: readings per metric, consent coverage, hourly rollups.
+    reporting.execute("SELECT metric, count(*) FROM observations WHERE ts > now() - interval '1 hour' GROUP BY 1")
+    assert reporting.execute(
+        "SELECT count(*) FROM consents WHERE patient_id = %s AND withdrawn_at IS NULL", (patient,)
+    ).fetchone() == (1,)
+    reporting.execute("SELECT patient_id, metric, bucket, mean FROM observations_hourly LIMIT 1")
+
+
+def test_alerts_reads_nothing_until_it_has_code(login: dict[str, psycopg.Connection]) -> None:
+    alerts = login["alerts"]
+    assert alerts.execute("SELECT 1").fetchone() == (1,)
+    for table in ("alerts", "patients", "observations", "users", "audit_events"):
+        assert _refused(alerts, f"SELECT count(*) FROM {table}"), table  # noqa: S608 - fixed table names
