@@ -351,3 +351,68 @@ def test_auto_ack_connection_answers_qos1_at_once() -> None:
     conn.data_received(mqtt5.encode_publish(mqtt5.mqtt_string("rpm/v1/devices/d/commands"), b"{}", 77))
     assert transport.written == [b"\x40\x02\x00\x4d"]
     assert listener.events == [("message", ("rpm/v1/devices/d/commands", b"{}"))]
+
+
+# --- what the broker's CONNACK asks of us (§3.2.2.3) ------------------------------------------
+# Mosquitto 2.0.11's CONNACK with `max_inflight_messages 2`, `max_packet_size 1000` and
+# `max_keepalive 10` to a CONNECT with Keep Alive 60, as read off the wire: Topic Alias
+# Maximum 10, Server Keep Alive 10, Maximum Packet Size 1000, Receive Maximum 2.
+MOSQUITTO_LIMITED_CONNACK = bytes.fromhex("201100000e22000a13000a27000003e8210002")
+
+
+def test_connack_limits_are_kept_by_the_connection() -> None:
+    conn, listener, transport = _manual()
+    assert conn.limits == mqtt5.ServerLimits(keepalive=None, receive_maximum=65535, maximum_packet_size=None)
+    conn.data_received(MOSQUITTO_LIMITED_CONNACK)
+    assert not transport.aborted
+    assert conn.limits == mqtt5.ServerLimits(keepalive=10, receive_maximum=2, maximum_packet_size=1000)
+    assert listener.events[0][0] == "connack"
+    assert conn.limits.fits(1000)
+    assert not conn.limits.fits(1001)
+
+
+def test_a_connack_without_limits_means_the_protocol_defaults() -> None:
+    # Receive Maximum absent: 65,535 (§3.2.2.3.3); Maximum Packet Size absent: no limit
+    # beyond the protocol's (§3.2.2.3.6); Server Keep Alive absent: ours stands (§3.2.2.3.14).
+    limits = mqtt5.ServerLimits.from_connack({})
+    assert (limits.keepalive, limits.receive_maximum, limits.maximum_packet_size) == (None, 65535, None)
+    assert limits.fits(268_435_460)
+    # A Server Keep Alive of 0 is a value: no keep alive at all.
+    assert mqtt5.ServerLimits.from_connack({mqtt5.PROP_SERVER_KEEP_ALIVE: 0}).keepalive == 0
+
+
+@pytest.mark.parametrize(
+    ("prop", "message"),
+    [(b"\x21\x00\x00", "Receive Maximum of 0"), (b"\x27\x00\x00\x00\x00", "Maximum Packet Size of 0")],
+)
+def test_a_connack_with_a_zero_limit_is_a_protocol_error(prop: bytes, message: str) -> None:
+    conn, listener, transport = _manual()
+    conn.data_received(_packet(0x20, b"\x00\x00" + _props(prop)))
+    assert transport.aborted
+    conn.connection_lost(None)
+    lost = listener.events[-1][1]
+    assert isinstance(lost, mqtt5.MqttProtocolError)
+    assert message in str(lost)
+
+
+def test_a_refused_connack_keeps_the_default_limits() -> None:
+    conn, _listener, transport = _manual()
+    conn.data_received(_packet(0x20, b"\x00\x86" + _props(b"\x21\x00\x00")))  # bad credentials
+    assert not transport.aborted
+    assert conn.limits == mqtt5.ServerLimits()
+
+
+@given(
+    st.text(min_size=1, max_size=40),
+    st.one_of(st.binary(max_size=200), st.integers(min_value=100, max_value=20_000).map(lambda n: b"x" * n)),
+    st.sampled_from([0, 1]),
+)
+def test_publish_size_is_the_size_on_the_wire(topic: str, payload: bytes, qos: int) -> None:
+    # What Maximum Packet Size counts: the whole packet, fixed header included.
+    encoded = mqtt5.mqtt_string(topic)
+    assert mqtt5.publish_size(encoded, payload, qos) == len(mqtt5.encode_publish(encoded, payload, 7, qos=qos))
+
+
+@pytest.mark.parametrize("remaining", [0, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152])
+def test_packet_size_counts_the_length_field(remaining: int) -> None:
+    assert mqtt5.packet_size(remaining) == len(_packet(0x30, b"\x00" * remaining))
