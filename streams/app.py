@@ -13,6 +13,12 @@ and `detector-state` (per-patient detector state, saved once per batch).
 
 A timer runs the clock-driven detectors (missed measurements and doses, silent devices)
 for the patients of the partitions this worker owns.
+
+Every agent, timer and lane is supervised (`streams.supervision`): if one ends while the app
+is not stopping, the process exits with code 70 and a log line naming it. Readiness comes
+from progress (`core.progress`, `rpm_streams_ready`): the records of the worker's partitions
+not yet finished (in Kafka beyond the last one acknowledged, lane backlogs included) against
+the time the worker last finished one.
 """
 
 from __future__ import annotations
@@ -23,15 +29,17 @@ import faust
 
 from core.logging import get_logger
 from core.wire import CARE_PLANS, DETECTIONS, READINGS, REJECTED
-from streams import metrics
+from streams import metrics, supervision
 from streams.careplans.agents import apply_care_plans
 from streams.careplans.service import PlanBook
 from streams.consumer import set_fetch_max_wait
+from streams.dead_letters import DeadLetters
 from streams.detection.agents import detection_lane, judge_due
 from streams.detection.pipeline import DetectionPipeline
 from streams.detection.repository import DeviceClasses
 from streams.detection.state_store import StateStore
 from streams.fanout import Fanout, Handler
+from streams.faults import Faults
 from streams.settings import StreamsSettings
 from streams.storage.agents import storage_lane
 from streams.storage.service import StorageWriter
@@ -87,14 +95,23 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
     rejected = _raw_topic(app, REJECTED.name, REJECTED.partitions)
     closers: list[Any] = []
     lanes: list[tuple[str, Handler, int]] = []
+    faults = Faults(s.streams_fault_inject)
+    inputs = Inputs(app)
+    metrics.PROGRESS.stall_after_s = s.streams_stall_after_s
+
+    async def send_dead_letter(value: bytes) -> Any:
+        return await _acked(rejected.send(value=value))
+
+    dead_letters = DeadLetters(send_dead_letter)
 
     if "store" in s.roles:
         writer = StorageWriter(s.database_url.get_secret_value())
         closers.append(writer.close)
-        lanes.append(("store", storage_lane(writer, rejected), s.storage_batch_max))
+        lanes.append(("store", _faulty("lane-store", faults, storage_lane(writer, dead_letters)), s.storage_batch_max))
 
     if "detect" in s.roles:
-        lanes.append(("detect", _add_detection(app, s, rejected, closers), s.detection_batch_max))
+        detect = _add_detection(app, s, dead_letters, closers, faults, inputs)
+        lanes.append(("detect", _faulty("lane-detect", faults, detect), s.detection_batch_max))
 
     taken: dict[Any, int] = {}  # topic partition -> offset of the newest record taken
 
@@ -114,11 +131,14 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
                 total += max(0, highwater - offset - 1)
         return total
 
-    @app.agent(readings, name="readings")
-    async def process_readings(stream: Any) -> Any:
+    async def process(stream: Any) -> Any:
+        async def ack(event: Any) -> None:
+            await stream.ack(event)
+            inputs.finished(event)
+
         fanout = Fanout(
             lanes,
-            ack=stream.ack,
+            ack=ack,
             backlog=s.lane_backlog_records,
             behind=behind,
             gather_above=s.lane_gather_above_records,
@@ -127,6 +147,7 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
         fanout.start()
         try:
             async for events in stream.noack_take(s.readings_batch_max, within=s.readings_batch_within_s):
+                faults.check("agent-readings")
                 for e in events:
                     tp = e.message.tp
                     if e.message.offset > taken.get(tp, -1):
@@ -136,24 +157,91 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
         finally:
             await fanout.stop()
 
-    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # faust's timer decorator is untyped
+    @app.agent(readings, name="readings")
+    async def process_readings(stream: Any) -> Any:
+        async for count in supervision.agent(app, "readings", process(stream)):
+            yield count
+
     async def report_up() -> None:
+        faults.check("timer-report-up")
         assigned = app.consumer.assignment() if app.consumer is not None else set()
-        metrics.UP.set(1 if assigned else 0)
+        up = bool(assigned)
+        metrics.UP.set(1 if up else 0)
         owned = {tp.partition for tp in assigned if tp.topic == READINGS.name}
         for partition in range(READINGS.partitions):
             metrics.ASSIGNED.labels(partition=str(partition)).set(1 if partition in owned else 0)
+        metrics.PROGRESS.up = up
+        metrics.PROGRESS.waiting(inputs.waiting())
+
+    app.timer(interval=1.0)(supervision.timer(app, "report-up", report_up))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types receivers narrower than it calls them
     async def close_resources(_sender: Any, *_args: Any, signal: Any, **_kw: Any) -> None:
         metrics.UP.set(0)
+        metrics.PROGRESS.up = False
         for close in closers:
             await close()
 
     return app
 
 
-def _add_detection(app: faust.App, s: StreamsSettings, rejected: Any, closers: list[Any]) -> Handler:
+def _faulty(point: str, faults: Faults, handle: Handler) -> Handler:
+    """The handler, raising first where a fault is injected (outside the handler's barrier)."""
+    if not faults.point:
+        return handle
+
+    async def run(events: Any) -> object:
+        faults.check(point)
+        return await handle(events)
+
+    return run
+
+
+class Inputs:
+    """What the worker holds of its input topics and has not finished, for readiness.
+
+    Per owned partition of the readings and care-plan topics: the consumer's high-water mark
+    (as of its last fetch) minus the offset after the newest record finished (acknowledged by
+    the fan-out, or applied by the care-plan agent); before any, the committed offset. So it
+    counts records in Kafka not yet taken, records taken and waiting for a lane, and records
+    being processed.
+    """
+
+    TOPICS = frozenset({READINGS.name, CARE_PLANS.name})
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+        self._next: dict[Any, int] = {}
+
+    def finished(self, event: Any) -> None:
+        message = event.message
+        if message.offset >= self._next.get(message.tp, 0):
+            self._next[message.tp] = message.offset + 1
+        metrics.PROGRESS.advanced()
+
+    def waiting(self) -> int:
+        consumer = self._app.consumer
+        if consumer is None:
+            return 0
+        assigned = consumer.assignment()
+        for tp in [tp for tp in self._next if tp not in assigned]:
+            del self._next[tp]
+        committed = getattr(consumer, "_committed_offset", {})
+        total = 0
+        for tp in assigned:
+            if tp.topic not in self.TOPICS:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            done = max(self._next.get(tp, 0), committed.get(tp) or 0)
+            total += max(0, highwater - done)
+        return total
+
+
+def _add_detection(
+    app: faust.App, s: StreamsSettings, dead_letters: DeadLetters, closers: list[Any], faults: Faults, inputs: Inputs
+) -> Handler:
     """Tables, the care-plan agent and the timer; returns the detection lane's handler."""
     care_plans = _raw_topic(app, CARE_PLANS.name, CARE_PLANS.partitions)
     # bytes keys and values: Faust then uses the raw codec for the table and its changelog.
@@ -176,9 +264,6 @@ def _add_detection(app: faust.App, s: StreamsSettings, rejected: Any, closers: l
         producer = await app.maybe_start_producer()
         return await producer.send(DETECTIONS.name, key, value, None, None, None)
 
-    async def send_dead_letter(value: bytes) -> Any:
-        return await _acked(rejected.send(value=value))
-
     devices = DeviceClasses(s.database_url.get_secret_value(), ttl_s=s.device_class_ttl_s)
     closers.append(devices.close)
     plans = PlanBook(plan_table.data)
@@ -187,21 +272,29 @@ def _add_detection(app: faust.App, s: StreamsSettings, rejected: Any, closers: l
         plans=plans,
         devices=devices,
         publish=publish,
-        dead_letter=send_dead_letter,
+        dead_letters=dead_letters,
         retries=s.detection_send_retries,
     )
 
-    @app.agent(care_plans, name="care-plans")
-    async def apply_plans(stream: Any) -> Any:
-        async for outcome in apply_care_plans(stream, plan_table.data, send_plan_changelog, plans, rejected):
+    async def care_plan_outcomes(stream: Any) -> Any:
+        async for event, outcome in apply_care_plans(stream, plan_table.data, send_plan_changelog, plans, dead_letters):
+            faults.check("agent-care-plans")
+            inputs.finished(event)
             yield outcome
 
-    @app.timer(interval=s.detection_due_interval_s)  # type: ignore[untyped-decorator]  # untyped decorator
+    @app.agent(care_plans, name="care-plans")
+    async def apply_plans(stream: Any) -> Any:
+        async for outcome in supervision.agent(app, "care-plans", care_plan_outcomes(stream)):
+            yield outcome
+
     async def detect_due() -> None:
+        faults.check("timer-detect-due")
         await judge_due(app, pipeline, s.detection_due_guard_s)
+
+    app.timer(interval=s.detection_due_interval_s)(supervision.timer(app, "detect-due", detect_due))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types receivers narrower than it calls them
     async def forget_revoked(_sender: Any, revoked: Any, **_kw: Any) -> None:
         pipeline.forget_partitions(tp.partition for tp in revoked if tp.topic == READINGS.name)
 
-    return detection_lane(pipeline, send_dead_letter)
+    return detection_lane(pipeline, dead_letters)

@@ -13,8 +13,10 @@ has one agent on the topic, which takes batches without acknowledging them
   outage) does not hold the other back until its backlog (`backlog` records) is full;
 - a batch's events are acknowledged when the last lane is done with them; lanes work in
   order, so acknowledgements (and committed offsets) advance in order;
-- a lane handler must not raise; if one does anyway, the error is logged and the batch
-  counts as handled by that lane (the handlers dead-letter what they give up on).
+- a lane handler must not raise: it has its own barrier per record and dead-letters what it
+  gives up on (`streams.dead_letters`). If one raises anyway, that is a bug the lane cannot
+  see past: its task ends, and the lanes' `core.supervision.Supervisor` ends the process
+  (exit 70, naming the lane). The batch is not acknowledged, so it is processed again.
 
 Gathering: a lane works through whatever is queued when it becomes free, so a lane that is
 behind would take batches of about what the consumer delivers in one `take` interval, and pay
@@ -36,11 +38,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.logging import get_logger
+from core.supervision import Supervisor
 from streams import metrics
+from streams.supervision import PROCESS
 
 log = get_logger("streams.fanout")
 
-Handler = Callable[[Sequence[Any]], Awaitable[object]]  # events -> done (never raises)
+Handler = Callable[[Sequence[Any]], Awaitable[object]]  # events -> done (raises only on a bug)
 Ack = Callable[[Any], Awaitable[object]]
 
 
@@ -88,20 +92,21 @@ class Fanout:
         self._gather_above = gather_above
         self._gather_s = gather_s
         self._ack_lock = asyncio.Lock()
+        self._supervisor: Supervisor | None = None
 
     def start(self) -> None:
+        self._supervisor = Supervisor(PROCESS)
         for lane in self._lanes:
             lane.queue = asyncio.Queue()
             lane.waiting = 0
             lane.drained = asyncio.Event()
-            lane.task = asyncio.create_task(self._run(lane), name=f"lane-{lane.name}")
+            lane.task = self._supervisor.spawn(self._run(lane), name=f"lane-{lane.name}")
 
     async def stop(self) -> None:
         """Cancel the lanes; batches not finished stay unacknowledged (processed again later)."""
-        tasks = [lane.task for lane in self._lanes if lane.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._supervisor is not None:
+            await self._supervisor.stop()
+            self._supervisor = None
         for lane in self._lanes:
             lane.task = None
 
@@ -146,12 +151,7 @@ class Fanout:
     async def _run(self, lane: Lane) -> None:
         while True:
             batches, size = await self._gather(lane)
-            try:
-                await lane.handle([e for b in batches for e in b.events])
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("lane handler raised; its records count as handled", lane=lane.name)
+            await lane.handle([e for b in batches for e in b.events])
             lane.waiting -= size
             lane.drained.set()
             metrics.LANE_BACKLOG.labels(lane=lane.name).set(lane.waiting)

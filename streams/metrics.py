@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from core.progress import Progress
+
 UP = Gauge("rpm_streams_up", "1 while the worker has joined its consumer group and holds partitions")
 ASSIGNED = Gauge(
     "rpm_streams_assigned_partition", "1 for each partition of rpm.readings.v1 this worker owns", ["partition"]
@@ -59,3 +61,7 @@ STATES_SAVED = Counter(
 )
 DETECTION_PATIENTS = Gauge("rpm_streams_detection_patients", "Patients whose detector state this worker holds")
 CARE_PLANS = Counter("rpm_streams_care_plans", "Care-plan records applied to the care-plan table", ["outcome"])
+
+# Readiness from progress: rpm_streams_last_progress_timestamp_seconds, rpm_streams_input_waiting,
+# rpm_streams_ready (computed at scrape time; the app sets the stall time from its settings).
+PROGRESS = Progress("streams", stall_after_s=60.0)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Final
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from core.settings import DatabaseSettings, KafkaSettings
+from streams.faults import POINTS
 
 ROLES: Final = ("store", "detect")
 
@@ -40,9 +41,7 @@ class StreamsSettings(DatabaseSettings, KafkaSettings):
         description="When at least this many reading records wait in Kafka beyond those taken, a free lane "
         "waits for a full batch (fewer, larger batches: per-patient work done once for several records)",
     )
-    lane_gather_max_s: float = Field(
-        0.5, description="Longest such wait for a full batch (0 turns gathering off)"
-    )
+    lane_gather_max_s: float = Field(0.5, description="Longest such wait for a full batch (0 turns gathering off)")
     storage_batch_max: int = Field(
         5000, description="Most Kafka records stored in one database transaction (queued batches are merged)"
     )
@@ -77,6 +76,18 @@ class StreamsSettings(DatabaseSettings, KafkaSettings):
     heartbeat_interval_s: float = Field(
         1.0, description="Kafka consumer heartbeat interval (under a third of the above)"
     )
+    streams_stall_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="The worker reports not ready (rpm_streams_ready 0) when reading or care-plan records "
+        "assigned to it wait and it has finished none for this long (stuck, or storage waiting out a "
+        "database outage)",
+    )
+    streams_fault_inject: str = Field(
+        "",
+        description="Development and test only (refused in production): make one part of the worker raise "
+        "once, to test that the process then exits non-zero naming it; one of " + ", ".join(POINTS),
+    )
 
     @field_validator("streams_roles")
     @classmethod
@@ -85,6 +96,15 @@ class StreamsSettings(DatabaseSettings, KafkaSettings):
         if not roles or not roles <= set(ROLES):
             raise ValueError(f"streams_roles must name some of {', '.join(ROLES)}; got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _no_faults_in_production(self) -> StreamsSettings:
+        if self.streams_fault_inject:
+            if self.environment == "production":
+                raise ValueError("RPM_STREAMS_FAULT_INJECT is refused in production")
+            if self.streams_fault_inject not in POINTS:
+                raise ValueError(f"RPM_STREAMS_FAULT_INJECT must be one of {', '.join(POINTS)}")
+        return self
 
     @property
     def roles(self) -> frozenset[str]:

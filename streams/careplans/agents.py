@@ -9,8 +9,10 @@ also keeps each changelog record alone in its produce request (see `state_store.
 that matters on the embedded broker).
 
 A record that does not validate is dead-lettered and the patient keeps the previous plan; a
-tombstone (no value) removes the plan, so the default applies again. The agent never lets
-an exception escape.
+tombstone (no value) removes the plan, so the default applies again. Barrier per record:
+whatever else one record raises is dead-lettered `internal_error` and the agent goes on; a
+changelog write Kafka does not take is retried until it does (the record is not acknowledged
+meanwhile).
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from core.logging import get_logger
+from core.supervision import error_detail
 from core.wire import CARE_PLANS
 from streams import metrics
 from streams.careplans.service import InvalidCarePlanError, PlanBook, validate_care_plan
-from streams.dead_letters import dead_letter
+from streams.dead_letters import INTERNAL_ERROR, DeadLetters
+from streams.retries import KAFKA_DOWN, until_done
 
 log = get_logger("streams.careplans")
 
-SEND_ATTEMPTS = 5
 # (key, value or None for a tombstone, partition) -> acknowledged
 PlanChangelogSend = Callable[[bytes, bytes | None, int], Awaitable[object]]
 
@@ -44,32 +47,37 @@ async def apply_care_plans(
     data: MutableMapping[bytes, bytes],
     send_changelog: PlanChangelogSend,
     book: PlanBook,
-    rejected_topic: Any,
-) -> AsyncIterator[str]:
-    """Body of the care-plan agent; yields the outcome of each record."""
+    dead_letters: DeadLetters,
+) -> AsyncIterator[tuple[Any, str]]:
+    """Body of the care-plan agent; yields each event with its outcome once it is done."""
     async for event in stream.events():
-        key: bytes | None = event.key
-        value: bytes | None = event.value
-        partition: int = event.message.partition
-        try:
-            outcome = await _apply(partition, key, value, data, send_changelog, book)
-        except InvalidCarePlanError as exc:
-            outcome = "invalid"
-            log.warning("care plan refused", error=str(exc))
-            try:
-                payload = (value or b"").decode("utf-8", "replace")
-                await rejected_topic.send(
-                    value=dead_letter("invalid_care_plan", str(exc), payload, topic=CARE_PLANS.name)
-                )
-            except Exception:
-                log.exception("could not dead-letter a care plan")
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            outcome = "failed"
-            log.exception("care plan record failed")
-        metrics.CARE_PLANS.labels(outcome=outcome).inc()
-        yield outcome
+        yield event, await apply_one(event, data, send_changelog, book, dead_letters)
+
+
+async def apply_one(
+    event: Any,
+    data: MutableMapping[bytes, bytes],
+    send_changelog: PlanChangelogSend,
+    book: PlanBook,
+    dead_letters: DeadLetters,
+) -> str:
+    """One record of `rpm.care-plans.v1`, behind the barrier: whatever it raises is a dead letter."""
+    key: bytes | None = event.key
+    value: bytes | None = event.value
+    try:
+        outcome = await _apply(event.message.partition, key, value, data, send_changelog, book)
+    except asyncio.CancelledError:
+        raise
+    except InvalidCarePlanError as exc:
+        outcome = "invalid"
+        log.warning("care plan refused", error=str(exc))
+        await dead_letters.send("invalid_care_plan", str(exc), value, topic=CARE_PLANS.name)
+    except Exception as exc:
+        outcome = "failed"
+        log.error("care plan record failed; dead-lettered", error=error_detail(exc), exc_info=exc)
+        await dead_letters.send(INTERNAL_ERROR, f"care plan: {error_detail(exc)}", value, topic=CARE_PLANS.name)
+    metrics.CARE_PLANS.labels(outcome=outcome).inc()
+    return outcome
 
 
 async def _apply(
@@ -90,25 +98,12 @@ async def _apply(
             return "ignored"
         data.pop(key, None)
         book.forget(key.decode("utf-8", "replace"))
-        await _send(send_changelog, key, None, partition)
+        await until_done(KAFKA_DOWN)(send_changelog, key, None, partition)
         return "removed"
     plan = validate_care_plan(key, value)
     assert key is not None  # validate_care_plan refuses a missing key
+    # The changelog first: a plan in the table but not in its changelog would vanish on recovery.
+    await until_done(KAFKA_DOWN)(send_changelog, key, value, partition)
     data[key] = value
     book.forget(plan.patient_id)
-    await _send(send_changelog, key, value, partition)
     return "applied"
-
-
-async def _send(send_changelog: PlanChangelogSend, key: bytes, value: bytes | None, partition: int) -> None:
-    for attempt in range(1, SEND_ATTEMPTS + 1):
-        try:
-            await send_changelog(key, value, partition)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if attempt == SEND_ATTEMPTS:
-                raise
-            log.warning("care-plan changelog write failed; retrying", error=str(exc), attempt=attempt)
-            await asyncio.sleep(min(5.0, 0.2 * 2 ** (attempt - 1)))

@@ -31,6 +31,8 @@ def validate_care_plan(key: bytes | None, value: bytes) -> CarePlan:
         plan = decode_care_plan(value)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidCarePlanError(f"care plan does not validate: {exc}") from exc
+    except (UnicodeError, RecursionError) as exc:  # msgspec: invalid UTF-8 inside a string
+        raise InvalidCarePlanError(f"care plan does not decode: {type(exc).__name__}: {exc}") from exc
     patient_id = key.decode("utf-8", "replace")
     if plan.patient_id != patient_id:
         raise InvalidCarePlanError(f"care plan of patient {plan.patient_id!r} published under key {patient_id!r}")

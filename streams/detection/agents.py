@@ -3,8 +3,9 @@
 The lane gets batches of events of `rpm.readings.v1` from the fan-out (`streams.fanout`),
 which acknowledges them only after this lane (and the others) finished with them, i.e. after
 their detections were published and the detector state saved. It never lets an exception
-escape (the records would be acknowledged anyway and never judged): a failed batch is retried
-with backoff a bounded number of times, then its records are dead-lettered with the error.
+escape (the fan-out would end the process): a batch that raises is split down to the record
+that raises, which is retried a few times and then dead-lettered `internal_error`
+(`streams.dead_letters.each_or_dead_letter`); its neighbours are judged as usual.
 """
 
 from __future__ import annotations
@@ -16,48 +17,22 @@ from typing import Any
 
 from core.logging import get_logger
 from core.wire import READINGS
-from streams import metrics
-from streams.dead_letters import dead_letter
+from streams.dead_letters import DeadLetters, each_or_dead_letter
 from streams.detection.pipeline import DetectionPipeline, partition_is_current
 
 log = get_logger("streams.detection")
 
-BATCH_ATTEMPTS = 3
-
 
 def detection_lane(
-    pipeline: DetectionPipeline, send_dead_letter: Callable[[bytes], Awaitable[object]]
-) -> Callable[[Sequence[Any]], Awaitable[int]]:
-    """The lane handler: events of `rpm.readings.v1` -> detections published."""
+    pipeline: DetectionPipeline, dead_letters: DeadLetters
+) -> Callable[[Sequence[Any]], Awaitable[None]]:
+    """The lane handler: events of `rpm.readings.v1` through the detectors."""
 
-    async def handle(events: Sequence[Any]) -> int:
+    async def handle(events: Sequence[Any]) -> None:
         records = [(e.message.partition, e.message.offset, e.value) for e in events]
-        return await detect_batch(records, pipeline, send_dead_letter)
+        await each_or_dead_letter("detection", records, pipeline.process, lambda r: r[2], dead_letters)
 
     return handle
-
-
-async def detect_batch(
-    records: list[tuple[int, int, bytes]],
-    pipeline: DetectionPipeline,
-    send_dead_letter: Callable[[bytes], Awaitable[object]],
-) -> int:
-    for attempt in range(1, BATCH_ATTEMPTS + 1):
-        try:
-            return await pipeline.process(records)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("detection batch failed", attempt=attempt, error=str(exc))
-            await asyncio.sleep(0.5 * attempt)
-    # Bounded retries exhausted: the records, with the error, go to the dead-letter topic.
-    for _, _, raw in records:
-        metrics.DEAD_LETTERS.labels(reason="detection_failed").inc()
-        try:
-            await send_dead_letter(dead_letter("detection_failed", "retries exhausted", raw.decode("utf-8", "replace")))
-        except Exception:
-            log.exception("could not dead-letter a record")
-    return 0
 
 
 async def judge_due(app: Any, pipeline: DetectionPipeline, guard_s: float) -> int:

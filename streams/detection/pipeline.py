@@ -14,10 +14,12 @@ replay after a crash either finds the state already saved (and the detectors ski
 they have seen) or re-detects and republishes the same deterministic ids. The window for such
 a duplicate is the few milliseconds between the detection acks and the state acks.
 
-Failures: a patient's group the detectors refuse (a naive timestamp, a non-finite value; a
-bug) is dead-lettered with the error, and the patient keeps the previous state. Kafka sends
-are retried with backoff a bounded number of times; a patient whose detections could not be
-published keeps the previous state and its records are dead-lettered. Nothing escapes.
+Failures: when the detectors refuse a patient's group (a non-finite value; a bug), its records
+are run again one at a time, and only the records they still refuse are dead-lettered
+(`detection_refused`, with the error); the patient's state follows the others. Kafka sends are
+retried with backoff (stamina) a bounded number of times; a patient whose detections could not
+be published keeps the previous state and its records are dead-lettered. Anything else a
+batch raises is isolated to its record by the lane's barrier (`streams.dead_letters`).
 
 The timer (`run_due`) judges missed measurements and doses and silent devices for the
 patients of the partitions this worker owns, under the same lock as the batches, and commits
@@ -33,22 +35,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-import msgspec
-
 from core.logging import get_logger
-from core.wire import DetectionRecord, Reading, batch_decoder, encode
+from core.supervision import error_detail
+from core.wire import DetectionRecord, Reading, ReadingBatch, encode
 from streams import metrics
 from streams.careplans.service import PlanBook
-from streams.dead_letters import dead_letter
+from streams.dead_letters import DeadLetters
 from streams.detection.model import Detection
 from streams.detection.service import DetectorState, detect_due, detect_readings, observe_devices
 from streams.detection.state_store import StateStore
+from streams.records import UndecodableRecordError, decode_record
+from streams.retries import bounded
 
 log = get_logger("streams.detection")
 
 # (key, value) -> handed to the producer; the awaitable it returns resolves on Kafka's ack
 Publish = Callable[[bytes, bytes], Awaitable[Awaitable[object]]]
-DeadLetter = Callable[[bytes], Awaitable[object]]  # acknowledged when it returns
 
 
 class DeviceClassSource(Protocol):
@@ -66,6 +68,7 @@ class PatientRecords:
     readings: list[Reading] = field(default_factory=list)
     by_device: dict[str, list[Reading]] = field(default_factory=dict)
     raw: list[bytes] = field(default_factory=list)
+    batches: list[ReadingBatch] = field(default_factory=list)  # one per record, in order
     # reading time -> when the platform received the record holding it (latency of detections)
     received: dict[datetime, datetime] = field(default_factory=dict)
 
@@ -80,16 +83,17 @@ class Grouped:
     progress: dict[int, tuple[int, datetime]] = field(default_factory=dict)
 
 
-def group_records(records: Iterable[tuple[int, int, bytes]]) -> Grouped:
+def group_records(records: Iterable[tuple[int, int, bytes | None]]) -> Grouped:
     """Decode (partition, offset, value) records and group their readings by patient."""
     out = Grouped()
     for partition, offset, raw in records:
         out.records += 1
         try:
-            batch = batch_decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+            batch = decode_record(raw)
+        except UndecodableRecordError:
             out.undecodable += 1
             continue
+        assert raw is not None  # decode_record refuses a tombstone
         seen = out.progress.get(partition)
         if seen is None or offset > seen[0]:
             out.progress[partition] = (offset, batch.received_at)
@@ -106,6 +110,7 @@ def group_records(records: Iterable[tuple[int, int, bytes]]) -> Grouped:
         group.readings.extend(batch.readings)
         group.by_device.setdefault(batch.device_id, []).extend(batch.readings)
         group.raw.append(raw)
+        group.batches.append(batch)
         for r in batch.readings:
             previous = group.received.get(r.ts)
             if previous is None or batch.received_at > previous:
@@ -171,7 +176,7 @@ class DetectionPipeline:
         plans: PlanBook,
         devices: DeviceClassSource,
         publish: Publish,
-        dead_letter: DeadLetter,
+        dead_letters: DeadLetters,
         retries: int = 5,
         yield_every: int = 64,
     ) -> None:
@@ -179,7 +184,7 @@ class DetectionPipeline:
         self._plans = plans
         self._devices = devices
         self._publish = publish
-        self._dead_letter = dead_letter
+        self._dead_letters = dead_letters
         self._retries = max(1, retries)
         self._yield_every = yield_every
         self.lock = asyncio.Lock()
@@ -190,7 +195,7 @@ class DetectionPipeline:
         for p in partitions:
             self.progress.pop(p, None)
 
-    async def process(self, records: Sequence[tuple[int, int, bytes]]) -> int:
+    async def process(self, records: Sequence[tuple[int, int, bytes | None]]) -> int:
         """Run one batch of (partition, offset, value) records; returns detections published."""
         started = time.monotonic()
         grouped = group_records(records)
@@ -203,22 +208,24 @@ class DetectionPipeline:
         classes = await self._devices.classes_of(device_ids) if device_ids else {}
         async with self.lock:
             outcomes: list[Outcome] = []
-            refused: list[tuple[PatientRecords, str]] = []
+            refused: list[tuple[bytes, str]] = []
             for i, group in enumerate(grouped.patients.values()):
                 if i and i % self._yield_every == 0:
                     await asyncio.sleep(0)  # let the storage lane and heartbeats run
                 try:
-                    state, found = self._detect(group, classes)
-                except Exception as exc:
-                    refused.append((group, f"{type(exc).__name__}: {exc}"))
+                    state, found = self._detect(group, classes, self._states.get(group.patient_id))
+                except Exception:
+                    outcome = self._detect_one_by_one(group, classes, refused)
+                    if outcome is not None:
+                        outcomes.append(outcome)
                     continue
                 outcomes.append(Outcome(group.patient_id, group.partition, state, found, group.received, group.raw))
             offsets = {p: seen[0] for p, seen in grouped.progress.items()}
             published = await self._commit(outcomes, offsets, by="batch")
-        for group, error in refused:
-            log.warning("detectors refused a patient's readings", error=error)
+        for raw, error in refused:
+            log.warning("detectors refused a record", error=error)
             metrics.DETECTION_FAILURES.labels(reason="detection_refused").inc()
-            await self._dead_letter_all("detection_refused", error, group.raw)
+            await self._dead_letters.send("detection_refused", error, raw)
         for partition, seen in grouped.progress.items():
             previous = self.progress.get(partition)
             if previous is None or seen[0] > previous[0]:
@@ -226,15 +233,40 @@ class DetectionPipeline:
         metrics.DETECTION_BATCH_SECONDS.observe(time.monotonic() - started)
         return published
 
-    def _detect(self, group: PatientRecords, classes: dict[str, str]) -> tuple[DetectorState, list[Detection]]:
+    def _detect(
+        self, group: PatientRecords, classes: dict[str, str], state: DetectorState
+    ) -> tuple[DetectorState, list[Detection]]:
         plan = self._plans.plan_for(group.patient_id)
-        state, found = detect_readings(group.patient_id, plan, self._states.get(group.patient_id), group.readings)
+        state, found = detect_readings(group.patient_id, plan, state, group.readings)
         devices = [(d, classes[d], rs) for d, rs in group.by_device.items() if d in classes]
         if devices:
             state, contact = observe_devices(group.patient_id, state, devices)
             if contact:
                 found = sorted([*found, *contact], key=lambda d: d.detected_at)
         return state, found
+
+    def _detect_one_by_one(
+        self, group: PatientRecords, classes: dict[str, str], refused: list[tuple[bytes, str]]
+    ) -> Outcome | None:
+        """The detectors refused a patient's records taken together: run them one record at a
+        time, so that only the records they refuse are left out (and dead-lettered)."""
+        state = self._states.get(group.patient_id)
+        found: list[Detection] = []
+        kept: list[bytes] = []
+        for raw, batch in zip(group.raw, group.batches, strict=True):
+            one = PatientRecords(
+                group.patient_id, group.partition, list(batch.readings), {batch.device_id: list(batch.readings)}
+            )
+            try:
+                state, more = self._detect(one, classes, state)
+            except Exception as exc:
+                refused.append((raw, error_detail(exc)))
+                continue
+            found += more
+            kept.append(raw)
+        if not kept:
+            return None
+        return Outcome(group.patient_id, group.partition, state, found, group.received, kept)
 
     async def run_due(self, now: datetime, partitions: frozenset[int]) -> int:
         """Judge the clock-driven rules for the patients of `partitions`; returns detections published."""
@@ -305,10 +337,13 @@ class DetectionPipeline:
         self, what: str, send: Callable[..., Awaitable[Awaitable[object]]], items: Sequence[tuple[Any, ...]]
     ) -> list[BaseException | None]:
         """Send every item (`await send(*item)` hands it to the producer and returns the ack future),
-        wait for all acks together, retry the failed ones with backoff; returns each item's error."""
+        wait for all acks together, retry the failed ones (stamina backoff, `retries` attempts in
+        all); returns each item's error."""
         errors: list[BaseException | None] = [None] * len(items)
         todo = list(range(len(items)))
-        for attempt in range(1, self._retries + 1):
+
+        async def attempt() -> None:
+            nonlocal todo
             acks: list[tuple[int, Awaitable[object]]] = []
             for n in todo:
                 try:
@@ -322,31 +357,19 @@ class DetectionPipeline:
             for (n, _), result in zip(acks, results, strict=True):
                 errors[n] = result if isinstance(result, BaseException) else None
             todo = [n for n in todo if errors[n] is not None]
-            if not todo or attempt == self._retries:
-                break
-            delay = min(5.0, 0.2 * 2 ** (attempt - 1))
-            log.warning(f"{what} failed; retrying", failed=len(todo), error=str(errors[todo[0]]), retry_in=delay)
-            await asyncio.sleep(delay)
+            if todo:
+                raise _UndeliveredError(f"{what}: {len(todo)} not acknowledged: {errors[todo[0]]}")
+
+        if items:
+            try:
+                await bounded((_UndeliveredError,), self._retries)(attempt)
+            except _UndeliveredError as exc:
+                log.warning(f"{what} failed; giving up", error=str(exc))
         return errors
 
-    async def _retrying(self, what: str, op: Callable[..., Awaitable[object]], *args: object) -> None:
-        for attempt in range(1, self._retries + 1):
-            try:
-                await op(*args)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if attempt == self._retries:
-                    raise
-                delay = min(5.0, 0.2 * 2 ** (attempt - 1))
-                log.warning(f"{what} failed; retrying", error=str(exc), attempt=attempt, retry_in=delay)
-                await asyncio.sleep(delay)
-
     async def _dead_letter_all(self, reason: str, detail: str, raws: Sequence[bytes]) -> None:
-        for raw in raws:
-            try:
-                value = dead_letter(reason, detail, raw.decode("utf-8", "replace"))
-                await self._retrying("dead letter", self._dead_letter, value)
-            except Exception:
-                log.exception("could not dead-letter a reading record")
+        await self._dead_letters.send_all(reason, detail, raws)
+
+
+class _UndeliveredError(Exception):
+    """Some items of a delivery were not acknowledged (retried, then reported per item)."""

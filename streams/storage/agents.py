@@ -1,6 +1,11 @@
 """The storage lane: stores batches of reading records and dead-letters what cannot be
-stored. It never lets an exception escape: the records would be acknowledged anyway and
-the readings lost.
+stored. It never lets an exception escape: the fan-out would end the process.
+
+Barrier per record: records that do not decode and rows the database refuses are
+dead-lettered with their own reason inside `store_records`; anything else a batch raises
+(a bug, an input nobody foresaw) is isolated to its record by `each_or_dead_letter` and
+dead-lettered `internal_error`. A database outage is not a failure of any record: it is
+waited out (`StorageWriter`), and nothing is acknowledged meanwhile.
 
 Offsets: the fan-out (`streams.fanout`) acknowledges a batch's events only after this lane
 (and the others) finished with them, i.e. after the transaction committed.
@@ -8,7 +13,6 @@ Offsets: the fan-out (`streams.fanout`) acknowledges a batch's events only after
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -16,58 +20,41 @@ from typing import Any
 
 from core.logging import get_logger
 from streams import metrics
-from streams.dead_letters import dead_letter
+from streams.dead_letters import DeadLetters, each_or_dead_letter
 from streams.storage.service import StorageWriter, decode_records
 
 log = get_logger("streams.storage")
 
-UNEXPECTED_ERROR_RETRIES = 3
 
+def storage_lane(writer: StorageWriter, dead_letters: DeadLetters) -> Callable[[Sequence[Any]], Awaitable[None]]:
+    """The lane handler: events of `rpm.readings.v1` stored (or dead-lettered)."""
 
-def storage_lane(writer: StorageWriter, rejected_topic: Any) -> Callable[[Sequence[Any]], Awaitable[int]]:
-    """The lane handler: events of `rpm.readings.v1` -> readings newly stored."""
+    async def handle(events: Sequence[Any]) -> None:
+        values: list[bytes | None] = [e.value for e in events]
+        metrics.RECORDS.inc(len(values))
 
-    async def handle(events: Sequence[Any]) -> int:
-        return await store_batch([e.value for e in events], writer, rejected_topic)
+        async def run(part: Sequence[bytes | None]) -> int:
+            return await store_records(part, writer, dead_letters)
+
+        await each_or_dead_letter("storage", values, run, lambda raw: raw, dead_letters)
 
     return handle
 
 
-async def store_batch(values: Sequence[bytes], writer: StorageWriter, rejected_topic: Any) -> int:
+async def store_records(values: Sequence[bytes | None], writer: StorageWriter, dead_letters: DeadLetters) -> int:
+    """Store the readings of these records; returns readings newly stored."""
     started = time.monotonic()
-    metrics.RECORDS.inc(len(values))
-    for attempt in range(1, UNEXPECTED_ERROR_RETRIES + 1):
-        try:
-            decoded = decode_records(values)
-            for raw, error in decoded.undecodable:
-                metrics.DEAD_LETTERS.labels(reason="undecodable_record").inc()
-                await rejected_topic.send(
-                    value=dead_letter("undecodable_record", error, raw.decode("utf-8", "replace"))
-                )
-            inserted, refused = await writer.write(decoded)
-            for row, error in refused:
-                metrics.DEAD_LETTERS.labels(reason="storage_refused").inc()
-                await rejected_topic.send(value=dead_letter("storage_refused", error, repr(row)))
-            total = len(decoded.observations)
-            metrics.STORED.inc(inserted)
-            metrics.REPLAYED.inc(max(0, total - inserted - len(refused)))
-            metrics.BATCH_SECONDS.observe(time.monotonic() - started)
-            now = datetime.now(UTC)
-            for batch in decoded.batches:
-                metrics.STORAGE_LAG.observe(max(0.0, (now - batch.received_at).total_seconds()))
-            return inserted
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("storage batch failed", attempt=attempt, error=str(exc))
-            await asyncio.sleep(0.5 * attempt)
-    # Bounded retries exhausted: keep the records, with the error, on the dead-letter topic.
-    for raw in values:
-        metrics.DEAD_LETTERS.labels(reason="storage_failed").inc()
-        try:
-            await rejected_topic.send(
-                value=dead_letter("storage_failed", "retries exhausted", raw.decode("utf-8", "replace"))
-            )
-        except Exception:
-            log.exception("could not dead-letter a record")
-    return 0
+    decoded = decode_records(values)
+    for raw, error in decoded.undecodable:
+        await dead_letters.send("undecodable_record", error, raw)
+    inserted, refused = await writer.write(decoded)
+    for row in refused:
+        await dead_letters.send(row.reason, row.detail, row.source)
+    total = len(decoded.observations)
+    metrics.STORED.inc(inserted)
+    metrics.REPLAYED.inc(max(0, total - inserted - len(refused)))
+    metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+    now = datetime.now(UTC)
+    for batch in decoded.batches:
+        metrics.STORAGE_LAG.observe(max(0.0, (now - batch.received_at).total_seconds()))
+    return inserted

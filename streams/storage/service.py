@@ -1,60 +1,84 @@
 """Turning Kafka records into rows, and keeping the database writer alive.
 
-A batch is written in one transaction. A database outage stalls the batch (retry with
-backoff, reconnecting) so that nothing is acknowledged to Kafka before it is stored; a
-record that cannot be decoded, or a row the database refuses, goes to the dead letter
-topic with the error instead of being lost or blocking the partition forever.
+A batch is written in one transaction. A database outage stalls the batch (retried until the
+database is back, reconnecting) so that nothing is acknowledged to Kafka before it is stored.
+A record that cannot be decoded is dead-lettered `undecodable_record`; when the database
+refuses the batch (or writing it fails in any other way), the rows are written one by one and
+each row the database refuses is dead-lettered `storage_refused` (any other failure of a row:
+`internal_error`), so a bad reading never costs its valid neighbours.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import msgspec
 import psycopg
 from psycopg import AsyncConnection
+from psycopg.pq import TransactionStatus
 
 from core.logging import get_logger
-from core.wire import ReadingBatch, batch_decoder
+from core.supervision import error_detail
+from core.wire import ReadingBatch
+from streams.records import UndecodableRecordError, decode_record
+from streams.retries import DATABASE_DOWN, until_done
 from streams.storage.repository import Row, store_rows
 
 log = get_logger("streams.storage")
+
+# The data, not the database, is at fault.
+DATA_REFUSED = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
 
 
 @dataclass(slots=True)
 class DecodedBatch:
     observations: list[Row] = field(default_factory=list)
     quarantined: list[Row] = field(default_factory=list)
+    # the record each row came from (its raw value), by table
+    observation_sources: list[bytes] = field(default_factory=list)
+    quarantined_sources: list[bytes] = field(default_factory=list)
     batches: list[ReadingBatch] = field(default_factory=list)
-    undecodable: list[tuple[bytes, str]] = field(default_factory=list)
+    undecodable: list[tuple[bytes | None, str]] = field(default_factory=list)
 
 
-def decode_records(values: Sequence[bytes]) -> DecodedBatch:
+@dataclass(slots=True)
+class Refused:
+    """A row not stored: the record it came from, the reason code and what went wrong."""
+
+    source: bytes
+    reason: str
+    detail: str
+
+
+def decode_records(values: Sequence[bytes | None]) -> DecodedBatch:
     out = DecodedBatch()
     for raw in values:
         try:
-            batch = batch_decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            batch = decode_record(raw)
+        except UndecodableRecordError as exc:
             out.undecodable.append((raw, str(exc)))
             continue
+        assert raw is not None  # decode_record refuses a tombstone
         out.batches.append(batch)
-        target = out.quarantined if batch.quarantined else out.observations
+        rows, sources = (
+            (out.quarantined, out.quarantined_sources)
+            if batch.quarantined
+            else (out.observations, out.observation_sources)
+        )
         for r in batch.readings:
-            target.append(
+            rows.append(
                 (batch.patient_id, batch.device_id, r.metric, r.ts, r.value, batch.received_at, batch.seq, r.dose_id)
             )
+            sources.append(raw)
     return out
 
 
 class StorageWriter:
     """Owns one database connection and writes batches, waiting out outages."""
 
-    def __init__(self, url: str, max_backoff_s: float = 5.0) -> None:
+    def __init__(self, url: str) -> None:
         self._url = url
         self._conn: AsyncConnection | None = None
-        self._max_backoff = max_backoff_s
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -63,42 +87,60 @@ class StorageWriter:
 
     async def _connection(self) -> AsyncConnection:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await AsyncConnection.connect(self._url)
+            self._conn = await AsyncConnection.connect(self._url, connect_timeout=5)
         return self._conn
 
-    async def write(self, batch: DecodedBatch) -> tuple[int, list[tuple[Row, str]]]:
-        """Store a decoded batch; returns (rows inserted, rows refused with the error)."""
-        attempt = 0
-        while True:
-            try:
-                conn = await self._connection()
-                async with conn.transaction():
-                    inserted = await store_rows(conn, "observations", batch.observations) if batch.observations else 0
-                    if batch.quarantined:
-                        await store_rows(conn, "quarantined_readings", batch.quarantined)
-                return inserted, []
-            except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError) as exc:
-                # The data, not the database, is at fault: isolate the rows it refuses.
-                log.warning("batch refused by the database; storing row by row", error=str(exc))
-                return await self._write_rows_one_by_one(batch)
-            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
-                attempt += 1
+    async def _attempt(self, tables: Sequence[tuple[str, Sequence[Row]]]) -> int:
+        """One transaction; a database that is away closes the connection (reconnect next time)."""
+        try:
+            conn = await self._connection()
+            inserted = 0
+            async with conn.transaction():
+                for table, rows in tables:
+                    if rows:
+                        stored = await store_rows(conn, table, rows)
+                        inserted += stored if table == "observations" else 0
+            return inserted
+        except DATABASE_DOWN as exc:
+            log.warning("database unavailable; the batch waits", error=str(exc))
+            await self.close()
+            raise
+        except Exception:
+            # Whatever failed, the next attempt starts from a clean connection.
+            if self._conn is not None and self._conn.info.transaction_status != TransactionStatus.IDLE:
                 await self.close()
-                delay = min(self._max_backoff, 0.1 * 2 ** min(attempt, 6))
-                log.warning("database unavailable; batch waits", error=str(exc), attempt=attempt, retry_in=delay)
-                await asyncio.sleep(delay)
+            raise
 
-    async def _write_rows_one_by_one(self, batch: DecodedBatch) -> tuple[int, list[tuple[Row, str]]]:
+    async def _store(self, tables: Sequence[tuple[str, Sequence[Row]]]) -> int:
+        return await until_done(DATABASE_DOWN)(self._attempt, tables)
+
+    async def write(self, batch: DecodedBatch) -> tuple[int, list[Refused]]:
+        """Store a decoded batch; returns (rows newly inserted, rows refused)."""
+        try:
+            return await self._store(
+                [("observations", batch.observations), ("quarantined_readings", batch.quarantined)]
+            ), []
+        except DATA_REFUSED as exc:
+            log.warning("batch refused by the database; storing row by row", error=str(exc))
+        except Exception as exc:
+            # Not an outage (retried above) and not the database's verdict: a row it cannot even
+            # be sent (e.g. text that is not valid Unicode). Find it.
+            log.warning("batch could not be written; storing row by row", error=error_detail(exc))
+        return await self._write_rows_one_by_one(batch)
+
+    async def _write_rows_one_by_one(self, batch: DecodedBatch) -> tuple[int, list[Refused]]:
         inserted = 0
-        refused: list[tuple[Row, str]] = []
-        conn = await self._connection()
-        for table, rows in (("observations", batch.observations), ("quarantined_readings", batch.quarantined)):
-            for row in rows:
+        refused: list[Refused] = []
+        for table, rows, sources in (
+            ("observations", batch.observations, batch.observation_sources),
+            ("quarantined_readings", batch.quarantined, batch.quarantined_sources),
+        ):
+            for row, source in zip(rows, sources, strict=True):
+                which = f"reading {row[2]!r} at {row[3].isoformat()}"
                 try:
-                    async with conn.transaction():
-                        stored = await store_rows(conn, table, [row])
-                    if table == "observations":
-                        inserted += stored
-                except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError) as exc:
-                    refused.append((row, str(exc)))
+                    inserted += await self._store([(table, [row])])
+                except DATA_REFUSED as exc:
+                    refused.append(Refused(source, "storage_refused", f"{which}: {exc}"))
+                except Exception as exc:
+                    refused.append(Refused(source, "internal_error", f"{which}: {error_detail(exc)}"))
         return inserted, refused

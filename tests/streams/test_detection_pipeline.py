@@ -16,9 +16,10 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from core.careplan import CarePlan, default_care_plan, encode_care_plan
 from core.rules import Rule, Severity
-from core.wire import DetectionRecord, Reading, detection_decoder, encode
+from core.wire import DetectionRecord, Reading, detection_decoder, encode, rejected_decoder
 from streams.careplans.agents import default_partition
 from streams.careplans.service import InvalidCarePlanError, PlanBook, validate_care_plan
+from streams.dead_letters import DeadLetters
 from streams.detection.model import DetectionKind, raise_detection
 from streams.detection.pipeline import DetectionPipeline, group_records, partition_is_current, to_record
 from streams.detection.service import DetectorState, observe_devices
@@ -224,7 +225,7 @@ def pipeline(publish_fails: bool = False) -> tuple[DetectionPipeline, dict[bytes
         plans=RefusingPlans({}),
         devices=Classes(),
         publish=publish,
-        dead_letter=dead_letter,
+        dead_letters=DeadLetters(dead_letter),
         retries=2,
     )
     return p, data, published, dead
@@ -239,6 +240,22 @@ def test_a_refused_patient_is_dead_lettered_and_the_others_detected() -> None:
     assert set(data) == {b"fine"}
     assert len(dead) == 12
     assert all(b"detection_refused" in v and b"detector bug" in v for v in dead)
+
+
+def test_a_refused_record_costs_its_patient_only_itself() -> None:
+    p, data, published, dead = pipeline()
+    records = hypoxic("p2")
+    # A heart rate of 1e308 makes the NEWS2 scoring raise (decimal.InvalidOperation).
+    poison = batch("p2", [Reading("heart_rate", 1e308, T0 + timedelta(minutes=5, seconds=30))], seq=99)
+    records.insert(6, record(1, 99, encode(poison)))
+    count = asyncio.run(p.process(records))
+    assert count == len(published) > 0
+    assert Rule.SPO2_LOW in [detection_decoder.decode(v).rule for v in published]
+    assert set(data) == {b"p2"}  # the state moved on with the other eleven records
+    assert len(dead) == 1
+    letter = rejected_decoder.decode(dead[0])
+    assert letter.reason == "detection_refused"
+    assert letter.payload == encode(poison).decode()
 
 
 def test_detections_that_cannot_be_published_leave_the_state_unchanged() -> None:
