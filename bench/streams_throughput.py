@@ -188,7 +188,7 @@ def start_worker(
     data.mkdir()
     env = {
         **os.environ,
-        **stack.env(),
+        **stack.env("streams"),
         "RPM_STREAMS_ROLES": roles,
         "RPM_STREAMS_APP_ID": app_id or name,
         "RPM_STREAMS_METRICS_PORT": str(port),

@@ -22,7 +22,7 @@ def _settings(stack: Stack, app_id: str) -> StreamsSettings:
     return StreamsSettings(
         streams_app_id=app_id,
         kafka_bootstrap=stack.kafka_bootstrap,
-        database_url=SecretStr(stack.app_db_url),
+        database_url=SecretStr(stack.db_url("streams")),
     )
 
 
@@ -78,7 +78,7 @@ def test_device_classes_come_from_the_devices_table(stack: Stack, db: psycopg.Co
     db.execute("INSERT INTO devices (id, device_class) VALUES (%s, 'bp_cuff')", (cuff,))
 
     async def lookups() -> tuple[dict[str, str], dict[str, str]]:
-        classes = DeviceClasses(stack.app_db_url)
+        classes = DeviceClasses(stack.db_url("streams"))
         try:
             first = await classes.classes_of([cuff, "not-provisioned"])
             db.execute("UPDATE devices SET device_class = 'scale' WHERE id = %s", (cuff,))
