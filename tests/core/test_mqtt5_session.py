@@ -299,22 +299,25 @@ def test_acknowledgements_are_matched_to_their_packet_ids() -> None:
         conn = mqtt5.ManualAckConnection(link)
         transport = FakeTransport()
         conn.connection_made(transport)
-        subscribing = asyncio.create_task(session._subscribe(conn, link, [("a/#", 1), ("b/#", 1)]))
+        first = asyncio.create_task(session._subscribe(conn, link, [("a/#", 1)]))
+        second = asyncio.create_task(session._subscribe(conn, link, [("b/#", 1), ("c/#", 1)]))
         unsubscribing = asyncio.create_task(
-            session._request(conn, "UNSUBSCRIBE", lambda pid: mqtt5.encode_unsubscribe(pid, ["c/#"]), link.unsubacks)
+            session._request(conn, "UNSUBSCRIBE", lambda pid: mqtt5.encode_unsubscribe(pid, ["d/#"]), link.unsubacks)
         )
         await asyncio.sleep(0)
-        (sub_id,), (unsub_id,) = (struct.unpack_from(">H", packet, 2) for packet in transport.written)
-        assert sub_id != unsub_id
-        # The UNSUBACK first, then the SUBACK: each answers its own request.
+        first_id, second_id, unsub_id = (struct.unpack_from(">H", packet, 2)[0] for packet in transport.written)
+        assert len({first_id, second_id, unsub_id}) == 3
+        # Answered in another order than asked: each answer reaches the request of its id.
         conn.data_received(bytes([0xB0, 4, *struct.pack(">H", unsub_id), 0, 0x11]))
-        conn.data_received(bytes([0x90, 5, *struct.pack(">H", sub_id), 0, 0x01, 0x87]))
+        conn.data_received(bytes([0x90, 5, *struct.pack(">H", second_id), 0, 0x01, 0x87]))
+        conn.data_received(bytes([0x90, 4, *struct.pack(">H", first_id), 0, 0x01]))
         assert await unsubscribing == b"\x11"  # no subscription existed: not a failure
-        with pytest.raises(SessionRefusedError, match=r"0x87 not authorized \(topic filter 'b/#'\)"):
-            await subscribing
+        await first
+        with pytest.raises(SessionRefusedError, match=r"0x87 not authorized \(topic filter 'c/#'\)"):
+            await second
         assert not transport.aborted
         # An acknowledgement nobody awaits is a protocol error: the connection is dropped.
-        conn.data_received(bytes([0x90, 4, *struct.pack(">H", sub_id), 0, 0x01]))
+        conn.data_received(bytes([0x90, 4, *struct.pack(">H", first_id), 0, 0x01]))
         assert transport.aborted
 
     asyncio.run(scenario())
