@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
+from api.audit.rejections import handle_validation
 from api.auth import endpoints as auth_endpoints
 from api.auth.ratelimit import LoginRateLimiter
-from api.checkins import endpoints as checkin_endpoints
-from api.checkins.publisher import ReadingsPublisher
+from api.headers import SecurityHeadersMiddleware
 from api.health import endpoints as health_endpoints
+from api.inputs import screen_inputs
 from api.observations import endpoints as observation_endpoints
 from api.problems import install_problem_handlers
 from api.security import PasswordWork, dummy_hash
@@ -48,15 +50,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         # is away; /readyz reports it and requests answer 503 until it is back.
         await pool.open(wait=False)
         app.state.pool = pool
-        # Check-ins go to Kafka like device readings; it connects on first use.
-        publisher = app.state.readings_publisher = ReadingsPublisher(
-            settings.kafka_bootstrap, idempotent=settings.kafka_idempotent_producer
-        )
         log.info("api started", environment=settings.environment)
         try:
             yield
         finally:
-            await publisher.close()
             await pool.close()
             log.info("api stopped")
 
@@ -65,17 +62,26 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         version="1",
         summary="Remote patient monitoring: patients' readings for their care teams and themselves",
         lifespan=lifespan,
+        # Every route's path, query and body are screened before its own parameters (api.inputs).
+        dependencies=[Depends(screen_inputs)],
+        # ReDoc needs web workers and web fonts from elsewhere; /docs is enough under a strict CSP.
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.login_limiter = LoginRateLimiter(
-        max_per_username=settings.login_max_failures_per_username,
-        max_per_ip=settings.login_max_failures_per_ip,
+        max_per_user_and_client=settings.login_max_failures_per_user_and_client,
+        max_per_client=settings.login_max_failures_per_ip,
+        max_per_user=settings.login_max_failures_per_user,
         window_seconds=settings.login_failure_window.total_seconds(),
+        max_delay_seconds=settings.login_max_delay.total_seconds(),
     )
     app.state.password_work = PasswordWork(settings.password_hash_concurrency)
     install_problem_handlers(app)
+    # Validation failures are audited when the caller is known (replaces the plain handler).
+    app.add_exception_handler(RequestValidationError, handle_validation)
+    # Outermost: crashes answered by the problem middleware get the headers too.
+    app.add_middleware(SecurityHeadersMiddleware, trusted_proxies=settings.trusted_proxy_networks)
     app.include_router(health_endpoints.router)
     app.include_router(auth_endpoints.router, prefix=API_PREFIX)
     app.include_router(observation_endpoints.router, prefix=API_PREFIX)
-    app.include_router(checkin_endpoints.router, prefix=API_PREFIX)
     return app
