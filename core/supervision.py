@@ -51,11 +51,19 @@ class Supervisor:
     def tasks(self) -> frozenset[asyncio.Task[Any]]:
         return frozenset(self._tasks)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str, job: bool = False) -> asyncio.Task[Any]:
+        """Run `coro` under supervision. A service (the default) must run until the process
+        stops: any end is fatal. A job (`job=True`) may finish; only its failure is fatal."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._ended)
+        task.add_done_callback(self._job_ended if job else self._ended)
         return task
+
+    def _job_ended(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is None:
+            self._tasks.discard(task)
+            return
+        self._ended(task)
 
     def _ended(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -75,6 +83,10 @@ class Supervisor:
             traceback="".join(traceback.format_exception(exc)) if exc is not None else None,
         )
         die(self.process, f"task {task.get_name()!r} {how}")
+
+    def standing_down(self) -> None:
+        """The process is stopping in order: from now on a task's end is expected."""
+        self._stopping = True
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Cancel every task (an orderly stop: no task's end is an error from now on)."""

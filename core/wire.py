@@ -103,7 +103,7 @@ class RejectedMessage(msgspec.Struct):
 
 
 class DeviceEvent(msgspec.Struct):
-    kind: Literal["online", "offline", "battery", "seq_gap"]
+    kind: Literal["online", "offline", "battery", "seq_gap", "seq_reset"]
     device_id: str
     at: datetime
     patient_id: str | None = None

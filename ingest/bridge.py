@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import ssl
 import time
 from collections import OrderedDict
@@ -27,6 +28,8 @@ from psycopg import AsyncConnection
 from core.logging import get_logger
 from core.mqtt5 import Incoming, is_failure, reason_name
 from core.mqtt5_client import MqttSession, SessionOptions
+from core.progress import Progress
+from core.supervision import Supervisor, error_detail
 from core.wire import (
     DEVICE_EVENTS,
     INGEST_SHARE_GROUP,
@@ -59,22 +62,33 @@ LEAVE_QUIET_S: Final = 0.5
 TOPIC_CACHE_LIMIT: Final = 200_000
 
 
+SEQ_WINDOW: Final = 4096
+
+
 @dataclass(slots=True)
 class DeviceTrack:
-    """What the bridge remembers of a device: recent seqs (dedup), last seq (gaps), battery."""
+    """What the bridge remembers of a device: recent seqs with their readings' digest (dedup,
+    counter resets), last seq (gaps), battery, and messages refused before their seq was known."""
 
-    recent: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    recent: OrderedDict[int, int] = field(default_factory=OrderedDict)
     last_seq: int | None = None
     last_battery: float | None = None
     last_resend_request: float = 0.0
+    seqless_rejects: int = 0  # messages refused as a whole whose seq could not be read
 
-    def seen(self, seq: int) -> bool:
-        return seq in self.recent
+    def digest_of(self, seq: int) -> int | None:
+        return self.recent.get(seq)
 
-    def remember(self, seq: int, window: int = 4096) -> None:
-        self.recent[seq] = None
+    def remember(self, seq: int, digest: int, window: int = SEQ_WINDOW) -> None:
+        self.recent[seq] = digest
         while len(self.recent) > window:
             self.recent.popitem(last=False)
+
+    def reset(self) -> None:
+        """The device restarted its seq counter: what it sent before says nothing of what comes."""
+        self.recent.clear()
+        self.last_seq = None
+        self.seqless_rejects = 0
 
 
 def session_options(settings: IngestSettings) -> SessionOptions:
@@ -107,10 +121,14 @@ class Bridge:
         self._registry = RegistrySnapshot()
         self._db: AsyncConnection | None = None
         self._tracks: dict[str, DeviceTrack] = {}
-        # (device, seq) of messages produced but not yet confirmed by Kafka: a copy arriving
-        # meanwhile is a duplicate too.
-        self._unconfirmed_seqs: set[tuple[str, int]] = set()
+        # (device, seq) -> digest of messages produced but not yet confirmed by Kafka: a copy
+        # arriving meanwhile is a duplicate too.
+        self._unconfirmed_seqs: dict[tuple[str, int], int] = {}
         self._confirming: set[asyncio.Task[None]] = set()
+        self._unacked = 0  # messages taken from the broker and not yet acknowledged to it
+        self._supervisor = Supervisor("ingest")
+        self.progress = Progress("ingest", settings.stall_after_s)
+        self._inject_fault = False
         self._topics: dict[str, tuple[str, str] | None] = {}
         self._forwarded = 0  # readings of the batch being built, counted once per batch
         self._batch_in_hand = False  # taken from the inbox and not yet handed to Kafka
@@ -135,8 +153,13 @@ class Bridge:
             session_options(s), self._on_messages, on_connected=self._on_connected, on_disconnected=self._on_lost
         )
         self._mqtt.start()
-        process = asyncio.create_task(self._process(), name="process")
-        refresh = asyncio.create_task(self._refresh_loop(), name="registry-refresh")
+        process = self._supervisor.spawn(self._process(), name="process")
+        refresh = self._supervisor.spawn(self._refresh_loop(), name="registry-refresh")
+        self._supervisor.spawn(self._session_alive(), name="mqtt-session")
+        if s.environment != "production":
+            # Fault injection for the supervision tests: SIGUSR2 makes the next batch raise
+            # outside the per-message barrier, as a bug in the batch loop would.
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, self._arm_fault)
         try:
             try:
                 async with asyncio.timeout(CONNECT_WAIT_S):
@@ -145,14 +168,16 @@ class Bridge:
                 raise RuntimeError(f"MQTT not connected after {CONNECT_WAIT_S:g} s: {self._mqtt.last_error}") from None
             log.info("bridge up", mqtt=f"{s.mqtt_host}:{s.mqtt_port}", kafka=s.kafka_bootstrap)
             await stop.wait()
-            metrics.UP.set(0)
+            self._set_up(False)
             if s.mqtt_leave_on_stop:
                 await self._leave()
         finally:
-            metrics.UP.set(0)
-            # Take no new batch; let those Kafka is confirming be acknowledged (fewer
-            # redeliveries after a restart), then leave the broker with DISCONNECT. What is
-            # still unacknowledged is redelivered to the next session (QoS 1).
+            self._set_up(False)
+            # An orderly stop from here: tasks ending is no longer a failure. Take no new
+            # batch; let those Kafka is confirming be acknowledged (fewer redeliveries after
+            # a restart), then leave the broker with DISCONNECT. What is still
+            # unacknowledged is redelivered to the next session (QoS 1).
+            self._supervisor.standing_down()
             process.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await process
@@ -168,6 +193,14 @@ class Bridge:
             if self._db is not None:
                 await self._db.close()
             log.info("bridge stopped")
+
+    async def _session_alive(self) -> None:
+        """Ends when the MQTT session's own task ends: reconnecting is its job, so its end is
+        a failure the supervisor must see."""
+        assert self._mqtt is not None
+        task = self._mqtt._task
+        assert task is not None
+        await asyncio.shield(task)
 
     async def _leave(self) -> None:
         """Leave the shared subscription for good (scale-down): stop new messages coming to
@@ -194,15 +227,26 @@ class Bridge:
             await asyncio.sleep(0.05)
         log.warning("messages still in hand after the grace period; keeping the session for the next start")
 
+    def _set_up(self, up: bool) -> None:
+        metrics.UP.set(1 if up else 0)
+        self.progress.up = up
+
+    def _arm_fault(self) -> None:
+        log.warning("fault injection armed (SIGUSR2): the next batch raises")
+        self._inject_fault = True
+        self._inbox_ready.set()
+
     def _on_connected(self, session_present: bool) -> None:
-        metrics.UP.set(1)
+        self._set_up(True)
 
     def _on_lost(self, reason: str) -> None:
-        metrics.UP.set(0)
+        self._set_up(False)
 
     def _on_messages(self, messages: list[Incoming]) -> None:
         self._last_message_at = time.monotonic()
         self._inbox += messages
+        self._unacked += len(messages)
+        self.progress.waiting(self._unacked)
         self._inbox_ready.set()
         # Mosquitto 2.0 may send more than our Receive Maximum once acknowledgements flow
         # (ADR 0007): stop reading while the inbox is full, so memory and ack latency stay
@@ -256,6 +300,8 @@ class Bridge:
     async def _process(self) -> None:
         while True:
             batch = await self._next_batch()
+            if self._inject_fault:
+                raise RuntimeError("injected fault (SIGUSR2)")
             self._batch_in_hand = True
             if any(self._unknown_device(m.topic) for m in batch):
                 await self._refresh_registry()
@@ -291,7 +337,7 @@ class Bridge:
             records += self._records_for(msg, received_at, remember)
         metrics.FORWARDED.inc(self._forwarded)
         futures = await self._produce(records)
-        task = asyncio.create_task(self._confirm(batch, records, remember, futures))
+        task = self._supervisor.spawn(self._confirm(batch, records, remember, futures), name="confirm", job=True)
         self._confirming.add(task)
         task.add_done_callback(self._confirming.discard)
 
@@ -327,10 +373,13 @@ class Bridge:
             attempt = await self._kafka_trouble(error, attempt)
             futures = await self._produce(records)
         for device_id, seq in remember:
-            self._unconfirmed_seqs.discard((device_id, seq))
-            self._tracks.setdefault(device_id, DeviceTrack()).remember(seq)
+            digest = self._unconfirmed_seqs.pop((device_id, seq), 0)
+            self._tracks.setdefault(device_id, DeviceTrack()).remember(seq, digest)
         assert self._mqtt is not None
         self._mqtt.ack(batch)
+        self._unacked -= len(batch)
+        self.progress.waiting(self._unacked)
+        self.progress.advanced()
         now = time.monotonic()
         observe = metrics.ACK_LATENCY.observe
         for msg in batch:
@@ -344,6 +393,15 @@ class Bridge:
         return attempt
 
     def _records_for(self, msg: Incoming, received_at: datetime, remember: list[tuple[str, int]]) -> list[Record]:
+        """The records one message becomes. A barrier: whatever judging it raises becomes a
+        dead letter (`internal_error`) and the batch goes on without it."""
+        try:
+            return self._judge(msg, received_at, remember)
+        except Exception as exc:
+            log.exception("message could not be judged; dead-lettered", topic=msg.topic[:256], error=error_detail(exc))
+            return [self._dead_letter(msg, None, received_at, Reason.INTERNAL_ERROR, error_detail(exc))]
+
+    def _judge(self, msg: Incoming, received_at: datetime, remember: list[tuple[str, int]]) -> list[Record]:
         parsed = self._parse_topic(msg.topic)
         if parsed is None:
             return [self._dead_letter(msg, None, received_at, "foreign_topic", "not a device topic")]
@@ -354,15 +412,24 @@ class Bridge:
             return [self._dead_letter(msg, device_id, received_at, "foreign_topic", f"unexpected topic kind {kind}")]
         outcome = validate(device_id, msg.payload, received_at, self._registry)
         records: list[Record] = []
-        if outcome.seq is not None:
-            track = self._tracks.get(device_id)
-            if track is None:
-                track = self._tracks[device_id] = DeviceTrack()
+        track = self._tracks.get(device_id)
+        if track is None:
+            track = self._tracks[device_id] = DeviceTrack()
+        if outcome.seq is None:
+            # Refused before its seq could be read: it explains one missing seq, so the gap
+            # it leaves is not answered with a resend request for the same bad message.
+            track.seqless_rejects += 1
+        else:
             key = (device_id, outcome.seq)
-            if track.seen(outcome.seq) or key in self._unconfirmed_seqs:
+            known = self._unconfirmed_seqs.get(key, track.digest_of(outcome.seq))
+            if known == outcome.digest:
                 metrics.DUPLICATES.inc()
                 return []
-            self._unconfirmed_seqs.add(key)
+            if known is not None or (track.last_seq is not None and outcome.seq < track.last_seq - SEQ_WINDOW):
+                # An old seq with other readings: the device restarted its counter. Its
+                # readings are new; they are stored unless (patient, metric, ts) is already.
+                records.append(self._seq_reset(device_id, track, outcome.seq, received_at))
+            self._unconfirmed_seqs[key] = outcome.digest
             remember.append(key)
             records += self._device_side_events(device_id, outcome, track, received_at)
         for reading_set in outcome.accepted.values():
@@ -386,6 +453,19 @@ class Bridge:
         for rejection in outcome.rejections:
             records.append(self._dead_letter(msg, device_id, received_at, rejection.reason, rejection.detail))
         return records
+
+    def _seq_reset(self, device_id: str, track: DeviceTrack, seq: int, at: datetime) -> Record:
+        log.info("device restarted its seq counter", device_id=device_id, last_seq=track.last_seq, got_seq=seq)
+        event = DeviceEvent(
+            kind="seq_reset",
+            device_id=device_id,
+            at=at,
+            patient_id=self._patient_of(device_id),
+            expected_seq=None if track.last_seq is None else track.last_seq + 1,
+            got_seq=seq,
+        )
+        track.reset()
+        return self._event(event)
 
     def _dead_letter(
         self, msg: Incoming, device_id: str | None, received_at: datetime, reason: str, detail: str
@@ -430,7 +510,13 @@ class Bridge:
         records = []
         seq = outcome.seq
         assert seq is not None
-        gap = track.last_seq is not None and seq > track.last_seq + 1
+        missing = seq - track.last_seq - 1 if track.last_seq is not None else 0
+        if missing > 0 and track.seqless_rejects:
+            # Messages refused before their seq was known fill these slots.
+            explained = min(missing, track.seqless_rejects)
+            track.seqless_rejects -= explained
+            missing -= explained
+        gap = missing > 0
         battery = outcome.battery
         battery_moved = battery is not None and (
             track.last_battery is None or abs(battery - track.last_battery) >= BATTERY_STEP
