@@ -20,8 +20,8 @@ def main() -> None:
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        # X-Forwarded-* are judged by the app itself, against RPM_API_TRUSTED_PROXIES (api.clients).
+        proxy_headers=False,
         # Our structlog/stdlib logging is configured above; uvicorn must not replace it.
         log_config=None,
         server_header=False,

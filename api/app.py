@@ -16,6 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from api.audit.rejections import handle_validation
 from api.auth import endpoints as auth_endpoints
 from api.auth.ratelimit import LoginRateLimiter
+from api.checkins import endpoints as checkin_endpoints
+from api.checkins.publisher import ReadingsPublisher
 from api.headers import SecurityHeadersMiddleware
 from api.health import endpoints as health_endpoints
 from api.inputs import screen_inputs
@@ -50,10 +52,15 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         # is away; /readyz reports it and requests answer 503 until it is back.
         await pool.open(wait=False)
         app.state.pool = pool
+        # Check-ins go to Kafka like device readings; it connects on first use.
+        publisher = app.state.readings_publisher = ReadingsPublisher(
+            settings.kafka_bootstrap, idempotent=settings.kafka_idempotent_producer
+        )
         log.info("api started", environment=settings.environment)
         try:
             yield
         finally:
+            await publisher.close()
             await pool.close()
             log.info("api stopped")
 
@@ -84,4 +91,5 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(health_endpoints.router)
     app.include_router(auth_endpoints.router, prefix=API_PREFIX)
     app.include_router(observation_endpoints.router, prefix=API_PREFIX)
+    app.include_router(checkin_endpoints.router, prefix=API_PREFIX)
     return app

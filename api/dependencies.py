@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from fastapi import Request
 
+from api import clients
 from api.auth.ratelimit import LoginRateLimiter
 from api.db import Pool
 from api.security import PasswordWork
@@ -36,8 +37,13 @@ def get_password_work(request: Request) -> PasswordWork:
 
 
 def client_address(request: Request) -> str:
-    """The caller's address (uvicorn resolves X-Forwarded-For from trusted proxies only)."""
-    return request.client.host if request.client else "unknown"
+    """The caller's address; X-Forwarded-For counts only from trusted proxies (api.clients)."""
+    settings = get_settings(request)
+    return clients.client_address(
+        request.client.host if request.client else None,
+        request.headers.getlist("x-forwarded-for"),
+        settings.trusted_proxy_networks,
+    )
 
 
 def utc_now() -> datetime:

@@ -136,9 +136,12 @@ async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, exc.status_code, code, detail, headers=exc.headers)
 
 
-def _error_entries(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    # Only location, message and type: pydantic's `input` would echo what the client sent,
-    # which can be a password (login form) or health data.
+def error_entries(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Validation errors as the problem document lists them.
+
+    Only location, message and type: pydantic's `input` would echo what the client sent,
+    which can be a password (login form) or health data.
+    """
     return [
         {
             "loc": [str(p) for p in err.get("loc", ())],
@@ -149,9 +152,8 @@ def _error_entries(errors: Sequence[Any]) -> list[dict[str, Any]]:
     ]
 
 
-async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = _error_entries(exc.errors())
+def validation_response(request: Request, errors: list[dict[str, Any]]) -> JSONResponse:
+    """The 422 problem of a request that failed validation."""
     where = ", ".join(".".join(e["loc"]) + ": " + e["message"] for e in errors[:5])
     return problem_response(
         request,
@@ -161,6 +163,11 @@ async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
         title="Request validation failed",
         extensions={"errors": errors},
     )
+
+
+async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return validation_response(request, error_entries(exc.errors()))
 
 
 async def _handle_database_down(request: Request, exc: Exception) -> JSONResponse:

@@ -135,7 +135,8 @@ def decode_token(token: str, *, key: str, issuer: str, verify_exp: bool = True) 
         raise TokenError("invalid_token", "the access token is not valid") from exc
     try:
         return _claims(payload)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
+        # OverflowError/OSError: a timestamp claim beyond what a datetime can hold.
         raise TokenError("invalid_token", "the access token is not valid") from exc
 
 

@@ -1,13 +1,16 @@
 """Settings of the API process (pydantic-settings, prefix `RPM_`).
 
 Composes the shared database, Kafka and MQTT groups (the latter two for readiness checks)
-with what only the API needs: token signing, session limits and login rate limiting.
+with what only the API needs: token signing, session limits, login throttling and the
+reverse proxies it may believe about the client's address.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
+from functools import cached_property
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -28,6 +31,11 @@ def _seconds_or_duration(value: Any) -> Any:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_seconds_or_duration)]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 class ApiSettings(DatabaseSettings, KafkaSettings, MqttSettings):
@@ -40,9 +48,10 @@ class ApiSettings(DatabaseSettings, KafkaSettings, MqttSettings):
     jwt_issuer: str = Field("rpm-api", description="`iss` and `aud` claim of the tokens this API issues and accepts")
     api_host: str = Field("127.0.0.1", description="Interface uvicorn binds to")
     api_port: int = Field(18000, ge=1, le=65535, description="TCP port uvicorn listens on")
-    forwarded_allow_ips: str = Field(
-        "127.0.0.1",
-        description="Proxies whose X-Forwarded-For is trusted for the client address (login rate limiting)",
+    api_trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or CIDR networks of reverse proxies whose X-Forwarded-For "
+        "and X-Forwarded-Proto are believed; empty: none, the TCP peer is the client",
     )
     access_token_ttl: Duration = Field(
         timedelta(minutes=15),
@@ -59,16 +68,27 @@ class ApiSettings(DatabaseSettings, KafkaSettings, MqttSettings):
     login_failure_window: Duration = Field(
         timedelta(minutes=5), description="Sliding window over which failed logins are counted"
     )
-    login_max_failures_per_username: int = Field(
+    login_max_failures_per_user_and_client: int = Field(
         5,
         ge=1,
-        description="Failed logins of one username within the window before it is refused (429)",
+        description="Failed logins of one username from one client address within the window before "
+        "that pair has to wait (429, the wait doubling with each further failure)",
     )
     login_max_failures_per_ip: int = Field(
         20,
         ge=1,
-        description="Failed logins from one client address within the window before it is "
-        "refused (429); higher than per username because many users may share an address (NAT)",
+        description="Failed logins from one client address within the window before it has to wait (429); "
+        "higher than per username because many users may share an address (NAT)",
+    )
+    login_max_failures_per_user: int = Field(
+        20,
+        ge=1,
+        description="Failed logins of one username from all addresses within the window before clients "
+        "where that user never logged in have to wait (429); clients they logged in from are exempt",
+    )
+    login_max_delay: Duration = Field(
+        timedelta(minutes=5),
+        description="Longest wait the progressive login delay imposes (seconds or ISO 8601 duration)",
     )
     password_hash_concurrency: int = Field(
         4,
@@ -85,6 +105,21 @@ class ApiSettings(DatabaseSettings, KafkaSettings, MqttSettings):
         gt=0,
         description="Seconds each /readyz dependency check may take before it counts as failed",
     )
+
+    @field_validator("api_trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        for item in _split(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"RPM_API_TRUSTED_PROXIES: {item!r} is not an address or network") from exc
+        return value
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        """The parsed `api_trusted_proxies`."""
+        return tuple(ipaddress.ip_network(item, strict=False) for item in _split(self.api_trusted_proxies))
 
     @field_validator("jwt_secret")
     @classmethod

@@ -1,16 +1,18 @@
-"""`current_principal`: the dependency that makes an endpoint require a valid access token."""
+"""`current_principal`: the dependency that makes an endpoint require a valid access token
+of an open session; `optional_principal` for endpoints that answer anyone but tell more to
+some roles."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from api.auth import service
 from api.auth.schemas import Principal
 from api.db import Pool
-from api.dependencies import get_pool, get_settings
+from api.dependencies import client_address, get_pool, get_settings
 from api.problems import Problem
 from api.settings import ApiSettings
 
@@ -26,18 +28,34 @@ def unauthorized(code: str, detail: str) -> Problem:
     return Problem(401, code, detail, headers={"WWW-Authenticate": challenge})
 
 
-async def current_principal(
-    token: Annotated[str | None, Depends(bearer_token)],
-    pool: Annotated[Pool, Depends(get_pool)],
-    settings: Annotated[ApiSettings, Depends(get_settings)],
-) -> Principal:
+async def resolve_principal(request: Request, token: str) -> Principal | service.Refused:
+    """Authenticate a bearer token; the principal is kept on the request (for the audit of
+    requests refused later, e.g. by validation)."""
+    settings: ApiSettings = get_settings(request)
+    pool: Pool = get_pool(request)
+    async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
+        outcome = await service.authenticate(conn, settings=settings, token=token, client_ip=client_address(request))
+    if isinstance(outcome, Principal):
+        request.state.principal = outcome
+    return outcome
+
+
+async def current_principal(request: Request, token: Annotated[str | None, Depends(bearer_token)]) -> Principal:
     if not token:
         raise unauthorized("not_authenticated", "an access token is required (Authorization: Bearer <token>)")
-    async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
-        outcome = await service.authenticate(conn, settings=settings, token=token)
+    outcome = await resolve_principal(request, token)
     if isinstance(outcome, service.Refused):
         raise unauthorized(outcome.code, outcome.detail)
     return outcome
 
 
+async def optional_principal(request: Request, token: Annotated[str | None, Depends(bearer_token)]) -> Principal | None:
+    """The caller when a valid token came with the request, else None (never refuses)."""
+    if not token:
+        return None
+    outcome = await resolve_principal(request, token)
+    return outcome if isinstance(outcome, Principal) else None
+
+
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]

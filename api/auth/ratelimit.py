@@ -1,40 +1,75 @@
-"""Login rate limiting: a sliding window of failed logins per username and per client address.
+"""Login throttling that an attacker cannot turn against the user they target.
 
-Pure and in-process (the clock is injected, so it is tested without sleeping). With
-several API replicas each keeps its own counts, so the effective limit is multiplied by the
-replica count; a shared store (PostgreSQL or Redis) is the next step if that matters.
-The event loop is single-threaded and no method awaits, so no lock is needed.
+Failed logins are counted in a sliding window under three keys, each with its own budget;
+once a budget is spent the next attempt under that key has to wait, and the wait doubles
+with every further failure (1 s, 2 s, 4 s, ... up to a cap): a progressive delay rather than
+a lock-out (OWASP Authentication Cheat Sheet, "login throttling").
+
+- username and client address together: guessing one user's password from one client is
+  slowed at once (small budget). This is the only key a single attacking client can spend.
+- client address alone: one client spraying many usernames (larger budget, since many
+  users can share an address behind NAT).
+- username alone: many clients guessing one user's password (a distributed attack). Its
+  delay does not apply to clients where that user has logged in successfully before, so
+  the user can still log in from their own client while the attack goes on.
+
+A correct password from a client clears that (username, client) budget and marks the client
+as known for the user; it does not clear the address or the username-wide budgets, which
+the attacker would otherwise reset by logging in to an account of their own.
+
+Memory is bounded: keys are keyed BLAKE2b digests (16 bytes, whatever the username or address
+length), each key keeps at most a fixed number of timestamps, and each table keeps at most
+`max_keys` keys, the least recently touched going first.
+
+Pure and in-process (the clock is injected, so it is tested without sleeping). With several
+API replicas each keeps its own counts, so budgets multiply by the replica count. The event
+loop is single-threaded and no method awaits, so no lock is needed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final, Literal
 
-# Bounds memory when an attacker sprays random usernames or addresses: the oldest keys go.
-MAX_TRACKED_KEYS = 100_000
+Scope = Literal["user_and_client", "client", "user"]
+
+# Keys kept per table; an attacker spraying usernames or addresses evicts the oldest first.
+MAX_TRACKED_KEYS: Final = 50_000
+# How long a client stays known for a user after a successful login there.
+KNOWN_CLIENT_SECONDS: Final = 30 * 24 * 3600.0
+FIRST_DELAY_SECONDS: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a login is refused before the password is even checked."""
 
-    scope: str  # "username" or "ip"
-    retry_after: int  # whole seconds until one failure leaves the window
+    scope: Scope
+    retry_after: int  # whole seconds until an attempt under this key is allowed again
 
 
-class _Window:
-    """Failure timestamps per key within a sliding window."""
+class _Throttle:
+    """Failure timestamps per key within a sliding window, and the delay they impose."""
 
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit = limit
+    def __init__(self, budget: int, window: float, max_delay: float, max_keys: int) -> None:
+        self.budget = budget
         self.window = window
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self.max_delay = max_delay
+        self.max_keys = max_keys
+        # Past budget + this many failures the delay is at its cap: older stamps add nothing.
+        self._keep = budget + max(1, math.ceil(math.log2(max(max_delay, 1.0) / FIRST_DELAY_SECONDS)) + 1)
+        self._failures: OrderedDict[bytes, deque[float]] = OrderedDict()
 
-    def _prune(self, key: str, now: float) -> deque[float] | None:
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def _prune(self, key: bytes, now: float) -> deque[float] | None:
         stamps = self._failures.get(key)
         if stamps is None:
             return None
@@ -45,65 +80,102 @@ class _Window:
             return None
         return stamps
 
-    def retry_after(self, key: str, now: float) -> int | None:
+    def wait(self, key: bytes, now: float) -> float:
+        """Seconds until an attempt under this key is allowed (0: allowed now)."""
         stamps = self._prune(key, now)
-        if stamps is None or len(stamps) < self.limit:
-            return None
-        # Allowed again when enough failures have aged out to drop below the limit.
-        release = stamps[len(stamps) - self.limit] + self.window
-        return max(1, math.ceil(release - now))
+        if stamps is None or len(stamps) < self.budget:
+            return 0.0
+        excess = len(stamps) - self.budget
+        delay = min(self.max_delay, FIRST_DELAY_SECONDS * 2.0**excess)
+        return max(0.0, stamps[-1] + delay - now)
 
-    def add(self, key: str, now: float) -> None:
+    def add(self, key: bytes, now: float) -> None:
         stamps = self._prune(key, now)
         if stamps is None:
-            stamps = self._failures[key] = deque()
+            stamps = self._failures[key] = deque(maxlen=self._keep)
         stamps.append(now)
         self._failures.move_to_end(key)
-        while len(self._failures) > MAX_TRACKED_KEYS:
+        while len(self._failures) > self.max_keys:
             self._failures.popitem(last=False)
 
-    def clear(self, key: str) -> None:
+    def clear(self, key: bytes) -> None:
         self._failures.pop(key, None)
 
 
 class LoginRateLimiter:
-    """Refuse logins for a username or a client address after too many recent failures."""
+    """Decide whether a login attempt may go ahead; learn from its outcome."""
 
     def __init__(
         self,
         *,
-        max_per_username: int,
-        max_per_ip: int,
+        max_per_user_and_client: int,
+        max_per_client: int,
+        max_per_user: int,
         window_seconds: float,
+        max_delay_seconds: float,
+        max_keys: int = MAX_TRACKED_KEYS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._by_user = _Window(max_per_username, window_seconds)
-        self._by_ip = _Window(max_per_ip, window_seconds)
+        def throttle(budget: int) -> _Throttle:
+            return _Throttle(budget, window_seconds, max_delay_seconds, max_keys)
+
+        self._by_pair = throttle(max_per_user_and_client)
+        self._by_client = throttle(max_per_client)
+        self._by_user = throttle(max_per_user)
+        self._known: OrderedDict[bytes, float] = OrderedDict()  # (user, client) -> last success
+        self._max_keys = max_keys
         self._clock = clock
+        # A per-process key: the digests in memory do not reveal usernames or addresses.
+        self._salt = secrets.token_bytes(16)
 
-    @staticmethod
-    def _user_key(username: str) -> str:
+    def _digest(self, *parts: str) -> bytes:
+        return hashlib.blake2b(
+            "\x00".join(parts).encode("utf-8", "surrogatepass"), key=self._salt, digest_size=16
+        ).digest()
+
+    def _keys(self, username: str, client: str) -> tuple[bytes, bytes, bytes]:
         # Case variants of one name count together, so they cannot multiply the budget.
-        return username.strip().casefold()
+        user = username.strip().casefold()
+        return self._digest("pair", user, client), self._digest("client", client), self._digest("user", user)
 
-    def check(self, username: str, ip: str) -> Refusal | None:
-        """A refusal when either budget is spent, else None."""
+    def tracked_keys(self) -> int:
+        """How many keys are held in all tables (for tests and metrics)."""
+        return len(self._by_pair) + len(self._by_client) + len(self._by_user) + len(self._known)
+
+    def _is_known(self, pair: bytes, now: float) -> bool:
+        seen = self._known.get(pair)
+        if seen is None:
+            return False
+        if now - seen > KNOWN_CLIENT_SECONDS:
+            del self._known[pair]
+            return False
+        return True
+
+    def check(self, username: str, client: str) -> Refusal | None:
+        """A refusal when this attempt has to wait, else None."""
         now = self._clock()
-        refusals = [
-            Refusal(scope, wait)
-            for scope, wait in (
-                ("username", self._by_user.retry_after(self._user_key(username), now)),
-                ("ip", self._by_ip.retry_after(ip, now)),
-            )
-            if wait is not None
+        pair, by_client, user = self._keys(username, client)
+        waits: list[tuple[Scope, float]] = [
+            ("user_and_client", self._by_pair.wait(pair, now)),
+            ("client", self._by_client.wait(by_client, now)),
         ]
-        return max(refusals, key=lambda r: r.retry_after) if refusals else None
+        if not self._is_known(pair, now):
+            waits.append(("user", self._by_user.wait(user, now)))
+        scope, wait = max(waits, key=lambda item: item[1])
+        return Refusal(scope, max(1, math.ceil(wait))) if wait > 0 else None
 
-    def record_failure(self, username: str, ip: str) -> None:
+    def record_failure(self, username: str, client: str) -> None:
         now = self._clock()
-        self._by_user.add(self._user_key(username), now)
-        self._by_ip.add(ip, now)
+        pair, by_client, user = self._keys(username, client)
+        self._by_pair.add(pair, now)
+        self._by_client.add(by_client, now)
+        self._by_user.add(user, now)
 
-    def record_success(self, username: str) -> None:
-        """A correct password clears that username's failures (not the address's)."""
-        self._by_user.clear(self._user_key(username))
+    def record_success(self, username: str, client: str) -> None:
+        """A correct password: this client is known for the user and its pair budget is whole again."""
+        pair, _, _ = self._keys(username, client)
+        self._by_pair.clear(pair)
+        self._known[pair] = self._clock()
+        self._known.move_to_end(pair)
+        while len(self._known) > self._max_keys:
+            self._known.popitem(last=False)

@@ -21,4 +21,6 @@ class CheckResult(BaseModel):
 
 class Readiness(BaseModel):
     status: Literal["ready"] = "ready"
-    checks: dict[str, CheckResult]
+    checks: dict[str, CheckResult] | None = Field(
+        None, description="Each dependency check; only for ops and admin callers"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
@@ -12,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
@@ -23,6 +26,14 @@ DEFAULT_SPAN: Final = timedelta(hours=24)
 MAX_SPAN: Final = timedelta(days=31)
 DEFAULT_LIMIT: Final = 1000
 MAX_LIMIT: Final = 10_000
+# Instants the API accepts: far enough from year 1 and 9999 that any range, default span or
+# cursor computed from them stays a valid datetime (and a valid PostgreSQL timestamptz).
+EARLIEST: Final = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
+_RANGE: Final = {"low": EARLIEST.isoformat(), "high": LATEST.isoformat()}
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_CURSOR_LENGTH: Final = 200
+_CURSOR: Final = re.compile(r"[A-Za-z0-9_-]+")
 
 _RFC3339: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 # In a query string an unencoded "+" arrives as a space; accept "...T08:00:00 01:00"
@@ -44,9 +55,19 @@ def _parse_rfc3339(value: Any) -> Any:
     # Python parses at most microseconds: drop extra fraction digits (nanosecond clients).
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     try:
-        return datetime.fromisoformat(text.replace("z", "Z"))
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError as exc:
         raise PydanticCustomError("rfc3339", "is not a valid date-time: {error}", {"error": str(exc)}) from exc
+    # Normalised to UTC here, once: 0001-01-01T00:00:00+01:00 or 9999-12-31T23:59:59-01:00
+    # exist as written but not in UTC, and date arithmetic near the ends of the calendar
+    # overflows. Refuse what falls outside the range every computation of ours can handle.
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError as exc:
+        raise PydanticCustomError("rfc3339", "is outside the supported range {low} to {high}", _RANGE) from exc
+    if not EARLIEST <= utc <= LATEST:
+        raise PydanticCustomError("rfc3339", "is outside the supported range {low} to {high}", _RANGE)
+    return utc
 
 
 Rfc3339 = Annotated[datetime | None, BeforeValidator(_parse_rfc3339)]
@@ -63,6 +84,13 @@ class ObservationQuery(BaseModel):
     start: Rfc3339 = Field(None, description="Inclusive start, RFC 3339 with offset (default: end - 24 h)")
     end: Rfc3339 = Field(None, description="Exclusive end, RFC 3339 with offset (default: now)")
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"At most this many items (max {MAX_LIMIT})")
+    _after: datetime | None = PrivateAttr(None)
+    cursor: str | None = Field(
+        None,
+        max_length=MAX_CURSOR_LENGTH,
+        description="`next_cursor` of the previous page: continue after its last item "
+        "(send the same metric, start and end with it)",
+    )
 
     @field_validator("metric")
     @classmethod
@@ -77,14 +105,28 @@ class ObservationQuery(BaseModel):
 
     @model_validator(mode="after")
     def _resolve_range(self) -> ObservationQuery:
-        end = (self.end or datetime.now(UTC)).astimezone(UTC)
-        start = (self.start or end - DEFAULT_SPAN).astimezone(UTC)
+        # Both are UTC and within [EARLIEST, LATEST] (see _parse_rfc3339): no overflow here.
+        end = self.end or datetime.now(UTC)
+        start = self.start or end - DEFAULT_SPAN
         if start >= end:
             raise PydanticCustomError("time_range", "start must be before end")
         if end - start > MAX_SPAN:
             raise PydanticCustomError("time_range", "the range may span at most {days} days", {"days": MAX_SPAN.days})
         self.start, self.end = start, end
+        self._after = decode_cursor(self.cursor, self.metric) if self.cursor else None
         return self
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _CURSOR.fullmatch(value):
+            raise PydanticCustomError("cursor", "is not a cursor this API issued; start without one")
+        return value
+
+    @property
+    def after(self) -> datetime | None:
+        """The last ts of the previous page, from the cursor (None on the first page)."""
+        return self._after
 
     @property
     def range(self) -> tuple[datetime, datetime]:
@@ -109,7 +151,33 @@ class ObservationPage(BaseModel):
     start: datetime
     end: datetime
     items: list[ObservationRead]
-    truncated: bool = Field(
-        description="True when more observations fall in the range than `limit`; "
-        "continue from just after the last item's ts"
+    truncated: bool = Field(description="True when more observations fall in the range than this page holds")
+    next_cursor: str | None = Field(
+        description="Opaque: pass as `cursor` (with the same query) for the next page; null on the last page"
     )
+
+
+def encode_cursor(metric: str, last_ts: datetime) -> str:
+    """An opaque keyset cursor: the metric and the exact (microsecond) ts of the last item."""
+    micros = (last_ts - _EPOCH) // timedelta(microseconds=1)
+    raw = json.dumps({"v": 1, "m": metric, "t": micros}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, metric: str) -> datetime:
+    """The ts a cursor continues after; a cursor that is not ours or not for this metric is refused."""
+    invalid = PydanticCustomError("cursor", "is not a cursor this API issued for this metric; start without one")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("v") != 1 or data.get("m") != metric:
+            raise invalid
+        micros = data.get("t")
+        if not isinstance(micros, int) or isinstance(micros, bool):
+            raise invalid
+        after = _EPOCH + timedelta(microseconds=micros)
+    except (ValueError, TypeError, OverflowError) as exc:  # bad base64, JSON or an instant beyond datetime
+        raise invalid from exc
+    if not EARLIEST <= after <= LATEST:
+        raise invalid
+    return after

@@ -1,4 +1,5 @@
-"""Rules of observation reads: access by care team, audit of every attempt, paging."""
+"""Rules of observation reads: access by care team, audit of every attempt (with the
+caller's address and session), keyset paging with an opaque cursor."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from api.audit.schemas import AuditEvent
 from api.auth.schemas import Principal
 from api.db import Conn
 from api.observations import repository
-from api.observations.schemas import ObservationPage, ObservationQuery
+from api.observations.schemas import ObservationPage, ObservationQuery, encode_cursor
 from core.catalogue import CATALOGUE
 
 READ_ACTION = "read"
@@ -24,12 +25,16 @@ async def read_observations(
     asked for and how many items went out, never the values.
     """
     start, end = query.range
-    asked = {
+    asked: dict[str, object] = {
         "metric": query.metric,
         "start": start.isoformat(),
         "end": end.isoformat(),
         "limit": query.limit,
+        "client_ip": principal.client_ip,
+        "session_id": principal.session_id,
     }
+    if query.after is not None:
+        asked["after"] = query.after.isoformat()
     allowed = await may_read_patient(conn, principal, patient_id)
     if not allowed:
         await audit_repository.record(
@@ -46,8 +51,11 @@ async def read_observations(
         )
         return None
     # One row more than asked tells whether the range holds more than the page.
-    rows = await repository.list_observations(conn, patient_id, query.metric, start, end, query.limit + 1)
+    rows = await repository.list_observations(
+        conn, patient_id, query.metric, start, end, query.limit + 1, after=query.after
+    )
     items, truncated = rows[: query.limit], len(rows) > query.limit
+    next_cursor = encode_cursor(query.metric, items[-1].ts) if truncated else None
     await audit_repository.record(
         conn,
         AuditEvent(
@@ -68,4 +76,5 @@ async def read_observations(
         end=end,
         items=items,
         truncated=truncated,
+        next_cursor=next_cursor,
     )

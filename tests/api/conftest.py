@@ -12,7 +12,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -178,8 +178,21 @@ def login(client: httpx.AsyncClient) -> Callable[[TestUser], Awaitable[dict[str,
     return do
 
 
+def open_session(db: psycopg.Connection, user_id: uuid.UUID, *, auth_time: datetime, hours: float = 12) -> str:
+    """A `sessions` row as a login would open it; returns its id (the token's `sid`)."""
+    session_id = uuid.uuid4().hex
+    db.execute(
+        """
+        INSERT INTO sessions (id, user_id, created_at, expires_at, last_refreshed_at)
+        VALUES (%s, %s, %s, %s, %s)
+        """,
+        (session_id, user_id, auth_time, auth_time + timedelta(hours=hours), auth_time),
+    )
+    return session_id
+
+
 @pytest.fixture
-def auth_headers(settings: ApiSettings) -> Callable[[TestUser], dict[str, str]]:
+def auth_headers(settings: ApiSettings, db: psycopg.Connection) -> Callable[[TestUser], dict[str, str]]:
     """The Authorization header of a fresh session for a user, signed like a login would.
 
     Skips argon2 (about 0.1 s per login) in tests about something else than logging in;
@@ -193,7 +206,7 @@ def auth_headers(settings: ApiSettings) -> Callable[[TestUser], dict[str, str]]:
             issuer=settings.jwt_issuer,
             user_id=user.id,
             role=user.role,
-            session_id=uuid.uuid4().hex,
+            session_id=open_session(db, user.id, auth_time=now),
             auth_time=now,
             now=now,
             ttl=settings.access_token_ttl,

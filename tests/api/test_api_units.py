@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from api.auth.ratelimit import LoginRateLimiter
+from api.auth.ratelimit import LoginRateLimiter, Refusal
 from api.security import TokenError, decode_token, hash_password, issue_token, verify_password
 from api.settings import ApiSettings
 
@@ -57,40 +57,107 @@ def test_tokens_round_trip_and_never_outlive_the_session() -> None:
     assert other_issuer.value.code == "invalid_token"
 
 
-def test_rate_limiter_counts_failures_in_a_sliding_window() -> None:
+def limiter(clock: FakeClock, *, pair: int = 3, client: int = 5, user: int = 10, **kw: int) -> LoginRateLimiter:
+    return LoginRateLimiter(
+        max_per_user_and_client=pair,
+        max_per_client=client,
+        max_per_user=user,
+        window_seconds=300,
+        max_delay_seconds=300,
+        clock=clock,
+        **kw,
+    )
+
+
+def test_failures_from_one_client_make_that_client_wait_ever_longer() -> None:
     clock = FakeClock()
-    limiter = LoginRateLimiter(max_per_username=3, max_per_ip=5, window_seconds=300, clock=clock)
+    throttle = limiter(clock, pair=3)
     for _ in range(3):
-        assert limiter.check("alice", "10.0.0.1") is None
-        limiter.record_failure("alice", "10.0.0.1")
-        clock.now += 10
-    refusal = limiter.check("Alice", "10.0.0.2")  # another address, same user
-    assert refusal is not None
-    assert refusal.scope == "username"
-    assert refusal.retry_after == 300 - 30  # until the first failure leaves the window
-    clock.now += refusal.retry_after
-    assert limiter.check("alice", "10.0.0.1") is None
+        assert throttle.check("alice", "10.0.0.1") is None
+        throttle.record_failure("alice", "10.0.0.1")
+    refusal = throttle.check("Alice", "10.0.0.1")  # case variants share the budget
+    assert refusal == Refusal("user_and_client", 1)
+    waits = []
+    for _ in range(5):
+        refusal = throttle.check("alice", "10.0.0.1")
+        assert refusal is not None
+        waits.append(refusal.retry_after)
+        clock.now += refusal.retry_after
+        assert throttle.check("alice", "10.0.0.1") is None
+        throttle.record_failure("alice", "10.0.0.1")
+    assert waits == [1, 2, 4, 8, 16]  # progressive: doubling after each further failure
+    # The same user from another client is not slowed down by any of this.
+    assert throttle.check("alice", "10.0.0.2") is None
 
 
-def test_rate_limiter_locks_an_address_across_usernames_only_for_that_address() -> None:
+def test_the_delay_is_capped_and_failures_leave_the_window() -> None:
     clock = FakeClock()
-    limiter = LoginRateLimiter(max_per_username=3, max_per_ip=4, window_seconds=300, clock=clock)
-    for name in ("a", "b", "c", "d"):
-        limiter.record_failure(name, "10.0.0.1")
-    refusal = limiter.check("e", "10.0.0.1")
+    throttle = LoginRateLimiter(
+        max_per_user_and_client=1,
+        max_per_client=100,
+        max_per_user=100,
+        window_seconds=600,
+        max_delay_seconds=30,
+        clock=clock,
+    )
+    for _ in range(12):
+        throttle.record_failure("bob", "10.0.0.1")
+    refusal = throttle.check("bob", "10.0.0.1")
     assert refusal is not None
-    assert refusal.scope == "ip"
-    assert limiter.check("e", "10.0.0.2") is None
+    assert refusal.retry_after == 30
+    clock.now += 600
+    assert throttle.check("bob", "10.0.0.1") is None
 
 
-def test_success_clears_the_username_budget_but_not_the_address_budget() -> None:
-    limiter = LoginRateLimiter(max_per_username=2, max_per_ip=3, window_seconds=300, clock=FakeClock())
-    limiter.record_failure("alice", "10.0.0.1")
-    limiter.record_failure("alice", "10.0.0.1")
-    limiter.record_success("alice")
-    assert limiter.check("alice", "10.0.0.9") is None
-    limiter.record_failure("bob", "10.0.0.1")
-    assert limiter.check("carol", "10.0.0.1") is not None
+def test_one_client_spraying_usernames_waits_but_others_behind_other_addresses_do_not() -> None:
+    clock = FakeClock()
+    throttle = limiter(clock, client=4)
+    for name in ("a", "b", "c", "d"):
+        throttle.record_failure(name, "10.0.0.1")
+    refusal = throttle.check("e", "10.0.0.1")
+    assert refusal is not None
+    assert refusal.scope == "client"
+    assert throttle.check("e", "10.0.0.2") is None
+
+
+def test_a_distributed_attack_delays_new_clients_but_not_the_users_own() -> None:
+    clock = FakeClock()
+    throttle = limiter(clock, pair=3, user=4)
+    throttle.record_success("carol", "192.0.2.1")  # carol's own laptop
+    for bot in range(4):
+        throttle.record_failure("carol", f"198.51.100.{bot}")
+    refusal = throttle.check("carol", "203.0.113.5")  # a client carol never used
+    assert refusal is not None
+    assert refusal.scope == "user"
+    assert throttle.check("carol", "192.0.2.1") is None
+
+
+def test_success_clears_only_that_clients_budget_for_the_user() -> None:
+    clock = FakeClock()
+    throttle = limiter(clock, pair=2, client=3)
+    throttle.record_failure("alice", "10.0.0.1")
+    throttle.record_failure("alice", "10.0.0.1")
+    assert throttle.check("alice", "10.0.0.1") is not None
+    throttle.record_success("alice", "10.0.0.1")
+    assert throttle.check("alice", "10.0.0.1") is None
+    # The address's own budget is not reset by logging in to some account.
+    throttle.record_failure("bob", "10.0.0.1")
+    refusal = throttle.check("carol", "10.0.0.1")
+    assert refusal is not None
+    assert refusal.scope == "client"
+
+
+def test_memory_is_bounded_whatever_the_usernames_sprayed() -> None:
+    clock = FakeClock()
+    throttle = limiter(clock, client=10**9, max_keys=100)
+    huge = "x" * 1_000_000
+    for n in range(1000):
+        throttle.record_failure(f"{huge}{n}", f"10.0.{n // 256}.{n % 256}")
+        throttle.record_success(f"user{n}", "10.0.0.1")
+    # Three failure tables and the known clients, each at most max_keys entries.
+    assert throttle.tracked_keys() <= 4 * 100
+    # Keys are fixed-size digests, not the megabyte usernames.
+    assert {len(key) for key in throttle._by_user._failures} == {16}
 
 
 @pytest.mark.parametrize(
