@@ -5,11 +5,17 @@ from the pure detectors."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import shutil
+import signal
+import socket
+import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -18,6 +24,7 @@ from aiokafka.errors import KafkaError
 
 from core.careplan import CarePlan, default_care_plan
 from core.wire import DETECTIONS, READINGS, DetectionRecord, Reading, ReadingBatch, detection_decoder, encode
+from infra.stack import Stack, metric_value
 from streams.detection.service import DetectorState, detect_readings
 
 
@@ -195,3 +202,80 @@ def healthy_records(rng: np.random.Generator, t0: datetime, count: int, step_min
             )
         )
     return out
+
+
+# --- worker processes of a test's own ----------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class WorkerProcess:
+    """A Faust worker started by a test, with its own settings."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    log_offset: int
+
+    def log(self) -> str:
+        """What the process wrote since it started."""
+        with self.log_path.open("rb") as f:
+            f.seek(self.log_offset)
+            return f.read().decode("utf-8", "replace")
+
+    def metric(self, name: str) -> float | None:
+        try:
+            return metric_value(self.port, name)
+        except httpx.HTTPError:
+            return None
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM, then the exit code (SIGKILL if it does not stop in time)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+
+@contextlib.contextmanager
+def own_worker(
+    stack: Stack, env: dict[str, str] | None = None, *, replace_main: bool = False
+) -> Iterator[WorkerProcess]:
+    """A worker with extra settings: in place of the stack's own (same application id, metrics
+    port and data; the stack's worker is started again afterwards), or beside it."""
+    if replace_main:
+        stack.stop(["streams"])
+        name, port, data = "streams", stack.ports.streams_metrics, stack.state / "streams"
+    else:
+        port = free_port()
+        name, data = f"streams-{port}", stack.state / f"streams-{port}"
+    data.mkdir(exist_ok=True)
+    log_path = stack.logs / f"{name}.log"
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    proc = stack._python(
+        name,
+        "streams",
+        extra_env={
+            "RPM_DATABASE_URL": stack.db_url("streams"),
+            "RPM_STREAMS_METRICS_PORT": str(port),
+            "RPM_STREAMS_DATA_DIR": str(data),
+            **(env or {}),
+        },
+    )
+    worker = WorkerProcess(proc, port, log_path, offset)
+    try:
+        yield worker
+    finally:
+        worker.terminate()
+        if replace_main:
+            stack.stop(["streams"])  # forgets the pid file of the process above
+            stack.start(["streams"])
+        else:
+            shutil.rmtree(data, ignore_errors=True)

@@ -101,3 +101,11 @@ def test_device_classes_answer_from_the_cache_while_the_database_is_unreachable(
             await classes.close()
 
     assert asyncio.run(lookup()) == {}
+
+
+def test_fault_injection_is_refused_in_production_and_must_name_a_point() -> None:
+    with pytest.raises(ValueError, match="refused in production"):
+        StreamsSettings(environment="production", streams_fault_inject="lane-store")
+    with pytest.raises(ValueError, match="must be one of"):
+        StreamsSettings(streams_fault_inject="everywhere")
+    assert StreamsSettings(environment="test", streams_fault_inject="lane-store").streams_fault_inject == "lane-store"
