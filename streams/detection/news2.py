@@ -21,9 +21,10 @@ from typing import Final, Literal
 
 import msgspec
 
+from core.catalogue import AcvpuLevel
 from core.rules import Rule, Severity
 
-Consciousness = Literal["A", "C", "V", "P", "U"]  # ACVPU; C = new confusion
+Consciousness = AcvpuLevel  # ACVPU; C = new confusion (stored as core.catalogue.ACVPU_CODES)
 Scale = Literal[1, 2]
 
 PARAMETERS: Final = (
