@@ -214,3 +214,16 @@ async def test_kafka_away_answers_503_and_audits_the_error(
     assert response.headers["retry-after"] == "5"
     [row] = audit_rows(actor_id=ward["patient"].id, action="create")
     assert (row["outcome"], row["detail"]["reason"]) == ("error", "not_published")
+
+
+@pytest.mark.parametrize(
+    "observed_at",
+    ["0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00", "2026-13-01T00:00:00Z"],
+)
+async def test_dates_at_the_ends_of_the_calendar_are_a_422_not_a_500(
+    client: httpx.AsyncClient, ward: dict[str, Any], auth_headers: Any, observed_at: str
+) -> None:
+    body = {"level": "C", "observed_at": observed_at}
+    response = await client.post(url(ward["mine"]), json=body, headers=auth_headers(ward["patient"]))
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
