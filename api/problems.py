@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Final
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -65,6 +66,15 @@ class Problem(Exception):  # noqa: N818 - named after the RFC 9457 concept, not 
         self.extensions = dict(extensions or {})
 
 
+def request_path(request: Request) -> str:
+    """The path as the client sent it (percent-encoded): a decoded path may hold control
+    characters such as NUL that have no business in an answer or a log."""
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes):
+        return raw.decode("latin-1")
+    return quote(request.url.path, safe="/:@!$&'()*+,;=-._~")
+
+
 def problem_response(
     request: Request | None,
     status: int,
@@ -84,7 +94,7 @@ def problem_response(
         "code": code,
     }
     if request is not None:
-        body["instance"] = request.url.path
+        body["instance"] = request_path(request)
     body.update(extensions or {})
     return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_MEDIA_TYPE)
 
@@ -132,7 +142,7 @@ async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
-        detail = f"no resource at {request.url.path}"
+        detail = f"no resource at {request_path(request)}"
     return problem_response(request, exc.status_code, code, detail, headers=exc.headers)
 
 
@@ -171,7 +181,7 @@ async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _handle_database_down(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable", path=request.url.path, error=type(exc).__name__)
+    log.warning("database unavailable", path=request_path(request), error=type(exc).__name__)
     return problem_response(
         request,
         503,

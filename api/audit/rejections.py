@@ -23,7 +23,7 @@ from api.audit.schemas import AuditEvent
 from api.auth.dependencies import resolve_principal
 from api.auth.schemas import Principal
 from api.db import Pool
-from api.problems import error_entries, validation_response
+from api.problems import error_entries, request_path, validation_response
 from api.settings import ApiSettings
 from core.logging import get_logger
 
@@ -51,7 +51,7 @@ async def _caller(request: Request) -> Principal | None:
 
 def rejection_event(request: Request, principal: Principal, errors: list[dict[str, Any]]) -> AuditEvent:
     route = request.scope.get("route")
-    resource = getattr(route, "path", None) or request.url.path[:256]
+    resource = getattr(route, "path", None) or request_path(request)[:256]
     patient_id = str(request.path_params.get("patient_id", ""))
     return AuditEvent(
         action="read" if request.method in _READS else "write",
@@ -83,7 +83,7 @@ async def audit_rejection(request: Request, errors: list[dict[str, Any]]) -> Non
     except (PoolTimeout, OperationalError) as exc:
         # The request is still the client's mistake (4xx); the missing audit row is ours.
         log.warning(
-            "refused request not audited: database unavailable", path=request.url.path, error=type(exc).__name__
+            "refused request not audited: database unavailable", path=request_path(request), error=type(exc).__name__
         )
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from tests.api.support import assert_problem
@@ -64,6 +65,10 @@ async def test_clinician_reads_a_patient_of_their_care_team_filtered_by_metric_a
     assert row["detail"]["metric"] == "heart_rate"
     assert row["detail"]["returned"] == 3
     assert "value" not in row["detail"]
+    # Who read, from where, in which session (the token's sid).
+    assert row["detail"]["client_ip"] == "192.0.2.10"
+    token = headers["Authorization"].removeprefix("Bearer ")
+    assert row["detail"]["session_id"] == jwt.decode(token, options={"verify_signature": False})["sid"]
 
 
 async def test_other_metric_comes_with_its_own_unit_and_device(
@@ -164,6 +169,64 @@ async def test_default_range_is_the_last_24_hours(
     assert [item["value"] for item in body["items"]] == [37.2]
     span = datetime.fromisoformat(body["end"]) - datetime.fromisoformat(body["start"])
     assert span == timedelta(hours=24)
+
+
+async def test_the_cursor_pages_through_without_repeating_or_skipping(
+    client: httpx.AsyncClient, ward: dict[str, Any], auth_headers: Any, audit_rows: Any
+) -> None:
+    headers = auth_headers(ward["clinician"])
+    params: dict[str, Any] = {"metric": "heart_rate", "limit": 4, **RANGE}
+    seen, pages = [], 0
+    while True:
+        response = await client.get(url(ward["mine"]), params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        seen += [item["ts"] for item in body["items"]]
+        pages += 1
+        if body["next_cursor"] is None:
+            assert body["truncated"] is False
+            break
+        assert body["truncated"] is True
+        params["cursor"] = body["next_cursor"]
+    assert pages == 2
+    assert seen == [f"2025-03-01T08:{10 * i:02d}:00Z" for i in range(6)]  # each once, in order
+    second = audit_rows(actor_id=ward["clinician"].id, action="read")[-1]
+    assert second["detail"]["after"] == "2025-03-01T08:30:00+00:00"
+    assert second["detail"]["returned"] == 2
+
+
+async def test_the_cursor_keeps_microseconds(
+    client: httpx.AsyncClient, make_patient: Any, make_user: Any, add_observations: Any, auth_headers: Any
+) -> None:
+    patient_id = make_patient()
+    base = T0 + timedelta(microseconds=1)
+    add_observations(patient_id, "spo2", [(base, 97.0), (base + timedelta(microseconds=1), 96.0)])
+    headers = auth_headers(make_user("patient", patient_id=patient_id))
+    first = (await client.get(url(patient_id), params={"metric": "spo2", "limit": 1, **RANGE}, headers=headers)).json()
+    second = (
+        await client.get(
+            url(patient_id),
+            params={"metric": "spo2", "limit": 1, "cursor": first["next_cursor"], **RANGE},
+            headers=headers,
+        )
+    ).json()
+    assert [i["value"] for i in first["items"]] == [97.0]
+    assert [i["value"] for i in second["items"]] == [96.0]
+    assert second["next_cursor"] is None
+
+
+@pytest.mark.parametrize("cursor", ["not a cursor", "bm9wZQ", "eyJ2IjoxLCJtIjoic3BvMiIsInQiOjB9", "A" * 201])
+async def test_a_cursor_that_is_not_ours_or_for_another_metric_is_a_422(
+    client: httpx.AsyncClient, ward: dict[str, Any], auth_headers: Any, cursor: str
+) -> None:
+    # The third is a well-formed cursor for spo2, sent with heart_rate.
+    response = await client.get(
+        url(ward["mine"]),
+        params={"metric": "heart_rate", "cursor": cursor, **RANGE},
+        headers=auth_headers(ward["clinician"]),
+    )
+    body = assert_problem(response, 422, "validation_error")
+    assert any(error["loc"][:2] == ["query", "cursor"] or error["type"] == "cursor" for error in body["errors"])
 
 
 async def test_limit_truncates_and_says_so(client: httpx.AsyncClient, ward: dict[str, Any], auth_headers: Any) -> None:
