@@ -151,3 +151,27 @@ def test_a_late_cuff_reading_scores_exactly_and_new_confusion_adds_three(worker:
     assert row[0] == 1.0
     assert row[1] == answer["device_id"]
     assert row[1].startswith("checkin:")
+
+
+def test_a_cuff_reading_with_the_same_time_as_a_wearable_reading_arriving_later_is_scored(worker: Stack) -> None:
+    # The review's case: the wearable alone scores 4 (RR 22: 2, SpO2 95: 1, pulse 95: 1), the
+    # low band; the cuff's systolic 90 taken at the same second scores 3: 7, the high band.
+    patient = f"news2-same-{uuid.uuid4().hex[:10]}"
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    log = DetectionLog(worker.kafka_bootstrap, {patient})
+    wearable = [vitals(minutes(t0, m), hr=95, spo2=95, rr=22, temp=37.0) for m in range(4)]
+    bootstrap = worker.kafka_bootstrap
+    send_batches(bootstrap, [batch(patient, rs, device_id="wear-1", seq=i) for i, rs in enumerate(wearable)])
+    send_batches(bootstrap, [batch(patient, [Reading("glucose", 45, minutes(t0, 3))], device_id="gluco-1")])
+    log.wait_for(lambda rs: "glucose_low_l2" in rules(rs), timeout=60)
+    assert news2(log.read()) == []  # the low band holds 15 minutes before it raises
+
+    cuff = [Reading("bp_systolic", 90, minutes(t0, 3)), Reading("bp_diastolic", 60, minutes(t0, 3))]
+    send_batches(bootstrap, [batch(patient, cuff, device_id="cuff-1", seq=1)])
+    got = log.wait_for(lambda rs: ("news2_high", "raise") in news2(rs), timeout=60)
+    assert news2(got) == [("news2_high", "raise")]
+    high = next(r for r in got if r.rule is Rule.NEWS2_HIGH)
+    assert (high.severity, high.detected_at) == (Severity.CRITICAL, minutes(t0, 3))
+    assert (high.evidence["total"], high.evidence["risk"]) == (7, "high")
+    assert high.evidence["scores"]["bp_systolic"] == 3
+    assert high.evidence["late"] == ["bp_systolic"]
