@@ -267,6 +267,37 @@ def test_detections_that_cannot_be_published_leave_the_state_unchanged() -> None
     assert all(b"detection_publish_failed" in v for v in dead)
 
 
+def test_a_crash_between_the_detections_and_the_state_repeats_the_same_detections() -> None:
+    """The window ADR 0008 allows: detections acknowledged, state not (the worker died). The
+    next owner runs the batch again from the old state and publishes the same detections under
+    the same ids, so a consumer that drops ids it has seen sees each detection once."""
+    p, data, published, _ = pipeline()
+    records = hypoxic("p1")
+
+    async def lost(key: bytes, value: bytes, partition: int) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_exception(ConnectionError("worker killed before the state was acknowledged"))
+        return fut
+
+    p._states = StateStore(data, lost)  # the state's changelog record never arrives
+    asyncio.run(p.process(records))
+    first = [detection_decoder.decode(v) for v in published]
+    assert first
+
+    # The next owner rebuilds the table from the changelog, which has no state of p1.
+    again, data_again, republished, _ = pipeline()
+    asyncio.run(again.process(records))
+    second = [detection_decoder.decode(v) for v in republished]
+    assert [d.detection_id for d in second] == [d.detection_id for d in first]
+    assert [(d.rule, d.kind, d.detected_at, d.episode_start) for d in second] == [
+        (d.rule, d.kind, d.detected_at, d.episode_start) for d in first
+    ]
+    seen: set[str] = set()
+    delivered = [d for d in first + second if not (d.detection_id in seen or seen.add(d.detection_id))]
+    assert [d.detection_id for d in delivered] == [d.detection_id for d in first]
+    assert set(data_again) == {b"p1"}
+
+
 def test_a_replayed_batch_publishes_nothing_twice() -> None:
     p, _, published, _ = pipeline()
     asyncio.run(p.process(hypoxic("p1")))
