@@ -539,7 +539,7 @@ class Stack:
     def _python(
         self, name: str, module: str, *args: str, extra_env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        env = {**self.env(name), **(extra_env or {})}
+        env = {**self.env(module), **(extra_env or {})}  # the module names the process (ingest-2 runs ingest)
         marker = f"-m {module}"
         return self._spawn(name, [sys.executable, "-m", module, *args], env=env, marker=marker)
 

@@ -310,6 +310,29 @@ def test_the_api_cannot_make_anyone_an_admin(
     assert db.execute("SELECT password_hash FROM users WHERE id = %s", (clinician,)).fetchone() == ("rehashed",)
 
 
+def test_the_api_cannot_stretch_or_erase_sessions(
+    login: dict[str, psycopg.Connection], db: psycopg.Connection, clinician: uuid.UUID
+) -> None:
+    session = uuid.uuid4().hex
+    now = datetime.now(UTC)
+    db.execute(
+        "INSERT INTO sessions (id, user_id, created_at, expires_at, last_refreshed_at) VALUES (%s, %s, %s, %s, %s)",
+        (session, clinician, now, now + timedelta(hours=1), now),
+    )
+    api = login["api"]
+    assert _refused(api, "UPDATE sessions SET expires_at = expires_at + interval '1 year' WHERE id = %s", session)
+    assert _refused(api, "UPDATE sessions SET user_id = user_id WHERE id = %s", session)
+    assert _refused(api, "DELETE FROM sessions WHERE id = %s", session)
+    assert _refused(api, "DELETE FROM refresh_tokens WHERE session_id = %s", session)
+    # What its code does is allowed: ending the session.
+    api.execute(
+        "UPDATE sessions SET revoked_at = %s, revoked_reason = 'logout' WHERE id = %s AND revoked_at IS NULL",
+        (now, session),
+    )
+    row = db.execute("SELECT revoked_reason, expires_at FROM sessions WHERE id = %s", (session,)).fetchone()
+    assert row == ("logout", now + timedelta(hours=1))
+
+
 def test_audit_rows_are_insert_only_and_stamped_by_the_database(
     login: dict[str, psycopg.Connection], db: psycopg.Connection, clinician: uuid.UUID
 ) -> None:
