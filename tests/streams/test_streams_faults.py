@@ -2,30 +2,30 @@
 - the database stopped for 60 s mid-stream: storage stalls, then every reading is stored once,
   and detection goes on meanwhile;
 - two workers sharing the partitions, one killed with -9 mid-stream of 50,000 readings: nothing
-  lost, nothing stored twice, every detection exactly the ground truth and published once; the
+  lost, nothing stored twice, every detection of the ground truth published and nothing else; the
   survivor takes over, and the killed worker, restarted, recovers its tables from the changelog.
+
+A detection may be published twice: a kill between a detection's ack and its state's ack makes
+the next owner of the partition detect it again (ADR 0008). What the platform promises is that
+the repeat carries the same id and the same content, so consumers drop it; that is asserted
+here, and tested directly in test_detection_pipeline.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
 import pytest
 
-from core.wire import REJECTED, Reading, ReadingBatch, encode, rejected_decoder
+from core.wire import REJECTED, DetectionRecord, Reading, ReadingBatch, encode, rejected_decoder
 from infra.stack import Stack, metric_value
 from streams.careplans.agents import default_partition
 from tests.helpers import wait_for
@@ -35,6 +35,7 @@ from tests.streams.support import (
     ground_truth,
     healthy_records,
     minutes,
+    own_worker,
     owned_partitions,
     produce,
     read_topic,
@@ -122,7 +123,7 @@ def test_a_60_second_database_outage_stalls_storage_then_every_reading_is_stored
     producer.start()
     try:
         assert wait_for(lambda: stored(worker, names) > 0, timeout=30), "nothing stored before the outage"
-        time.sleep(5)
+        assert wait_for(lambda: producer.sent >= 0.1 * len(records), timeout=60), "the producer is stuck"
         worker.stop(["postgres"])
         down_at = time.monotonic()
         before = producer.sent
@@ -139,7 +140,6 @@ def test_a_60_second_database_outage_stalls_storage_then_every_reading_is_stored
 
     assert wait_for(lambda: stored(worker, names) == total, timeout=120), (stored(worker, names), total)
     caught_up = time.monotonic() - up_at
-    time.sleep(2)
     assert stored(worker, names) == distinct_stored(worker, names) == total
     assert dead_letters_of(worker, set(names)) == []
     # Detection does not wait for the database (up to the stream buffer of the stalled agent).
@@ -148,35 +148,6 @@ def test_a_60_second_database_outage_stalls_storage_then_every_reading_is_stored
 
 
 # --- two workers, one killed -------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def second_worker(stack: Stack) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    port = _free_port()
-    data = stack.state / f"streams2-{port}"
-    data.mkdir()
-    proc = stack._python(
-        "streams2",
-        "streams",
-        extra_env={"RPM_STREAMS_METRICS_PORT": str(port), "RPM_STREAMS_DATA_DIR": str(data)},
-    )
-    try:
-        yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        shutil.rmtree(data, ignore_errors=True)
-
-
 def _scenario(t0: datetime, rng: np.random.Generator, count: int) -> list[list[Reading]]:
     """A patient who turns hypoxic from record 45 to the end (the episode starts before the kill
     at 40 % of the stream and is raised after it) and has a blood-pressure crisis whose repeat
@@ -188,6 +159,12 @@ def _scenario(t0: datetime, rng: np.random.Generator, count: int) -> list[list[R
         bp = [Reading("bp_systolic", 186, minutes(t0, i)), Reading("bp_diastolic", 124, minutes(t0, i))]
         records[i] = [*records[i], *bp]
     return records
+
+
+def _content(r: DetectionRecord) -> tuple[object, ...]:
+    """What identifies a detection to its consumers (times of production and receipt differ
+    between repeats)."""
+    return (r.patient_id, r.rule, r.severity, r.kind, r.detected_at, r.episode_start, r.clears)
 
 
 def _shared(port_a: int, port_b: int) -> bool:
@@ -220,7 +197,8 @@ def test_kill_9_of_one_of_two_workers_loses_nothing_and_duplicates_nothing(worke
     total = sum(len(b.readings) for b in records)
     assert total >= 50_000
 
-    with second_worker(worker) as (proc, port):
+    with own_worker(worker) as second:
+        proc, port = second.proc, second.port
         assert wait_for(lambda: _shared(worker.ports.streams_metrics, port), timeout=120), "no shared partitions"
         # Kill the worker owning the first scenario patient's partition (its state must move).
         victim_partition = next(iter(scenario))
@@ -258,8 +236,10 @@ def test_kill_9_of_one_of_two_workers_loses_nothing_and_duplicates_nothing(worke
         asyncio.run(produce(worker.kafka_bootstrap, [(b.patient_id, encode(b)) for b in tail_batches]))
 
         log = DetectionLog(worker.kafka_bootstrap, set(names))
-        got = log.wait_for(lambda rs: {r.detection_id for r in rs} >= expected_ids, timeout=120)
-        time.sleep(3)
+        log.wait_for(lambda rs: {r.detection_id for r in rs} >= expected_ids, timeout=120)
+        # Everything the workers own is finished (no more detections can come), then read.
+        ports = [worker.ports.streams_metrics] + ([port] if kill_first else [])
+        assert wait_for(lambda: all(metric_value(p, "rpm_streams_input_waiting") == 0.0 for p in ports), timeout=60)
         got = log.read()
 
     got_ids = [r.detection_id for r in got]
@@ -269,9 +249,15 @@ def test_kill_9_of_one_of_two_workers_loses_nothing_and_duplicates_nothing(worke
     extra = set(got_ids) - expected_ids
     assert not missing, f"{len(missing)} detections lost"
     assert not extra, f"{len(extra)} detections not in the ground truth"
-    assert len(got_ids) == len(set(got_ids)), f"{len(got_ids) - len(set(got_ids))} detections published twice"
+    # A repeat (kill between a detection's ack and its state's ack) is the same detection.
+    first: dict[str, DetectionRecord] = {}
+    for r in got:
+        seen = first.setdefault(r.detection_id, r)
+        assert _content(seen) == _content(r), f"detection {r.detection_id} published twice with other content"
+    repeats = len(got_ids) - len(set(got_ids))
     print(
         f"\nkilled {'streams' if kill_first else 'streams2'}: takeover {takeover_s:.1f} s, "
-        f"all stored {caught_up_s:.1f} s after the kill; {len(got_ids)} detections, none twice"
+        f"all stored {caught_up_s:.1f} s after the kill; {len(set(got_ids))} detections, "
+        f"{repeats} repeated with the same id and content"
     )
     assert metric_value(worker.ports.streams_metrics, "rpm_streams_up") == 1.0
