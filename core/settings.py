@@ -41,8 +41,9 @@ class BaseRpmSettings(BaseSettings):
 
 class DatabaseSettings(BaseRpmSettings):
     database_url: SecretStr = Field(
-        SecretStr("postgresql://rpm_app:change-me@127.0.0.1:15433/rpm"),
-        description="libpq URL of the application role (DML only; migrations run as the database owner)",
+        SecretStr("postgresql://rpm_PROCESS_login:change-me@127.0.0.1:15433/rpm"),
+        description="libpq URL of this process's own database login (rpm_ingest_login, rpm_streams_login or "
+        "rpm_api_login; each granted only what the process uses, ADR 0016; migrations run as the database owner)",
     )
     db_pool_min: int = Field(1, description="Minimum connections in the pool")
     db_pool_max: int = Field(8, description="Maximum connections in the pool")
