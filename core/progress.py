@@ -23,9 +23,7 @@ from prometheus_client.registry import Collector
 
 
 class Progress(Collector):
-    def __init__(
-        self, component: str, stall_after_s: float, *, registry: CollectorRegistry | None = REGISTRY
-    ) -> None:
+    def __init__(self, component: str, stall_after_s: float, *, registry: CollectorRegistry | None = REGISTRY) -> None:
         self.component = component
         self.stall_after_s = stall_after_s
         self.up = False

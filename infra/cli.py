@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -53,6 +54,7 @@ def stack_up(
 
             creds, sim = ensure_demo_data(stack)
             stack.start_simulator(sim, "--no-progress", "--ground-truth", str(stack.state / "ground-truth.jsonl"))
+        stack.start_watchdog()
     except StackError as exc:
         _fail(exc)
     api = f"http://127.0.0.1:{stack.ports.api}"
@@ -89,10 +91,21 @@ def stack_down() -> None:
 def stack_status() -> None:
     """Each component's health and the readings stored in the last minute."""
     stack = _stack()
-    table = Table("component", "health", "detail")
+    from infra.watchdog import read_restarts
+
+    table = Table("component", "health", "detail", "restarts")
     health = stack.health()
+    restarts = read_restarts(stack)
     for name, (ok, detail) in health.items():
-        table.add_row(name, "[green]healthy[/]" if ok else "[red]DOWN[/]", detail)
+        record = restarts.get(name)
+        seen = (
+            f"{record.count} (last {time.strftime('%H:%M:%S', time.localtime(record.last_at))}, {record.last_exit})"
+            if record and record.count
+            else "0"
+        )
+        if record and record.next_try_at:
+            seen += f"; crashed ({record.last_exit}), restarting"
+        table.add_row(name, "[green]healthy[/]" if ok else "[red]DOWN[/]", detail, seen)
     console.print(table)
     if health.get("postgres", (False, ""))[0]:
         console.print(f"Readings stored in the last minute: [bold]{stack.readings_last_minute()}[/]")

@@ -570,6 +570,8 @@ class Stack:
     def start_simulator(self, credentials: Path, *args: str) -> None:
         if self.pid("simulator"):
             return
+        # The watchdog restarts the simulator with the same arguments.
+        (self.run_dir / "simulator.args.json").write_text(json.dumps({"credentials": str(credentials), "args": args}))
         proc = self._python(
             "simulator",
             "devices.simulator",
@@ -585,6 +587,18 @@ class Stack:
             raise StackError("simulator", f"exited with code {proc.returncode}", tail(self.logs / "simulator.log"))
         self._say("  simulator  publishing for the demo devices")
 
+    def start_watchdog(self) -> None:
+        """The watchdog that restarts crashed platform processes (infra/watchdog.py)."""
+        if self.pid("watchdog"):
+            return
+        proc = self._spawn(
+            "watchdog", [sys.executable, "-m", "infra.watchdog", str(self.state)], marker="-m infra.watchdog"
+        )
+        time.sleep(0.5)
+        if proc.poll() is not None:
+            raise StackError("watchdog", f"exited with code {proc.returncode}", tail(self.logs / "watchdog.log"))
+        self._say("  watchdog   restarts a crashed platform process (restarts in make status)")
+
     STARTERS: Final = ("mosquitto", "kafka", "postgres", "ingest", "streams", "api")
 
     def start(self, components: Iterable[str] = STARTERS) -> None:
@@ -594,7 +608,7 @@ class Stack:
     # --- stop and status --------------------------------------------------------------------
     def stop(self, components: Iterable[str] | None = None) -> list[str]:
         """Stop the components we started (platform first, then services); returns their names."""
-        order = ["simulator", "api", "streams", "ingest", "kafka", "mosquitto", "postgres"]
+        order = ["watchdog", "simulator", "api", "streams", "ingest", "kafka", "mosquitto", "postgres"]
         wanted = list(components) if components is not None else order
         stopped = []
         for name in [n for n in order if n in wanted]:
@@ -652,11 +666,13 @@ class Stack:
             return True, f"127.0.0.1:{self.ports.postgres}"
 
         check("postgres", pg)
-        check("ingest", lambda: (metric_value(self.ports.ingest_metrics, "rpm_ingest_up") == 1.0, "bridge up"))
-        check("streams", lambda: (metric_value(self.ports.streams_metrics, "rpm_streams_up") == 1.0, "worker up"))
+        check("ingest", lambda: progress_probe(self.ports.ingest_metrics, "ingest"))
+        check("streams", lambda: progress_probe(self.ports.streams_metrics, "streams"))
         check("api", lambda: (http_status(self.ports.api, "/readyz") == 200, f"http://127.0.0.1:{self.ports.api}"))
         if self._pidfile("simulator").exists():
             check("simulator", lambda: (True, "publishing"))
+        if self._pidfile("watchdog").exists():
+            check("watchdog", lambda: (True, "restarting crashed platform processes"))
         return result
 
     def readings_last_minute(self) -> int:
@@ -698,6 +714,36 @@ def http_status(port: int, path: str, timeout: float = 2.0) -> int:
     import httpx
 
     return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=timeout).status_code
+
+
+def progress_probe(port: int, component: str) -> tuple[bool, str]:
+    """Readiness of a platform process from its metrics (core/progress.py): connected, and
+    not holding input without progress for longer than its stall limit."""
+    values = metric_values(port, f"rpm_{component}_")
+    ready = values.get(f"rpm_{component}_ready")
+    if ready is None:  # a process without progress metrics: up is all it says
+        return values.get(f"rpm_{component}_up") == 1.0, "up"
+    waiting = int(values.get(f"rpm_{component}_input_waiting", 0))
+    quiet = time.time() - values.get(f"rpm_{component}_last_progress_timestamp_seconds", time.time())
+    if ready == 1.0:
+        return True, f"ready, {waiting} waiting" if waiting else "ready, idle"
+    if values.get(f"rpm_{component}_up") != 1.0:
+        return False, "NOT READY: not connected"
+    return False, f"NOT READY: stalled, {waiting} waiting, no progress for {quiet:.0f} s"
+
+
+def metric_values(port: int, prefix: str) -> dict[str, float]:
+    """Every unlabelled sample whose name starts with `prefix`."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2.0).text
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith(prefix) and not sample.labels:
+                found[sample.name] = sample.value
+    return found
 
 
 def metric_value(port: int, name: str) -> float | None:

@@ -127,7 +127,7 @@ class Bridge:
         self._confirming: set[asyncio.Task[None]] = set()
         self._unacked = 0  # messages taken from the broker and not yet acknowledged to it
         self._supervisor = Supervisor("ingest")
-        self.progress = Progress("ingest", settings.stall_after_s)
+        self.progress = Progress("ingest", settings.ingest_stall_after_s)
         self._inject_fault = False
         self._topics: dict[str, tuple[str, str] | None] = {}
         self._forwarded = 0  # readings of the batch being built, counted once per batch

@@ -39,7 +39,7 @@ class IngestSettings(DatabaseSettings, KafkaSettings, MqttSettings):
         description="Messages read from the broker and not yet batched; at this many the bridge stops reading "
         "until half of them were taken (bounds memory and ack latency when Kafka is slow)",
     )
-    stall_after_s: float = Field(
+    ingest_stall_after_s: float = Field(
         30.0,
         gt=0,
         description="Not ready when messages wait and none was acknowledged for this many seconds "
