@@ -208,6 +208,17 @@ def test_the_listing_sees_a_grant_the_map_does_not_name(stack: Stack) -> None:
     assert ("rpm_reporting", "EXECUTE", "function audit_events_append_only()") in seen
 
 
+def test_security_definer_functions_fix_their_search_path(db: psycopg.Connection) -> None:
+    """A function running with its owner's rights must not resolve names through a schema
+    its caller controls."""
+    loose = db.execute(
+        """SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE p.prosecdef AND n.nspname = 'public'
+             AND NOT EXISTS (SELECT FROM unnest(coalesce(p.proconfig, '{}')) c WHERE c LIKE 'search\\_path=%')"""
+    ).fetchall()
+    assert loose == []
+
+
 def test_roles_memberships_and_attributes(db: psycopg.Connection) -> None:
     owner = db.execute("SELECT current_user").fetchone()
     assert owner is not None
