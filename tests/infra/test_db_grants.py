@@ -14,16 +14,18 @@ hypertable chunks must carry exactly their hypertable's table privileges.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import errors
 
-from infra.stack import DB_ROLES, Stack
+from infra.stack import DB_ROLES, Secrets, Stack
 from ingest.registry import load_snapshot
 from streams.detection.repository import DeviceClasses
 from streams.storage.repository import store_rows
@@ -266,6 +268,27 @@ def test_chunks_carry_their_hypertable_privileges(stack: Stack, db: psycopg.Conn
     assert chunks is not None
     assert chunks[0] >= 1
     assert differing == []
+
+
+def test_a_secrets_file_from_before_the_process_logins_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.json"
+    old = {
+        "pg_superuser_password": "super-1",
+        "pg_app_password": "app-1",
+        "mqtt_admin_password": "admin-1",
+        "mqtt_ingest_password": "ingest-1",
+        "jwt_secret": "jwt-1",
+    }
+    path.write_text(json.dumps(old))
+    loaded = Secrets.load_or_create(path)
+    assert (loaded.pg_superuser_password, loaded.jwt_secret) == ("super-1", "jwt-1")
+    assert sorted(loaded.pg_role_passwords) == sorted(DB_ROLES)
+    assert len(set(loaded.pg_role_passwords.values())) == len(DB_ROLES)
+    # Written back, so the next start uses the same passwords; the old key stays.
+    again = Secrets.load_or_create(path)
+    assert again.pg_role_passwords == loaded.pg_role_passwords
+    assert json.loads(path.read_text())["pg_app_password"] == "app-1"
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 # --- as each process's own login ----------------------------------------------------------------
