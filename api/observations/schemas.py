@@ -80,9 +80,21 @@ class ObservationQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    metric: str = Field(description=f"One of: {', '.join(METRIC_NAMES)}")
-    start: Rfc3339 = Field(None, description="Inclusive start, RFC 3339 with offset (default: end - 24 h)")
-    end: Rfc3339 = Field(None, description="Exclusive end, RFC 3339 with offset (default: now)")
+    # The enum and format are for the OpenAPI document (clients, fuzzers); validation stays
+    # ours, so that an unknown metric gets a message listing the catalogue.
+    metric: str = Field(
+        description=f"One of: {', '.join(METRIC_NAMES)}", json_schema_extra={"enum": list(METRIC_NAMES)}
+    )
+    start: Rfc3339 = Field(
+        None,
+        description="Inclusive start, RFC 3339 with offset (default: end - 24 h)",
+        json_schema_extra={"format": "date-time"},
+    )
+    end: Rfc3339 = Field(
+        None,
+        description="Exclusive end, RFC 3339 with offset (default: now)",
+        json_schema_extra={"format": "date-time"},
+    )
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"At most this many items (max {MAX_LIMIT})")
     _after: datetime | None = PrivateAttr(None)
     cursor: str | None = Field(
