@@ -14,7 +14,7 @@ import asyncio
 import os
 import sys
 import traceback
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from core.logging import get_logger
@@ -42,8 +42,11 @@ def die(process: str, what: str, code: int = EXIT_TASK_DIED) -> None:
 class Supervisor:
     """Owns a process's background tasks; the death of any of them ends the process."""
 
-    def __init__(self, process: str) -> None:
+    def __init__(self, process: str, on_death: Callable[[str], None] | None = None) -> None:
+        """`on_death(what)` replaces ending the process, for code that also runs inside
+        another program (the simulator inside a test); it must stop the work loudly."""
         self.process = process
+        self._on_death = on_death
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
 
@@ -82,7 +85,11 @@ class Supervisor:
             ended=how,
             traceback="".join(traceback.format_exception(exc)) if exc is not None else None,
         )
-        die(self.process, f"task {task.get_name()!r} {how}")
+        what = f"task {task.get_name()!r} {how}"
+        if self._on_death is not None:
+            self._on_death(what)
+            return
+        die(self.process, what)
 
     def standing_down(self) -> None:
         """The process is stopping in order: from now on a task's end is expected."""

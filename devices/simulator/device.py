@@ -21,6 +21,7 @@ from typing import Any, Final
 import msgspec
 
 from core import mqtt5 as mqtt
+from core.supervision import Supervisor
 from core.wire import ResendFrom, commands_topic, status_topic, telemetry_topic
 from devices.simulator.groundtruth import GroundTruth
 from devices.simulator.outbox import Outbox
@@ -98,7 +99,7 @@ class Link:
         self.wanted = True
         if not self.connecting and self.conn is None:
             self.connecting = True
-            self.fleet.spawn(self._connect_loop())
+            self.fleet.spawn(self._connect_loop(), name=f"connect-{self.device_id}")
 
     async def _connect_loop(self) -> None:
         try:
@@ -195,7 +196,7 @@ class Link:
             self.fleet.stats.resent += unacknowledged  # they go out again after reconnecting
         if self.wanted and not self.connecting:
             self.connecting = True
-            self.fleet.spawn(self._reconnect_later())
+            self.fleet.spawn(self._reconnect_later(), name=f"reconnect-{self.device_id}")
 
     async def _reconnect_later(self) -> None:
         try:
@@ -364,16 +365,22 @@ class Fleet:
         self.refused: dict[str, int] = {}
         self.last_connect_error: str | None = None
         self.ever_connected = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.failure: str | None = None
+        self.failed = asyncio.Event()
+        self._supervisor = Supervisor("simulator", on_death=self._task_died)
         self._loop = asyncio.get_running_loop()
 
     def now(self) -> float:
         return self._loop.time()
 
-    def spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def spawn(self, coro: Any, *, name: str = "device-link", job: bool = True) -> None:
+        """A supervised task: its failure (or, for a service, its end) stops the run."""
+        self._supervisor.spawn(coro, name=name, job=job)
+
+    def _task_died(self, what: str) -> None:
+        if self.failure is None:
+            self.failure = what
+        self.failed.set()
 
     def add(self, index: int, device_id: str, password: str) -> Link:
         link = Link(self, index, device_id, password)
@@ -431,8 +438,5 @@ class Fleet:
     async def shutdown(self) -> None:
         for link in self.links:
             link.shutdown()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._supervisor.stop()
         await asyncio.sleep(0.05)  # let the transports write their DISCONNECT and close

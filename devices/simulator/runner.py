@@ -167,8 +167,14 @@ async def run_worker(
             warn(f"{len(fleet.refused)} device(s) could not log in "
                  f"({mqtt.reason_name(next(iter(fleet.refused.values())))}), e.g. "
                  f"{', '.join(list(fleet.refused)[:3])}; retrying every minute")
-        fleet.spawn(fleet.keepalive_loop())
-        offset = await _generate(engine, fleet, outbox, opts, stop, loop, report, started)
+        fleet.spawn(fleet.keepalive_loop(), name="keepalive", job=False)
+        watch_failure = asyncio.ensure_future(_stop_on_failure(fleet, stop))
+        try:
+            offset = await _generate(engine, fleet, outbox, opts, stop, loop, report, started)
+        finally:
+            watch_failure.cancel()
+        if fleet.failure is not None:
+            raise SimulatorError(f"simulator stopped: {fleet.failure}")
         engine.flush()
         generation = _stats(engine, fleet, started, offset)
         await fleet.drain(opts.drain_timeout)
@@ -192,6 +198,11 @@ async def run_worker(
             outbox.close()
         if engine is not None:
             engine.gt.close()
+
+
+async def _stop_on_failure(fleet: Fleet, stop: asyncio.Event) -> None:
+    await fleet.failed.wait()
+    stop.set()
 
 
 def _attach_links(engine: Engine, fleet: Fleet, roster: Roster, outbox: Outbox) -> None:

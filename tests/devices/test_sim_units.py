@@ -217,3 +217,24 @@ def test_link_sends_in_order_within_its_window_and_resends_after_a_lost_connecti
         box.close()
 
     asyncio.run(scenario())
+
+
+def test_a_failed_device_task_stops_the_run_with_its_name(tmp_path: Path) -> None:
+    import asyncio
+
+    from devices.simulator.device import Fleet
+    from devices.simulator.groundtruth import GroundTruth
+
+    async def scenario() -> str | None:
+        fleet = Fleet("127.0.0.1", 1, Outbox(tmp_path / "q.sqlite3"), GroundTruth(None), window=3)
+
+        async def broken() -> None:
+            raise RuntimeError("link bug")
+
+        fleet.spawn(broken(), name="connect-d1")
+        await asyncio.wait_for(fleet.failed.wait(), 5)
+        await fleet.shutdown()
+        return fleet.failure
+
+    failure = asyncio.run(scenario())
+    assert failure == "task 'connect-d1' raised RuntimeError: link bug"
