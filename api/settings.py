@@ -136,6 +136,8 @@ class ApiSettings(DatabaseSettings, KafkaSettings, MqttSettings):
             raise ValueError("session_idle_timeout must be at least access_token_ttl")
         if self.session_absolute_timeout < self.session_idle_timeout:
             raise ValueError("session_absolute_timeout must be at least session_idle_timeout")
+        if self.login_max_delay < timedelta(seconds=1):
+            raise ValueError("login_max_delay must be at least 1 s (0 would switch the login delay off)")
         return self
 
     @model_validator(mode="after")

@@ -1,6 +1,6 @@
 """`current_principal`: the dependency that makes an endpoint require a valid access token
-of an open session; `optional_principal` for endpoints that answer anyone but tell more to
-some roles."""
+of an open session (`resolve_principal` for endpoints that answer anyone but tell more to
+some roles)."""
 
 from __future__ import annotations
 
@@ -49,13 +49,4 @@ async def current_principal(request: Request, token: Annotated[str | None, Depen
     return outcome
 
 
-async def optional_principal(request: Request, token: Annotated[str | None, Depends(bearer_token)]) -> Principal | None:
-    """The caller when a valid token came with the request, else None (never refuses)."""
-    if not token:
-        return None
-    outcome = await resolve_principal(request, token)
-    return outcome if isinstance(outcome, Principal) else None
-
-
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
-OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]

@@ -166,6 +166,8 @@ def test_memory_is_bounded_whatever_the_usernames_sprayed() -> None:
         ({"jwt_secret": "short"}, "at least 32 bytes"),
         ({"session_idle_timeout": 60}, "session_idle_timeout"),
         ({"session_absolute_timeout": 1200, "session_idle_timeout": 1800}, "session_absolute_timeout"),
+        ({"login_max_delay": 0}, "login_max_delay"),
+        ({"api_trusted_proxies": "10.0.0.0/8,not-an-address"}, "RPM_API_TRUSTED_PROXIES"),
         ({"environment": "production", "database_url": "postgresql://u:change-me@h/db"}, "placeholder"),
     ],
 )
