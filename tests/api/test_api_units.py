@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from api.auth.ratelimit import LoginRateLimiter, Refusal
+from api.clients import client_address
 from api.security import TokenError, decode_token, hash_password, issue_token, verify_password
 from api.settings import ApiSettings
 
@@ -187,3 +188,25 @@ def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.access_token_ttl == timedelta(minutes=10)
     assert settings.api_host == "127.0.0.1"
     assert all(field.description for field in ApiSettings.model_fields.values())
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "proxies", "client"),
+    [
+        ("198.51.100.1", ["203.0.113.5"], "", "198.51.100.1"),  # nobody trusted: the peer
+        ("10.0.0.2", ["203.0.113.5"], "10.0.0.0/8", "203.0.113.5"),
+        ("10.0.0.2", ["203.0.113.5, 10.0.0.7", "10.0.0.9"], "10.0.0.0/8", "203.0.113.5"),  # several headers
+        ("10.0.0.2", ["1.2.3.4, 203.0.113.5"], "10.0.0.0/8", "203.0.113.5"),  # the left part is the client's word
+        ("10.0.0.2", ["2001:db8::1"], "10.0.0.0/8", "2001:db8::1"),
+        ("::1", ["203.0.113.5"], "::1", "203.0.113.5"),
+        ("10.0.0.2", ["garbage, 203.0.113.5"], "10.0.0.0/8", "203.0.113.5"),
+        ("10.0.0.2", ["203.0.113.5, garbage"], "10.0.0.0/8", "10.0.0.2"),  # the proxy's own hop is garbage
+        ("10.0.0.2", [], "10.0.0.0/8", "10.0.0.2"),
+        (None, ["203.0.113.5"], "10.0.0.0/8", "unknown"),
+    ],
+)
+def test_client_address_believes_forwarded_for_only_from_trusted_proxies(
+    peer: str | None, forwarded: list[str], proxies: str, client: str
+) -> None:
+    settings = ApiSettings(_env_file=None, jwt_secret=KEY, api_trusted_proxies=proxies)  # type: ignore[call-arg]
+    assert client_address(peer, forwarded, settings.trusted_proxy_networks) == client
