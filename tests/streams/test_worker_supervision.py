@@ -1,7 +1,7 @@
 """Supervision and readiness of the real worker process (slow: each test starts its own):
 - a fault injected into a lane, an agent or a timer ends the process with exit code 70 and
-  a critical log line naming it, and the reading it was processing is stored by the next
-  worker (nothing was acknowledged);
+  a critical log line naming it, and the reading sent meanwhile is stored by the next worker
+  (a lane or the readings agent dies on it before storing it: nothing was acknowledged);
 - a worker whose storage cannot progress (database stopped) with readings waiting reports
   not ready within RPM_STREAMS_STALL_AFTER_S, and ready again once it caught up;
 - an orderly stop (SIGTERM) is not taken for a death: exit code 0, no critical line.
@@ -9,16 +9,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
+from core.careplan import default_care_plan, encode_care_plan
 from core.supervision import EXIT_TASK_DIED
+from core.wire import CARE_PLANS
 from infra.stack import Stack
 from tests.helpers import wait_for
-from tests.streams.support import WorkerProcess, batch, own_worker, send_batches, vitals
+from tests.streams.support import WorkerProcess, batch, own_worker, produce, send_batches, vitals
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +37,17 @@ def _exit_code(worker: WorkerProcess, timeout: float) -> int | None:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("point", ["lane-store", "agent-readings", "timer-detect-due"])
+@pytest.mark.parametrize(
+    "point", ["lane-store", "lane-detect", "agent-readings", "agent-care-plans", "timer-detect-due"]
+)
 def test_an_injected_fault_ends_the_worker_naming_the_task_and_loses_no_reading(worker: Stack, point: str) -> None:
     patient = f"fault-{uuid.uuid4().hex[:8]}"
     reading = batch(patient, vitals(datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)))
     env = {"RPM_STREAMS_FAULT_INJECT": point, "RPM_DETECTION_DUE_INTERVAL_S": "1"}
     with own_worker(worker, env, replace_main=True) as faulty:
         send_batches(worker.kafka_bootstrap, [reading])
+        plan = encode_care_plan(default_care_plan(patient))
+        asyncio.run(produce(worker.kafka_bootstrap, [(patient, plan)], topic=CARE_PLANS.name))
         code = _exit_code(faulty, timeout=180)
         log = faulty.log()
         assert code == EXIT_TASK_DIED, f"exit code {code}; log:\n{log[-3000:]}"
@@ -49,7 +56,7 @@ def test_an_injected_fault_ends_the_worker_naming_the_task_and_loses_no_reading(
         lost_before_restart = stored(worker, patient)
     # own_worker started the stack's worker again, without the fault.
     assert wait_for(lambda: stored(worker, patient) == 4, timeout=120), stored(worker, patient)
-    if point != "timer-detect-due":  # the timer may die before the lanes took the reading
+    if point in ("lane-store", "agent-readings"):  # others may die before or after storage
         assert lost_before_restart == 0, "the faulty worker stored the reading it should have died on"
 
 
