@@ -22,8 +22,18 @@ _FORM_TYPES: Final = ("application/x-www-form-urlencoded", "multipart/form-data"
 _MAX_JSON_VALUES: Final = 100_000
 
 
+def _printable(name: str | int) -> str | int:
+    # Field names are echoed in the answer: never the NUL itself, never a megabyte of name.
+    return name if isinstance(name, int) else name.replace(NUL, "\\0")[:64]
+
+
 def _nul_error(*loc: str | int) -> dict[str, Any]:
-    return {"loc": loc, "msg": "must not contain a NUL character", "type": "nul_character", "input": None}
+    return {
+        "loc": tuple(_printable(part) for part in loc),
+        "msg": "must not contain a NUL character",
+        "type": "nul_character",
+        "input": None,
+    }
 
 
 def _json_strings(document: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
@@ -46,9 +56,7 @@ def _json_strings(document: Any) -> Iterator[tuple[tuple[str | int, ...], str]]:
 async def nul_errors(request: Request) -> list[dict[str, Any]]:
     """Validation errors for every input that holds a NUL (empty when there is none)."""
     errors = [_nul_error("path", name) for name, value in request.path_params.items() if NUL in str(value)]
-    errors += [
-        _nul_error("query", name[:64]) for name, value in request.query_params.multi_items() if NUL in name + value
-    ]
+    errors += [_nul_error("query", name) for name, value in request.query_params.multi_items() if NUL in name + value]
     if request.method in ("GET", "HEAD", "OPTIONS", "DELETE"):
         return errors
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -57,7 +65,7 @@ async def nul_errors(request: Request) -> list[dict[str, Any]]:
             # Parsed (and cached by Starlette) already when the route takes a form.
             form = await request.form()
             errors += [
-                _nul_error("body", name[:64])
+                _nul_error("body", name)
                 for name, value in form.multi_items()
                 if NUL in name or (isinstance(value, str) and NUL in value)
             ]

@@ -118,3 +118,10 @@ async def test_an_invalid_query_of_an_unknown_token_is_refused_as_unauthenticate
     # The NUL screen runs before authentication and answers 422; nothing is audited for
     # an unknown caller, and nothing leaks about the patient.
     assert_problem(response, 422, "validation_error")
+
+
+async def test_a_nul_in_a_parameter_name_is_not_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz", params={"a\x00b": "1"})
+    body = assert_problem(response, 422, "validation_error")
+    assert errors_of(body) == [(["query", "a\\0b"], "nul_character")]
+    assert "\\u0000" not in response.text
