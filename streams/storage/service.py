@@ -1,7 +1,9 @@
 """Turning Kafka records into rows, and keeping the database writer alive.
 
 A batch is written in one transaction. A database outage stalls the batch (retried until the
-database is back, reconnecting) so that nothing is acknowledged to Kafka before it is stored.
+database is back, reconnecting) so that nothing is acknowledged to Kafka before it is stored;
+so does a database that refuses the worker's login or lacks a table (a deployment to fix, not
+a fault of any row).
 A record that cannot be decoded is dead-lettered `undecodable_record`; when the database
 refuses the batch (or writing it fails in any other way), the rows are written one by one and
 each row the database refuses is dead-lettered `storage_refused` (any other failure of a row:
@@ -28,6 +30,14 @@ log = get_logger("streams.storage")
 
 # The data, not the database, is at fault.
 DATA_REFUSED = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
+# The database refuses the worker itself (its login's grants, a schema not migrated): no row is at
+# fault, so nothing is dead-lettered; the batch waits, like in an outage, until it is fixed.
+MISCONFIGURED = (
+    psycopg.errors.InsufficientPrivilege,
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedColumn,
+)
+WAIT_FOR = (*DATABASE_DOWN, *MISCONFIGURED)
 
 
 @dataclass(slots=True)
@@ -105,6 +115,9 @@ class StorageWriter:
             log.warning("database unavailable; the batch waits", error=str(exc))
             await self.close()
             raise
+        except MISCONFIGURED as exc:
+            log.error("the database refuses the worker (grants or schema); the batch waits", error=str(exc))
+            raise
         except Exception:
             # Whatever failed, the next attempt starts from a clean connection.
             if self._conn is not None and self._conn.info.transaction_status != TransactionStatus.IDLE:
@@ -112,7 +125,7 @@ class StorageWriter:
             raise
 
     async def _store(self, tables: Sequence[tuple[str, Sequence[Row]]]) -> int:
-        return await until_done(DATABASE_DOWN)(self._attempt, tables)
+        return await until_done(WAIT_FOR)(self._attempt, tables)
 
     async def write(self, batch: DecodedBatch) -> tuple[int, list[Refused]]:
         """Store a decoded batch; returns (rows newly inserted, rows refused)."""

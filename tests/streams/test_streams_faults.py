@@ -1,6 +1,8 @@
 """Faults of the stream processing, through the real broker and database (slow):
 - the database stopped for 60 s mid-stream: storage stalls, then every reading is stored once,
   and detection goes on meanwhile;
+- the database refusing the worker's login (a grant revoked): storage waits, nothing is
+  dead-lettered, and everything is stored once the grant is back;
 - two workers sharing the partitions, one killed with -9 mid-stream of 50,000 readings: nothing
   lost, nothing stored twice, every detection of the ground truth published and nothing else; the
   survivor takes over, and the killed worker, restarted, recovers its tables from the changelog.
@@ -34,6 +36,7 @@ from tests.streams.support import (
     batch,
     ground_truth,
     healthy_records,
+    metric_samples,
     minutes,
     own_worker,
     owned_partitions,
@@ -261,3 +264,31 @@ def test_kill_9_of_one_of_two_workers_loses_nothing_and_duplicates_nothing(worke
         f"{repeats} repeated with the same id and content"
     )
     assert metric_value(worker.ports.streams_metrics, "rpm_streams_up") == 1.0
+
+
+def _refusals(stack: Stack) -> float:
+    """Storage attempts the database refused for lack of a grant (stamina counts each retry)."""
+    samples = metric_samples(stack.ports.streams_metrics, "stamina_retries_total")
+    return sum(v for labels, v in samples.items() if "InsufficientPrivilege" in labels)
+
+
+def test_a_database_that_refuses_the_worker_stalls_storage_instead_of_dead_lettering(
+    worker: Stack, db: psycopg.Connection
+) -> None:
+    patient = f"grant-{uuid.uuid4().hex[:8]}"
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    before = _refusals(worker)
+    db.execute("REVOKE INSERT ON observations FROM rpm_streams")
+    try:
+        asyncio.run(
+            produce(
+                worker.kafka_bootstrap,
+                [(patient, encode(batch(patient, vitals(minutes(t0, i)), seq=i))) for i in range(10)],
+            )
+        )
+        assert wait_for(lambda: _refusals(worker) >= before + 2, timeout=60), "storage was not refused"
+        assert stored(worker, [patient]) == 0
+    finally:
+        db.execute("GRANT INSERT ON observations TO rpm_streams")
+    assert wait_for(lambda: stored(worker, [patient]) == 40, timeout=60), stored(worker, [patient])
+    assert dead_letters_of(worker, {patient}) == []
