@@ -13,9 +13,12 @@ a lock-out (OWASP Authentication Cheat Sheet, "login throttling").
   delay does not apply to clients where that user has logged in successfully before, so
   the user can still log in from their own client while the attack goes on.
 
-A correct password from a client clears that (username, client) budget and marks the client
-as known for the user; it does not clear the address or the username-wide budgets, which
-the attacker would otherwise reset by logging in to an account of their own.
+An allowed attempt counts as a failure from the moment it is allowed, before the password is
+checked: otherwise a burst of concurrent guesses would all pass the check while argon2 runs.
+A correct password then takes its own count back, clears that (username, client) budget and
+marks the client as known for the user; it does not clear the other failures under the
+address or the username, which an attacker would otherwise reset by logging in to an account
+of their own.
 
 Memory is bounded: keys are keyed BLAKE2b digests (16 bytes, whatever the username or address
 length), each key keeps at most a fixed number of timestamps, and each table keeps at most
@@ -52,6 +55,16 @@ class Refusal:
 
     scope: Scope
     retry_after: int  # whole seconds until an attempt under this key is allowed again
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A login attempt that was allowed (and counted as a failure until it succeeds)."""
+
+    pair: bytes
+    client: bytes
+    user: bytes
+    at: float
 
 
 class _Throttle:
@@ -100,6 +113,14 @@ class _Throttle:
 
     def clear(self, key: bytes) -> None:
         self._failures.pop(key, None)
+
+    def discard(self, key: bytes, stamp: float) -> None:
+        """Take back one failure counted at `stamp` (if it is still held)."""
+        stamps = self._failures.get(key)
+        if stamps is not None and stamp in stamps:
+            stamps.remove(stamp)
+            if not stamps:
+                del self._failures[key]
 
 
 class LoginRateLimiter:
@@ -151,8 +172,8 @@ class LoginRateLimiter:
             return False
         return True
 
-    def check(self, username: str, client: str) -> Refusal | None:
-        """A refusal when this attempt has to wait, else None."""
+    def attempt(self, username: str, client: str) -> Refusal | Attempt:
+        """May this login attempt go ahead? If so it counts as a failure until `succeeded`."""
         now = self._clock()
         pair, by_client, user = self._keys(username, client)
         waits: list[tuple[Scope, float]] = [
@@ -162,20 +183,19 @@ class LoginRateLimiter:
         if not self._is_known(pair, now):
             waits.append(("user", self._by_user.wait(user, now)))
         scope, wait = max(waits, key=lambda item: item[1])
-        return Refusal(scope, max(1, math.ceil(wait))) if wait > 0 else None
-
-    def record_failure(self, username: str, client: str) -> None:
-        now = self._clock()
-        pair, by_client, user = self._keys(username, client)
+        if wait > 0:
+            return Refusal(scope, max(1, math.ceil(wait)))
         self._by_pair.add(pair, now)
         self._by_client.add(by_client, now)
         self._by_user.add(user, now)
+        return Attempt(pair, by_client, user, now)
 
-    def record_success(self, username: str, client: str) -> None:
-        """A correct password: this client is known for the user and its pair budget is whole again."""
-        pair, _, _ = self._keys(username, client)
-        self._by_pair.clear(pair)
-        self._known[pair] = self._clock()
-        self._known.move_to_end(pair)
+    def succeeded(self, attempt: Attempt) -> None:
+        """The password was right: the attempt is not a failure, and the client is known for the user."""
+        self._by_pair.clear(attempt.pair)
+        self._by_client.discard(attempt.client, attempt.at)
+        self._by_user.discard(attempt.user, attempt.at)
+        self._known[attempt.pair] = self._clock()
+        self._known.move_to_end(attempt.pair)
         while len(self._known) > self._max_keys:
             self._known.popitem(last=False)

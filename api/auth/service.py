@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from api.audit import repository as audit_repository
 from api.audit.schemas import AuditEvent, Outcome
 from api.auth import repository
-from api.auth.ratelimit import LoginRateLimiter
+from api.auth.ratelimit import LoginRateLimiter, Refusal
 from api.auth.schemas import Principal, RefreshTokenRow, Session, TokenRead, User
 from api.db import Conn
 from api.security import (
@@ -168,8 +168,9 @@ async def login(
     now: datetime,
 ) -> TokenRead | Refused:
     """Check the password and open a session; every attempt is audited."""
-    refusal = limiter.check(username, client_ip)
-    if refusal is not None:
+    attempt = limiter.attempt(username, client_ip)
+    if isinstance(attempt, Refusal):
+        refusal = attempt
         async with transaction() as conn:
             await audit_repository.record(
                 conn, _login_event(username, client_ip, reason=f"rate_limited_{refusal.scope}", user=None)
@@ -183,14 +184,14 @@ async def login(
     password_ok = await passwords.verify(password, user.password_hash if user else dummy_hash())
     if user is None or not password_ok or user.disabled:
         # A disabled account answers exactly as a wrong password would: the answer must not
-        # confirm to whoever holds the password that it was right.
-        limiter.record_failure(username, client_ip)
+        # confirm to whoever holds the password that it was right. (The attempt was counted
+        # as a failure when it was allowed.)
         reason = "unknown_user" if user is None else "wrong_password" if not password_ok else "account_disabled"
         async with transaction() as conn:
             await audit_repository.record(conn, _login_event(username, client_ip, reason=reason, user=user))
         return Refused(401, "invalid_credentials", WRONG_CREDENTIALS)
 
-    limiter.record_success(username, client_ip)
+    limiter.succeeded(attempt)
     # Upgrade a hash made with older parameters while we hold the plain password.
     new_hash = await passwords.hash(password) if needs_rehash(user.password_hash) else None
     async with transaction() as conn:
@@ -357,7 +358,7 @@ async def change_password(
     The current password is checked like a login, with the same throttling: a stolen access
     token must not become a way to guess the password.
     """
-    refusal = limiter.check(principal.username, principal.client_ip)
+    attempt = limiter.attempt(principal.username, principal.client_ip)
 
     def event(reason: str | None, **extra: object) -> AuditEvent:
         return AuditEvent(
@@ -374,17 +375,17 @@ async def change_password(
             },
         )
 
-    if refusal is not None:
+    if isinstance(attempt, Refusal):
         async with transaction() as conn:
-            await audit_repository.record(conn, event(f"rate_limited_{refusal.scope}"))
-        return _throttled(refusal.scope, refusal.retry_after)
+            await audit_repository.record(conn, event(f"rate_limited_{attempt.scope}"))
+        return _throttled(attempt.scope, attempt.retry_after)
     async with transaction() as conn:
         user = await repository.get_user_by_id(conn, principal.user_id)
     if user is None or not await passwords.verify(current_password, user.password_hash):
-        limiter.record_failure(principal.username, principal.client_ip)
         async with transaction() as conn:
             await audit_repository.record(conn, event("wrong_password"))
         return Refused(403, "wrong_password", "the current password is wrong")
+    limiter.succeeded(attempt)
     if new_password == current_password:
         return Refused(422, "password_unchanged", "the new password must differ from the current one")
     new_hash = await passwords.hash(new_password)

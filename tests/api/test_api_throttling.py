@@ -4,6 +4,7 @@ from configured proxies."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from api.app import create_app
+from api.auth.ratelimit import LoginRateLimiter
 from api.settings import ApiSettings
 from tests.api.support import PASSWORD, assert_problem
 
@@ -120,3 +122,23 @@ async def test_a_forged_x_forwarded_for_does_not_escape_throttling(settings: Api
 def test_trusted_proxies_must_be_addresses_or_networks(settings_for: Callable[..., ApiSettings]) -> None:
     with pytest.raises(ValueError, match="RPM_API_TRUSTED_PROXIES"):
         settings_for(api_trusted_proxies="127.0.0.1, proxy.example")
+
+
+async def test_a_burst_of_concurrent_guesses_gets_no_more_than_the_budget_checked(
+    settings: ApiSettings, make_user: Any
+) -> None:
+    victim = make_user("clinician")
+    app = create_app(settings)
+    # A clock that stands still: what is tested is the count, not how fast the machine is.
+    app.state.login_limiter = LoginRateLimiter(
+        max_per_user_and_client=5,
+        max_per_client=20,
+        max_per_user=20,
+        window_seconds=300,
+        max_delay_seconds=300,
+        clock=lambda: 1000.0,
+    )
+    async with clients(app, ATTACKER) as (attacker,):
+        responses = await asyncio.gather(*(login(attacker, victim.username, f"guess-{n}") for n in range(20)))
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [401] * 5 + [429] * 15

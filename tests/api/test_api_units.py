@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from api.auth.ratelimit import LoginRateLimiter, Refusal
+from api.auth.ratelimit import Attempt, LoginRateLimiter, Refusal
 from api.clients import client_address
 from api.security import TokenError, decode_token, hash_password, issue_token, verify_password
 from api.settings import ApiSettings
@@ -70,25 +70,40 @@ def limiter(clock: FakeClock, *, pair: int = 3, client: int = 5, user: int = 10,
     )
 
 
+def fail(throttle: LoginRateLimiter, username: str, client: str) -> None:
+    """An allowed attempt whose password turns out wrong (it counts from the moment it is allowed)."""
+    assert isinstance(throttle.attempt(username, client), Attempt)
+
+
+def succeed(throttle: LoginRateLimiter, username: str, client: str) -> None:
+    attempt = throttle.attempt(username, client)
+    assert isinstance(attempt, Attempt)
+    throttle.succeeded(attempt)
+
+
 def test_failures_from_one_client_make_that_client_wait_ever_longer() -> None:
     clock = FakeClock()
     throttle = limiter(clock, pair=3)
     for _ in range(3):
-        assert throttle.check("alice", "10.0.0.1") is None
-        throttle.record_failure("alice", "10.0.0.1")
-    refusal = throttle.check("Alice", "10.0.0.1")  # case variants share the budget
-    assert refusal == Refusal("user_and_client", 1)
+        fail(throttle, "alice", "10.0.0.1")
+    assert throttle.attempt("Alice", "10.0.0.1") == Refusal("user_and_client", 1)  # case variants share it
     waits = []
     for _ in range(5):
-        refusal = throttle.check("alice", "10.0.0.1")
-        assert refusal is not None
+        refusal = throttle.attempt("alice", "10.0.0.1")
+        assert isinstance(refusal, Refusal)
         waits.append(refusal.retry_after)
         clock.now += refusal.retry_after
-        assert throttle.check("alice", "10.0.0.1") is None
-        throttle.record_failure("alice", "10.0.0.1")
+        fail(throttle, "alice", "10.0.0.1")
     assert waits == [1, 2, 4, 8, 16]  # progressive: doubling after each further failure
     # The same user from another client is not slowed down by any of this.
-    assert throttle.check("alice", "10.0.0.2") is None
+    assert isinstance(throttle.attempt("alice", "10.0.0.2"), Attempt)
+
+
+def test_concurrent_attempts_are_counted_before_their_passwords_are_checked() -> None:
+    throttle = limiter(FakeClock(), pair=3)
+    # A burst: nothing has failed yet when the fourth arrives, but three are in flight.
+    outcomes = [throttle.attempt("alice", "10.0.0.1") for _ in range(10)]
+    assert [isinstance(o, Attempt) for o in outcomes] == [True] * 3 + [False] * 7
 
 
 def test_the_delay_is_capped_and_failures_leave_the_window() -> None:
@@ -102,59 +117,61 @@ def test_the_delay_is_capped_and_failures_leave_the_window() -> None:
         clock=clock,
     )
     for _ in range(12):
-        throttle.record_failure("bob", "10.0.0.1")
-    refusal = throttle.check("bob", "10.0.0.1")
-    assert refusal is not None
-    assert refusal.retry_after == 30
+        fail(throttle, "bob", "10.0.0.1")
+        clock.now += 0.001
+        refusal = throttle.attempt("bob", "10.0.0.1")
+        assert isinstance(refusal, Refusal)
+        clock.now += refusal.retry_after
+    fail(throttle, "bob", "10.0.0.1")
+    assert throttle.attempt("bob", "10.0.0.1") == Refusal("user_and_client", 30)
     clock.now += 600
-    assert throttle.check("bob", "10.0.0.1") is None
+    assert isinstance(throttle.attempt("bob", "10.0.0.1"), Attempt)
 
 
 def test_one_client_spraying_usernames_waits_but_others_behind_other_addresses_do_not() -> None:
-    clock = FakeClock()
-    throttle = limiter(clock, client=4)
+    throttle = limiter(FakeClock(), client=4)
     for name in ("a", "b", "c", "d"):
-        throttle.record_failure(name, "10.0.0.1")
-    refusal = throttle.check("e", "10.0.0.1")
-    assert refusal is not None
+        fail(throttle, name, "10.0.0.1")
+    refusal = throttle.attempt("e", "10.0.0.1")
+    assert isinstance(refusal, Refusal)
     assert refusal.scope == "client"
-    assert throttle.check("e", "10.0.0.2") is None
+    assert isinstance(throttle.attempt("e", "10.0.0.2"), Attempt)
 
 
 def test_a_distributed_attack_delays_new_clients_but_not_the_users_own() -> None:
-    clock = FakeClock()
-    throttle = limiter(clock, pair=3, user=4)
-    throttle.record_success("carol", "192.0.2.1")  # carol's own laptop
+    throttle = limiter(FakeClock(), pair=3, user=4)
+    succeed(throttle, "carol", "192.0.2.1")  # carol's own laptop
     for bot in range(4):
-        throttle.record_failure("carol", f"198.51.100.{bot}")
-    refusal = throttle.check("carol", "203.0.113.5")  # a client carol never used
-    assert refusal is not None
+        fail(throttle, "carol", f"198.51.100.{bot}")
+    refusal = throttle.attempt("carol", "203.0.113.5")  # a client carol never used
+    assert isinstance(refusal, Refusal)
     assert refusal.scope == "user"
-    assert throttle.check("carol", "192.0.2.1") is None
+    assert isinstance(throttle.attempt("carol", "192.0.2.1"), Attempt)
 
 
-def test_success_clears_only_that_clients_budget_for_the_user() -> None:
+def test_success_takes_back_its_own_count_and_clears_only_that_clients_budget() -> None:
     clock = FakeClock()
     throttle = limiter(clock, pair=2, client=3)
-    throttle.record_failure("alice", "10.0.0.1")
-    throttle.record_failure("alice", "10.0.0.1")
-    assert throttle.check("alice", "10.0.0.1") is not None
-    throttle.record_success("alice", "10.0.0.1")
-    assert throttle.check("alice", "10.0.0.1") is None
-    # The address's own budget is not reset by logging in to some account.
-    throttle.record_failure("bob", "10.0.0.1")
-    refusal = throttle.check("carol", "10.0.0.1")
-    assert refusal is not None
+    fail(throttle, "alice", "10.0.0.1")
+    fail(throttle, "alice", "10.0.0.1")
+    refusal = throttle.attempt("alice", "10.0.0.1")
+    assert isinstance(refusal, Refusal)
+    clock.now += refusal.retry_after
+    succeed(throttle, "alice", "10.0.0.1")
+    succeed(throttle, "alice", "10.0.0.1")  # successes never add up
+    # Two failures of alice stay counted against the address: one more of anyone's reaches 3.
+    fail(throttle, "bob", "10.0.0.1")
+    refusal = throttle.attempt("carol", "10.0.0.1")
+    assert isinstance(refusal, Refusal)
     assert refusal.scope == "client"
 
 
 def test_memory_is_bounded_whatever_the_usernames_sprayed() -> None:
-    clock = FakeClock()
-    throttle = limiter(clock, client=10**9, max_keys=100)
+    throttle = limiter(FakeClock(), client=10**9, max_keys=100)
     huge = "x" * 1_000_000
     for n in range(1000):
-        throttle.record_failure(f"{huge}{n}", f"10.0.{n // 256}.{n % 256}")
-        throttle.record_success(f"user{n}", "10.0.0.1")
+        fail(throttle, f"{huge}{n}", f"10.0.{n // 256}.{n % 256}")
+        succeed(throttle, f"user{n}", "10.0.0.1")
     # Three failure tables and the known clients, each at most max_keys entries.
     assert throttle.tracked_keys() <= 4 * 100
     # Keys are fixed-size digests, not the megabyte usernames.
