@@ -29,6 +29,7 @@ from core.logging import get_logger
 from core.mqtt5 import Incoming, is_failure, reason_name
 from core.mqtt5_client import MqttSession, SessionOptions
 from core.progress import Progress
+from core.retry import DATABASE_DOWN, KAFKA_DOWN, until_done
 from core.supervision import Supervisor, error_detail
 from core.wire import (
     DEVICE_EVENTS,
@@ -271,25 +272,28 @@ class Bridge:
         if not force:
             # A device provisioned a moment ago: reload, at most five times a second.
             await asyncio.sleep(max(0.0, self._registry.loaded_at + 0.2 - time.monotonic()))
-        for attempt in range(1000000):
             try:
-                if self._db is None or self._db.closed:
-                    self._db = await AsyncConnection.connect(
-                        self.settings.database_url.get_secret_value(), autocommit=True
-                    )
-                self._registry = await load_snapshot(self._db)
+                await self._load_registry()
                 return
-            except Exception as exc:
-                # Without a registry no message can be judged: hold them (unacknowledged)
-                # until the database answers again.
-                if self._db is not None:
-                    await self._db.close()
-                self._db = None
-                if not force and self._registry.loaded_at:
-                    log.warning("registry refresh failed; keeping the last snapshot", error=str(exc))
+            except DATABASE_DOWN:
+                if self._registry.loaded_at:
+                    log.warning("registry refresh failed; keeping the last snapshot")
                     return
-                log.warning("registry load failed; retrying", error=str(exc), attempt=attempt)
-                await asyncio.sleep(min(5.0, 0.2 * (attempt + 1)))
+        # Without a registry no message can be judged: hold them (unacknowledged) until the
+        # database answers again; readiness reports the stall.
+        await until_done(DATABASE_DOWN)(self._load_registry)
+
+    async def _load_registry(self) -> None:
+        try:
+            if self._db is None or self._db.closed:
+                self._db = await AsyncConnection.connect(self.settings.database_url.get_secret_value(), autocommit=True)
+            self._registry = await load_snapshot(self._db)
+        except DATABASE_DOWN as exc:
+            log.warning("registry load failed", error=str(exc)[:300])
+            if self._db is not None:
+                await self._db.close()
+            self._db = None
+            raise
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -344,15 +348,15 @@ class Bridge:
     async def _produce(self, records: list[Record]) -> list[asyncio.Future[Any]]:
         """Hand the records to the producer (in order); their futures resolve when Kafka
         acknowledged them. Waits while the producer's buffer is full."""
+        return await until_done(KAFKA_DOWN)(self._send, records)
+
+    async def _send(self, records: list[Record]) -> list[asyncio.Future[Any]]:
         assert self._batches is not None
-        attempt = 0
-        while True:
-            try:
-                return await self._batches.send(records)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                attempt = await self._kafka_trouble(exc, attempt)
+        try:
+            return await self._batches.send(records)
+        except KAFKA_DOWN as exc:
+            self._kafka_trouble(exc)
+            raise
 
     async def _confirm(
         self,
@@ -364,14 +368,17 @@ class Bridge:
         """Wait for Kafka's acknowledgement of the batch's records, then acknowledge its
         messages to the broker. On a Kafka error nothing is acknowledged and the whole
         batch is produced again (a record produced twice is absorbed downstream)."""
-        attempt = 0
-        while True:
+
+        async def delivered() -> None:
+            nonlocal futures
             results = await asyncio.gather(*futures, return_exceptions=True)
-            error = next((r for r in results if isinstance(r, BaseException)), None)
-            if error is None:
-                break
-            attempt = await self._kafka_trouble(error, attempt)
-            futures = await self._produce(records)
+            error = next((r for r in results if isinstance(r, Exception)), None)
+            if error is not None:
+                self._kafka_trouble(error)
+                futures = await self._produce(records)  # the next attempt waits for these
+                raise error
+
+        await until_done(KAFKA_DOWN)(delivered)
         for device_id, seq in remember:
             digest = self._unconfirmed_seqs.pop((device_id, seq), 0)
             self._tracks.setdefault(device_id, DeviceTrack()).remember(seq, digest)
@@ -385,12 +392,9 @@ class Bridge:
         for msg in batch:
             observe(now - msg.received)
 
-    async def _kafka_trouble(self, exc: BaseException, attempt: int) -> int:
-        attempt += 1
+    def _kafka_trouble(self, exc: BaseException) -> None:
         metrics.KAFKA_RETRIES.inc()
-        log.warning("kafka produce failed; retrying batch", error=str(exc) or type(exc).__name__, attempt=attempt)
-        await asyncio.sleep(min(5.0, 0.2 * attempt))
-        return attempt
+        log.warning("kafka produce failed; retrying batch", error=str(exc)[:300] or type(exc).__name__)
 
     def _records_for(self, msg: Incoming, received_at: datetime, remember: list[tuple[str, int]]) -> list[Record]:
         """The records one message becomes. A barrier: whatever judging it raises becomes a
