@@ -170,12 +170,11 @@ async def login(
     """Check the password and open a session; every attempt is audited."""
     attempt = limiter.attempt(username, client_ip)
     if isinstance(attempt, Refusal):
-        refusal = attempt
         async with transaction() as conn:
             await audit_repository.record(
-                conn, _login_event(username, client_ip, reason=f"rate_limited_{refusal.scope}", user=None)
+                conn, _login_event(username, client_ip, reason=f"rate_limited_{attempt.scope}", user=None)
             )
-        return _throttled(refusal.scope, refusal.retry_after)
+        return _throttled(attempt.scope, attempt.retry_after)
 
     async with transaction() as conn:
         user = await repository.get_user_by_username(conn, username)
