@@ -89,6 +89,7 @@ class Link:
         self.refused: int | None = None  # CONNACK reason of the last refused login
         self.last_error: str | None = None
         self.window = fleet.window
+        self.keepalive = fleet.keepalive
         self.last_tx = 0.0
         self._pid = 0
         self._connack: asyncio.Future[tuple[int, dict[int, int | bytes]]] | None = None
@@ -146,6 +147,9 @@ class Link:
         self._backoff = BACKOFF_MIN_S
         receive_max = props.get(mqtt.PROP_RECEIVE_MAXIMUM)
         self.window = min(fleet.window, receive_max if isinstance(receive_max, int) else 65535)
+        # MQTT 5 §3.2.2.3.14: a Server Keep Alive in the CONNACK replaces the one we asked for.
+        server_keepalive = props.get(mqtt.PROP_SERVER_KEEP_ALIVE)
+        self.keepalive = server_keepalive if isinstance(server_keepalive, int) else fleet.keepalive
         self.online = True
         fleet.stats.connected += 1
         fleet.note_connected(self)
@@ -311,9 +315,10 @@ class Link:
         self.fleet.stats.injected += 1
         return True
 
-    def ping_if_idle(self, now: float, keepalive: float) -> None:
+    def ping_if_idle(self, now: float) -> None:
         conn = self.conn
-        if conn is None or not self.online:
+        keepalive = self.keepalive
+        if conn is None or not self.online or keepalive <= 0:
             return
         if now - conn.last_rx > keepalive * 1.5:
             conn.abort()  # the broker stopped answering: reconnect
@@ -423,7 +428,7 @@ class Fleet:
             await asyncio.sleep(2.0)
             now = self.now()
             for link in self.links:
-                link.ping_if_idle(now, self.keepalive)
+                link.ping_if_idle(now)
 
     def acked_upto(self) -> dict[str, int]:
         return {link.device_id: link.acked_upto for link in self.links if link.acked_upto}

@@ -238,3 +238,24 @@ def test_a_failed_device_task_stops_the_run_with_its_name(tmp_path: Path) -> Non
 
     failure = asyncio.run(scenario())
     assert failure == "task 'connect-d1' raised RuntimeError: link bug"
+
+
+def test_a_device_follows_the_brokers_server_keep_alive(tmp_path: Path) -> None:
+    import asyncio
+
+    from devices.simulator.device import Fleet
+    from devices.simulator.groundtruth import GroundTruth
+    from tests.core.test_mqtt5_session import own_mosquitto
+
+    async def scenario(port: int) -> tuple[int, int]:
+        fleet = Fleet("127.0.0.1", port, Outbox(tmp_path / "q.sqlite3"), GroundTruth(None), window=3, keepalive=60)
+        link = fleet.add(0, "dev-ka", "pw")
+        link.start()
+        await asyncio.wait_for(fleet.ever_connected.wait(), 15)
+        asked, granted = fleet.keepalive, link.keepalive
+        await fleet.shutdown()
+        return asked, granted
+
+    # Mosquitto answers a client asking for 60 s with Server Keep Alive 10 (MQTT 5 §3.2.2.3.14).
+    with own_mosquitto("max_keepalive 10") as port:
+        assert asyncio.run(scenario(port)) == (60, 10)
