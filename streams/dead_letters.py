@@ -19,6 +19,7 @@ detections carry deterministic ids).
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final, TypeVar
@@ -51,15 +52,24 @@ Send = Callable[[bytes], Awaitable[object]]  # an encoded dead letter -> acknowl
 R = TypeVar("R")
 
 
-def _text(value: str) -> str:
-    # Lone surrogates (from a decoded payload or an exception message) cannot be encoded as UTF-8.
+def safe_text(value: str) -> str:
+    """Text that can be written as UTF-8 (a dead letter, a log line): lone surrogates, from a
+    payload or an exception message, become "?"."""
     return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def failure(exc: BaseException) -> dict[str, str]:
+    """Log fields for an unexpected error: its capped detail and its traceback, safe to write."""
+    return {
+        "error": safe_text(error_detail(exc)),
+        "traceback": safe_text("".join(traceback.format_exception(exc))),
+    }
 
 
 def payload_text(payload: bytes | str | None) -> str:
     if payload is None:
         return ""
-    return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else _text(payload)
+    return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else safe_text(payload)
 
 
 def dead_letter(reason: str, detail: str, payload: bytes | str | None, *, topic: str = READINGS.name) -> bytes:
@@ -68,7 +78,7 @@ def dead_letter(reason: str, detail: str, payload: bytes | str | None, *, topic:
     return encode(
         RejectedMessage(
             reason=reason,
-            detail=_text(detail[:MAX_DETAIL_CHARS]),
+            detail=safe_text(detail[:MAX_DETAIL_CHARS]),
             topic=topic,
             device_id=None,
             received_at=datetime.now(UTC),
@@ -115,7 +125,7 @@ async def each_or_dead_letter(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.error(f"{what}: a record failed; dead-lettered", error=error_detail(exc), exc_info=exc)
+            log.error(f"{what}: a record failed; dead-lettered", **failure(exc))
             await dead_letters.send(INTERNAL_ERROR, f"{what}: {error_detail(exc)}", payload_of(records[0]), topic=topic)
         return
     try:
@@ -124,10 +134,10 @@ async def each_or_dead_letter(
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        log.warning(f"{what}: a batch failed; splitting it", records=len(records), error=error_detail(exc))
+        log.warning(f"{what}: a batch failed; splitting it", records=len(records), error=safe_text(error_detail(exc)))
     middle = len(records) // 2
     await each_or_dead_letter(what, records[:middle], run, payload_of, dead_letters, attempts=attempts, topic=topic)
     await each_or_dead_letter(what, records[middle:], run, payload_of, dead_letters, attempts=attempts, topic=topic)
 
 
-__all__ = ["INTERNAL_ERROR", "REASONS", "DeadLetters", "dead_letter", "each_or_dead_letter"]
+__all__ = ["INTERNAL_ERROR", "REASONS", "DeadLetters", "dead_letter", "each_or_dead_letter", "failure", "safe_text"]

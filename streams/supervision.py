@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from core.logging import get_logger
 from core.supervision import die, error_detail
+from streams.dead_letters import safe_text
 
 log = get_logger("streams.supervision")
 
@@ -39,10 +40,10 @@ def ended(what: str, how: str, exc: BaseException | None = None) -> None:
         "supervised task ended unexpectedly; the process exits",
         process=PROCESS,
         task=what,
-        ended=how,
-        traceback="".join(traceback.format_exception(exc)) if exc is not None else None,
+        ended=safe_text(how),
+        traceback=safe_text("".join(traceback.format_exception(exc))) if exc is not None else None,
     )
-    die(PROCESS, f"task {what!r} {how}")
+    die(PROCESS, safe_text(f"task {what!r} {how}"))
 
 
 async def agent(app: Any, name: str, body: AsyncIterator[T]) -> AsyncIterator[T]:

@@ -28,7 +28,7 @@ from core.supervision import error_detail
 from core.wire import CARE_PLANS
 from streams import metrics
 from streams.careplans.service import InvalidCarePlanError, PlanBook, validate_care_plan
-from streams.dead_letters import INTERNAL_ERROR, DeadLetters
+from streams.dead_letters import INTERNAL_ERROR, DeadLetters, failure, safe_text
 from streams.retries import KAFKA_DOWN, until_done
 
 log = get_logger("streams.careplans")
@@ -70,11 +70,11 @@ async def apply_one(
         raise
     except InvalidCarePlanError as exc:
         outcome = "invalid"
-        log.warning("care plan refused", error=str(exc))
+        log.warning("care plan refused", error=safe_text(str(exc)))
         await dead_letters.send("invalid_care_plan", str(exc), value, topic=CARE_PLANS.name)
     except Exception as exc:
         outcome = "failed"
-        log.error("care plan record failed; dead-lettered", error=error_detail(exc), exc_info=exc)
+        log.error("care plan record failed; dead-lettered", **failure(exc))
         await dead_letters.send(INTERNAL_ERROR, f"care plan: {error_detail(exc)}", value, topic=CARE_PLANS.name)
     metrics.CARE_PLANS.labels(outcome=outcome).inc()
     return outcome
