@@ -25,10 +25,22 @@ EXIT_TASK_DIED: Final = 70  # EX_SOFTWARE
 ERROR_DETAIL_CAP: Final = 500
 
 
+def safe_text(value: str) -> str:
+    """Text that can be written as UTF-8 (a dead letter, a log line): lone surrogates, from a
+    decoded payload or an exception message, become "?"."""
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
 def error_detail(exc: BaseException, cap: int = ERROR_DETAIL_CAP) -> str:
-    """`Type: message`, capped: what a dead letter or a log line says of an unexpected error."""
-    text = f"{type(exc).__name__}: {exc}"
+    """`Type: message`, capped and safe to write: what a dead letter or a log line says of an
+    unexpected error."""
+    text = safe_text(f"{type(exc).__name__}: {exc}")
     return text if len(text) <= cap else text[: cap - 1] + "…"
+
+
+def failure(exc: BaseException) -> dict[str, str]:
+    """Log fields for an unexpected error: its capped detail and its traceback, safe to write."""
+    return {"error": error_detail(exc), "traceback": safe_text("".join(traceback.format_exception(exc)))}
 
 
 def die(process: str, what: str, code: int = EXIT_TASK_DIED) -> None:
@@ -83,7 +95,7 @@ class Supervisor:
             process=self.process,
             task=task.get_name(),
             ended=how,
-            traceback="".join(traceback.format_exception(exc)) if exc is not None else None,
+            traceback=safe_text("".join(traceback.format_exception(exc))) if exc is not None else None,
         )
         what = f"task {task.get_name()!r} {how}"
         if self._on_death is not None:
@@ -105,4 +117,4 @@ class Supervisor:
             await asyncio.wait(tasks, timeout=grace_s)
 
 
-__all__ = ["EXIT_TASK_DIED", "Supervisor", "die", "error_detail"]
+__all__ = ["EXIT_TASK_DIED", "Supervisor", "die", "error_detail", "failure", "safe_text"]

@@ -30,7 +30,7 @@ from core.mqtt5 import Incoming, is_failure, reason_name
 from core.mqtt5_client import MqttSession, SessionOptions
 from core.progress import Progress
 from core.retry import DATABASE_DOWN, KAFKA_DOWN, until_done
-from core.supervision import Supervisor, error_detail
+from core.supervision import Supervisor, error_detail, failure, safe_text
 from core.wire import (
     DEVICE_EVENTS,
     INGEST_SHARE_GROUP,
@@ -402,7 +402,7 @@ class Bridge:
         try:
             return self._judge(msg, received_at, remember)
         except Exception as exc:
-            log.exception("message could not be judged; dead-lettered", topic=msg.topic[:256], error=error_detail(exc))
+            log.error("message could not be judged; dead-lettered", topic=safe_text(msg.topic[:256]), **failure(exc))
             return [self._dead_letter(msg, None, received_at, Reason.INTERNAL_ERROR, error_detail(exc))]
 
     def _judge(self, msg: Incoming, received_at: datetime, remember: list[tuple[str, int]]) -> list[Record]:

@@ -105,6 +105,8 @@ def test_on_death_replaces_the_exit_for_code_hosted_in_another_program() -> None
 def test_error_detail_is_typed_and_capped() -> None:
     assert error_detail(ValueError("bad")) == "ValueError: bad"
     assert len(error_detail(RuntimeError("y" * 10_000))) == 500
+    # An exception message carrying a lone surrogate (from a decoded payload) stays writable.
+    assert error_detail(ValueError("bad \ud800 unit")).encode("utf-8") == b"ValueError: bad ? unit"
 
 
 def test_progress_is_ready_unless_input_waits_without_progress() -> None:
