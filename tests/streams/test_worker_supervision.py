@@ -21,7 +21,7 @@ from core.supervision import EXIT_TASK_DIED
 from core.wire import CARE_PLANS
 from infra.stack import Stack
 from tests.helpers import wait_for
-from tests.streams.support import WorkerProcess, batch, own_worker, produce, send_batches, vitals
+from tests.streams.support import WorkerProcess, batch, own_worker, owned_partitions, produce, send_batches, vitals
 
 pytestmark = pytest.mark.slow
 
@@ -54,12 +54,15 @@ def test_an_injected_fault_ends_the_worker_naming_the_task_and_loses_no_reading(
         assert "supervised task ended unexpectedly" in log
         assert f"task {point!r} raised InjectedFaultError" in log
         lost_before_restart = stored(worker, patient)
-    # own_worker started the stack's worker again, without the fault.
-    if not wait_for(lambda: stored(worker, patient) == 4, timeout=180):
+    # own_worker started the stack's worker again, without the fault. The dead worker may still
+    # hold partitions in the group until its session times out: wait for all of them.
+    owns_all = wait_for(lambda: owned_partitions(worker.ports.streams_metrics) == set(range(8)), timeout=180)
+    if not owns_all or not wait_for(lambda: stored(worker, patient) == 4, timeout=180):
         restarted = (worker.logs / "streams.log").read_text(errors="replace")
         pytest.fail(
             f"the reading was not stored after the restart ({stored(worker, patient)} of 4, "
-            f"{lost_before_restart} before it); worker log:\n{restarted[-6000:]}"
+            f"{lost_before_restart} before it; partitions owned: "
+            f"{sorted(owned_partitions(worker.ports.streams_metrics))}); worker log:\n{restarted[-6000:]}"
         )
     if point in ("lane-store", "agent-readings"):  # others may die before or after storage
         assert lost_before_restart == 0, "the faulty worker stored the reading it should have died on"
