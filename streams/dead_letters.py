@@ -19,16 +19,15 @@ detections carry deterministic ids).
 from __future__ import annotations
 
 import asyncio
-import traceback
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
 from core.logging import get_logger
-from core.supervision import error_detail
+from core.retry import KAFKA_DOWN, bounded, until_done
+from core.supervision import error_detail, failure, safe_text
 from core.wire import READINGS, RejectedMessage, encode
 from streams import metrics
-from streams.retries import KAFKA_DOWN, bounded, until_done
 
 log = get_logger("streams.dead_letters")
 
@@ -50,20 +49,6 @@ INTERNAL_ERROR: Final = "internal_error"
 
 Send = Callable[[bytes], Awaitable[object]]  # an encoded dead letter -> acknowledged by Kafka
 R = TypeVar("R")
-
-
-def safe_text(value: str) -> str:
-    """Text that can be written as UTF-8 (a dead letter, a log line): lone surrogates, from a
-    payload or an exception message, become "?"."""
-    return value.encode("utf-8", "replace").decode("utf-8")
-
-
-def failure(exc: BaseException) -> dict[str, str]:
-    """Log fields for an unexpected error: its capped detail and its traceback, safe to write."""
-    return {
-        "error": safe_text(error_detail(exc)),
-        "traceback": safe_text("".join(traceback.format_exception(exc))),
-    }
 
 
 def payload_text(payload: bytes | str | None) -> str:
@@ -134,10 +119,10 @@ async def each_or_dead_letter(
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        log.warning(f"{what}: a batch failed; splitting it", records=len(records), error=safe_text(error_detail(exc)))
+        log.warning(f"{what}: a batch failed; splitting it", records=len(records), error=error_detail(exc))
     middle = len(records) // 2
     await each_or_dead_letter(what, records[:middle], run, payload_of, dead_letters, attempts=attempts, topic=topic)
     await each_or_dead_letter(what, records[middle:], run, payload_of, dead_letters, attempts=attempts, topic=topic)
 
 
-__all__ = ["INTERNAL_ERROR", "REASONS", "DeadLetters", "dead_letter", "each_or_dead_letter", "failure", "safe_text"]
+__all__ = ["INTERNAL_ERROR", "REASONS", "DeadLetters", "dead_letter", "each_or_dead_letter", "payload_text"]

@@ -25,8 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from core.logging import get_logger
-from core.supervision import die, error_detail
-from streams.dead_letters import safe_text
+from core.supervision import die, error_detail, safe_text
 
 log = get_logger("streams.supervision")
 

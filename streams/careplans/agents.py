@@ -24,12 +24,12 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from core.logging import get_logger
-from core.supervision import error_detail
+from core.retry import KAFKA_DOWN, until_done
+from core.supervision import error_detail, failure, safe_text
 from core.wire import CARE_PLANS
 from streams import metrics
 from streams.careplans.service import InvalidCarePlanError, PlanBook, validate_care_plan
-from streams.dead_letters import INTERNAL_ERROR, DeadLetters, failure, safe_text
-from streams.retries import KAFKA_DOWN, until_done
+from streams.dead_letters import INTERNAL_ERROR, DeadLetters
 
 log = get_logger("streams.careplans")
 

@@ -36,16 +36,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from core.logging import get_logger
+from core.retry import bounded
 from core.supervision import error_detail
 from core.wire import DetectionRecord, Reading, ReadingBatch, encode
 from streams import metrics
 from streams.careplans.service import PlanBook
-from streams.dead_letters import DeadLetters, safe_text
+from streams.dead_letters import DeadLetters
 from streams.detection.model import Detection
 from streams.detection.service import DetectorState, detect_due, detect_readings, observe_devices
 from streams.detection.state_store import StateStore
 from streams.records import UndecodableRecordError, decode_record
-from streams.retries import bounded
 
 log = get_logger("streams.detection")
 
@@ -260,7 +260,7 @@ class DetectionPipeline:
             try:
                 state, more = self._detect(one, classes, state)
             except Exception as exc:
-                refused.append((raw, safe_text(error_detail(exc))))
+                refused.append((raw, error_detail(exc)))
                 continue
             found += more
             kept.append(raw)

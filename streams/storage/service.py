@@ -20,11 +20,10 @@ from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 
 from core.logging import get_logger
+from core.retry import DATABASE_DOWN, until_done
 from core.supervision import error_detail
 from core.wire import ReadingBatch
-from streams.dead_letters import safe_text
 from streams.records import UndecodableRecordError, decode_record
-from streams.retries import DATABASE_DOWN, until_done
 from streams.storage.repository import Row, store_rows
 
 log = get_logger("streams.storage")
@@ -139,7 +138,7 @@ class StorageWriter:
         except Exception as exc:
             # Not an outage (retried above) and not the database's verdict: a row it cannot even
             # be sent (e.g. text that is not valid Unicode). Find it.
-            log.warning("batch could not be written; storing row by row", error=safe_text(error_detail(exc)))
+            log.warning("batch could not be written; storing row by row", error=error_detail(exc))
         return await self._write_rows_one_by_one(batch)
 
     async def _write_rows_one_by_one(self, batch: DecodedBatch) -> tuple[int, list[Refused]]:
