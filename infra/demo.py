@@ -140,8 +140,9 @@ def ensure_demo_data(stack: Stack) -> tuple[Path, Path]:
             {
                 "devices": demo["devices"],
                 # The demo COPD patient breathes room air (stated, so plan and simulation agree).
-                "patients": [{"patient_id": p["patient_id"], "cohort": p["cohort"], "on_oxygen": False}
-                             for p in demo["patients"]],
+                "patients": [
+                    {"patient_id": p["patient_id"], "cohort": p["cohort"], "on_oxygen": False} for p in demo["patients"]
+                ],
             },
             indent=2,
         )

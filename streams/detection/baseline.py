@@ -106,7 +106,14 @@ class _Series:
         self.values = [*history, mean][-s.window :]
 
     def _judge(
-        self, deviating: bool, now: datetime, start: datetime, mean: float, median: float, mad: float, z: float,
+        self,
+        deviating: bool,
+        now: datetime,
+        start: datetime,
+        mean: float,
+        median: float,
+        mad: float,
+        z: float,
         samples: int,
     ) -> None:
         s = self.setting
