@@ -5,7 +5,7 @@ Kafka records, topic names and partition counts. Encoded and decoded with msgspe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -15,6 +15,11 @@ from core.rules import Rule, Severity
 SCHEMA_VERSION: Final = 1
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 MAX_READINGS_PER_MESSAGE: Final = 2000
+# A reading's time against the moment the bridge received it: up to 5 min ahead (device clock
+# skew), up to 365 days behind (a device that kept readings offline for long). The bridge
+# refuses readings outside these bounds; the stream worker refuses records that break them.
+FUTURE_TOLERANCE: Final = timedelta(minutes=5)
+MAX_READING_AGE: Final = timedelta(days=365)
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 

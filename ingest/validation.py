@@ -23,7 +23,9 @@ import msgspec
 
 from core.catalogue import CATALOGUE
 from core.wire import (
+    FUTURE_TOLERANCE,
     MAX_PAYLOAD_BYTES,
+    MAX_READING_AGE,
     MAX_READINGS_PER_MESSAGE,
     SCHEMA_VERSION,
     AwareDatetime,
@@ -32,9 +34,7 @@ from core.wire import (
     payload_decoder,
 )
 
-FUTURE_TOLERANCE: Final = timedelta(minutes=5)
 QUARANTINE_AGE: Final = timedelta(days=7)
-MAX_READING_AGE: Final = timedelta(days=365)
 MAX_DOSE_ID_CHARS: Final = 128
 DETAIL_CAP: Final = 300
 _ENVELOPE_FIELDS: Final = frozenset({"schema", "device_id", "seq", "sent_at", "readings", "battery"})

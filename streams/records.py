@@ -5,15 +5,27 @@ bug, another producer, a hand-made record). One function decides for both lanes,
 storage and detection agree on what is a record: JSON of `ReadingBatch` (UTF-8, types as
 declared; reading times carry a zone by their type), a `received_at` with a zone (the lag
 metrics and the timer compare it with aware times), and ids without NUL characters (the
-database cannot store them, and the device-class lookup would fail on them). Anything else
-is `UndecodableRecordError`, which the storage lane dead-letters as `undecodable_record`.
+database cannot store them, and the device-class lookup would fail on them). Each reading
+must be what the bridge would have let through: a catalogue metric, a plausible value in its
+canonical unit, a time inside the wire contract's bounds around `received_at`, which itself
+lies between 2000 and a day ahead of the worker's clock (a year-1 or 1e308 reading would
+otherwise reach the detectors' date and decimal arithmetic). Anything else is
+`UndecodableRecordError`, which the storage lane dead-letters as `undecodable_record`; the
+message names the first reading at fault.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
 import msgspec
 
-from core.wire import ReadingBatch, batch_decoder
+from core.catalogue import metric
+from core.wire import FUTURE_TOLERANCE, MAX_READING_AGE, Reading, ReadingBatch, batch_decoder
+
+EARLIEST_RECEIVED: Final = datetime(2000, 1, 1, tzinfo=UTC)
+RECEIVED_AHEAD_TOLERANCE: Final = timedelta(days=1)
 
 
 class UndecodableRecordError(ValueError):
@@ -35,4 +47,26 @@ def decode_record(raw: bytes | None) -> ReadingBatch:
     for name, value in (("patient_id", batch.patient_id), ("device_id", batch.device_id)):
         if "\x00" in value:
             raise UndecodableRecordError(f"{name} contains a NUL character")
+    received = batch.received_at
+    if received < EARLIEST_RECEIVED or received - datetime.now(UTC) > RECEIVED_AHEAD_TOLERANCE:
+        raise UndecodableRecordError(f"received_at {received.isoformat()} is before 2000 or more than a day ahead")
+    for index, reading in enumerate(batch.readings):
+        fault = _reading_fault(reading, received)
+        if fault is not None:
+            raise UndecodableRecordError(f"reading {index}: {fault}")
     return batch
+
+
+def _reading_fault(reading: Reading, received: datetime) -> str | None:
+    spec = metric(reading.metric)
+    if spec is None:
+        return f"metric {reading.metric[:64]!r} is not in the catalogue"
+    if not spec.plausible(reading.value):
+        return f"{spec.name} value {reading.value!r} is not plausible"
+    if reading.ts - received > FUTURE_TOLERANCE or received - reading.ts > MAX_READING_AGE:
+        return f"time {reading.ts.isoformat()} is outside the bounds around received_at"
+    if spec.is_event and not reading.dose_id:
+        return f"{spec.name} event without dose_id"
+    if reading.dose_id is not None and "\x00" in reading.dose_id:
+        return "dose_id contains a NUL character"
+    return None

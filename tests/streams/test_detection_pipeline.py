@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 
 import msgspec
 import pytest
@@ -20,6 +21,7 @@ from core.wire import DetectionRecord, Reading, detection_decoder, encode, rejec
 from streams.careplans.agents import default_partition
 from streams.careplans.service import InvalidCarePlanError, PlanBook, validate_care_plan
 from streams.dead_letters import DeadLetters
+from streams.detection import news2
 from streams.detection.model import DetectionKind, raise_detection
 from streams.detection.pipeline import DetectionPipeline, group_records, partition_is_current, to_record
 from streams.detection.service import DetectorState, observe_devices
@@ -27,7 +29,9 @@ from streams.detection.state_store import StateStore, decode_stored, encode_stor
 from streams.settings import StreamsSettings
 from tests.streams.support import batch, vitals
 
-T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+# Yesterday 06:00 UTC: the records are received now, and the worker refuses a reading taken
+# more than MAX_READING_AGE before it was received (a fixed date would expire).
+T0 = (datetime.now(UTC) - timedelta(days=1)).replace(hour=6, minute=0, second=0, microsecond=0)
 
 
 def record(partition: int, offset: int, value: bytes) -> tuple[int, int, bytes]:
@@ -242,11 +246,19 @@ def test_a_refused_patient_is_dead_lettered_and_the_others_detected() -> None:
     assert all(b"detection_refused" in v and b"detector bug" in v for v in dead)
 
 
-def test_a_refused_record_costs_its_patient_only_itself() -> None:
+def test_a_refused_record_costs_its_patient_only_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A detector bug that only one value meets: NEWS2 scoring raises on a heart rate of 233.
+    real = news2.round_half_up
+
+    def buggy(value: float, resolution: Decimal = Decimal(1)) -> Decimal:
+        if value == 233:
+            raise InvalidOperation("detector bug")
+        return real(value, resolution)
+
+    monkeypatch.setattr(news2, "round_half_up", buggy)
     p, data, published, dead = pipeline()
     records = hypoxic("p2")
-    # A heart rate of 1e308 makes the NEWS2 scoring raise (decimal.InvalidOperation).
-    poison = batch("p2", [Reading("heart_rate", 1e308, T0 + timedelta(minutes=5, seconds=30))], seq=99)
+    poison = batch("p2", [Reading("heart_rate", 233, T0 + timedelta(minutes=5, seconds=30))], seq=99)
     records.insert(6, record(1, 99, encode(poison)))
     count = asyncio.run(p.process(records))
     assert count == len(published) > 0

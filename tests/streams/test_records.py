@@ -1,0 +1,58 @@
+"""What the worker accepts as a record of rpm.readings.v1 (streams/records.py): the readings
+the bridge would have let through, nothing the detectors' arithmetic cannot hold."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+
+from core.wire import Reading, encode
+from streams.records import UndecodableRecordError, decode_record
+from tests.streams.support import batch
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def raw(readings: list[Reading], **kw: object) -> bytes:
+    return encode(batch("p1", readings, **kw))  # type: ignore[arg-type]
+
+
+def test_a_valid_record_decodes() -> None:
+    decoded = decode_record(raw([Reading("heart_rate", 72, NOW), Reading("spo2", 97, NOW)]))
+    assert [r.metric for r in decoded.readings] == ["heart_rate", "spo2"]
+
+
+@pytest.mark.parametrize(
+    ("reading", "says"),
+    [
+        (Reading("heart_rate", 1e308, NOW), "heart_rate value 1e+308 is not plausible"),
+        # JSON has no NaN: msgspec writes null, which is not a float
+        (Reading("heart_rate", float("nan"), NOW), "Expected `float`, got `null`"),
+        (Reading("spo2", 97, datetime(1, 1, 1, tzinfo=UTC)), "outside the bounds"),
+        (Reading("spo2", 97, NOW - timedelta(days=366)), "outside the bounds"),
+        (Reading("spo2", 97, NOW + timedelta(minutes=10)), "outside the bounds"),
+        (Reading("blood_sugar", 5, NOW), "'blood_sugar' is not in the catalogue"),
+        (Reading("consciousness", 7, NOW), "not plausible"),
+    ],
+)
+def test_a_reading_the_bridge_would_refuse_makes_the_record_undecodable(reading: Reading, says: str) -> None:
+    with pytest.raises(UndecodableRecordError) as info:
+        decode_record(raw([Reading("heart_rate", 72, NOW), reading]))
+    assert says in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "received_at",
+    [datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC), datetime(1999, 12, 31, tzinfo=UTC)],
+)
+def test_a_received_at_out_of_range_is_refused(received_at: datetime) -> None:
+    ts = received_at
+    with pytest.raises(UndecodableRecordError, match="received_at"):
+        decode_record(raw([Reading("spo2", 97, ts)], received_at=received_at))
+
+
+def test_json_of_another_shape_is_undecodable() -> None:
+    with pytest.raises(UndecodableRecordError):
+        decode_record(msgspec.json.encode({"patient_id": "p1"}))
