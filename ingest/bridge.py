@@ -25,6 +25,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer
 from psycopg import AsyncConnection
 
+from core.dead_letters import dead_letter
 from core.logging import get_logger
 from core.mqtt5 import Incoming, is_failure, reason_name
 from core.mqtt5_client import MqttSession, SessionOptions
@@ -39,7 +40,6 @@ from core.wire import (
     TOPIC_PREFIX,
     DeviceEvent,
     ReadingBatch,
-    RejectedMessage,
     ResendFrom,
     commands_topic,
     device_id_from_topic,
@@ -53,7 +53,6 @@ from ingest.validation import Outcome, Reason, validate
 
 log = get_logger("ingest.bridge")
 
-DEAD_LETTER_PAYLOAD_CAP: Final = 4096
 RESEND_COOLDOWN_S: Final = 30.0
 BATTERY_STEP: Final = 0.05
 CONNECT_WAIT_S: Final = 30.0
@@ -475,16 +474,8 @@ class Bridge:
         self, msg: Incoming, device_id: str | None, received_at: datetime, reason: str, detail: str
     ) -> Record:
         metrics.REJECTED.labels(reason=str(reason)).inc()
-        record = RejectedMessage(
-            reason=str(reason),
-            detail=detail,
-            topic=msg.topic[:256],
-            device_id=device_id,
-            received_at=received_at,
-            payload=msg.payload[:DEAD_LETTER_PAYLOAD_CAP].decode("utf-8", "replace"),
-            payload_size=len(msg.payload),
-        )
-        return (REJECTED.name, (device_id or "unknown").encode(), encode(record))
+        value = dead_letter(reason, detail, msg.payload, topic=msg.topic, device_id=device_id, received_at=received_at)
+        return (REJECTED.name, (device_id or "unknown").encode(), value)
 
     def _patient_of(self, device_id: str) -> str | None:
         bindings = self._registry.bindings(device_id)

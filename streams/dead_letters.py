@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Final, TypeVar
 
+from core.dead_letters import INTERNAL_ERROR, payload_text
+from core.dead_letters import dead_letter as core_dead_letter
 from core.logging import get_logger
 from core.retry import KAFKA_DOWN, bounded, until_done
-from core.supervision import error_detail, failure, safe_text
-from core.wire import READINGS, RejectedMessage, encode
+from core.supervision import error_detail, failure
+from core.wire import READINGS
 from streams import metrics
 
 log = get_logger("streams.dead_letters")
 
-MAX_PAYLOAD_CHARS: Final = 4096
-MAX_DETAIL_CHARS: Final = 500
 
 # Every reason the worker writes (docs/operations.md explains each).
 REASONS: Final = frozenset(
@@ -45,32 +44,14 @@ REASONS: Final = frozenset(
         "internal_error",
     }
 )
-INTERNAL_ERROR: Final = "internal_error"
 
 Send = Callable[[bytes], Awaitable[object]]  # an encoded dead letter -> acknowledged by Kafka
 R = TypeVar("R")
 
 
-def payload_text(payload: bytes | str | None) -> str:
-    if payload is None:
-        return ""
-    return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else safe_text(payload)
-
-
 def dead_letter(reason: str, detail: str, payload: bytes | str | None, *, topic: str = READINGS.name) -> bytes:
     """An encoded `RejectedMessage` for a record (or row) of `topic` the worker gave up on."""
-    text = payload_text(payload)
-    return encode(
-        RejectedMessage(
-            reason=reason,
-            detail=safe_text(detail[:MAX_DETAIL_CHARS]),
-            topic=topic,
-            device_id=None,
-            received_at=datetime.now(UTC),
-            payload=text[:MAX_PAYLOAD_CHARS],
-            payload_size=len(payload) if payload is not None else 0,
-        )
-    )
+    return core_dead_letter(reason, detail, payload, topic=topic)
 
 
 class DeadLetters:

@@ -22,9 +22,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from core.careplan import default_care_plan, encode_care_plan
+from core.dead_letters import payload_text
 from core.wire import CARE_PLANS, READINGS, REJECTED, RejectedMessage, rejected_decoder
 from infra.stack import Stack, metric_value
-from streams.dead_letters import MAX_PAYLOAD_CHARS, REASONS, payload_text
+from streams.dead_letters import REASONS
 from tests.helpers import wait_for
 from tests.streams.support import batch, metric_samples, vitals
 
@@ -264,8 +265,8 @@ def test_garbage_on_the_worker_topics_is_dead_lettered_and_the_stream_goes_on(wo
             assert wait_for(lambda: stored(worker, good_patient) == (expected, expected), timeout=60), (
                 f"valid readings not stored exactly once after garbage: {stored(worker, good_patient)} of {expected}"
             )
-            owed = Counter(payload_text(v)[:MAX_PAYLOAD_CHARS] for _, v in case.bad_readings)
-            owed += Counter(payload_text(v)[:MAX_PAYLOAD_CHARS] for _, _, v in case.bad_plans)
+            owed = Counter(payload_text(v) for _, v in case.bad_readings)
+            owed += Counter(payload_text(v) for _, _, v in case.bad_plans)
 
             def settled() -> bool:
                 seen = Counter(d.payload for d in kafka.read_letters())
@@ -273,9 +274,9 @@ def test_garbage_on_the_worker_topics_is_dead_lettered_and_the_stream_goes_on(wo
 
             if not wait_for(settled, timeout=60):
                 seen = {d.payload for d in kafka.letters}
-                missing = [k for k, v in case.bad_readings if payload_text(v)[:MAX_PAYLOAD_CHARS] not in seen]
+                missing = [k for k, v in case.bad_readings if payload_text(v) not in seen]
                 missing += [
-                    f"plan:{k}" for k, _, v in case.bad_plans if payload_text(v)[:MAX_PAYLOAD_CHARS] not in seen
+                    f"plan:{k}" for k, _, v in case.bad_plans if payload_text(v) not in seen
                 ]
                 pytest.fail(f"invalid records without a dead letter: {missing}")
             ours = set(owed)
