@@ -204,10 +204,11 @@ def news2_band(total: int, max_single: int) -> str | None:
 
 class News2Monitor:
     """The NEWS2 alerts a patient's readings imply, as the care plan's NEWS2 settings define
-    them: the latest value of each parameter (not older than 1 h) is scored at every reading
-    time, on the plan's SpO2 scale and oxygen (consciousness is not measured, so not scored);
-    a higher band raises at once, except the low band, which must first hold for 15 minutes
-    (with no band raised); a lower one replaces a raised band only after it held for 30 minutes."""
+    them: the latest value of each parameter by its own time (not older than 1 h), whatever
+    the arrival order, is scored at every reading time, on the plan's SpO2 scale and oxygen
+    (consciousness is not measured, so not scored); a higher band raises at once, except the
+    low band, which must first hold for 15 minutes (with no band raised); a lower one replaces
+    a raised band only after it held for 30 minutes."""
 
     def __init__(self, *, scale: int, on_oxygen: bool, max_age_s: float = NEWS2_MAX_AGE_S,
                  step_down_s: float = NEWS2_STEP_DOWN_S, low_hold_s: float = NEWS2_LOW_HOLD_S) -> None:
@@ -231,13 +232,23 @@ class News2Monitor:
         return sum(scores), max(scores)
 
     def observe(self, at: float, values: dict[str, float]) -> str | None:
-        """Readings taken at `at` (in time order); returns the band rule raised, if any."""
-        if self.last_ts is not None and at <= self.last_ts:
-            return None  # too late to re-run the state machine (as the platform skips it)
-        self.last_ts = at
+        """Readings taken at `at`, in the order the platform receives them; returns the band
+        rule raised, if any. As the platform does (ADR 0015): a value replaces the kept one of
+        its parameter only when taken later; readings taken at or before the newest time
+        already scored ("late", e.g. a cuff flushing after newer wearable readings) are folded
+        in and, if one of them counts there, the set is scored again at that newest time."""
+        changed = False
         for name, value in values.items():
             if name in _SCORERS or name == "spo2":
-                self.latest[name] = (value, at)
+                kept = self.latest.get(name)
+                if kept is None or at > kept[1]:
+                    self.latest[name] = (value, at)
+                    changed = True
+        if self.last_ts is not None and at <= self.last_ts:
+            if not changed or self.last_ts - at > self.max_age_s:
+                return None
+            at = self.last_ts  # a late reading: score again at the newest time scored
+        self.last_ts = at
         new = news2_band(*self.score(at))
         rank, current = NEWS2_BANDS.index(new), NEWS2_BANDS.index(self.band)
         if new == "news2_low" and self.band is None and self.low_hold_s > 0:

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core import mqtt5 as mqtt
+from devices.simulator import clinical
 from devices.simulator.outbox import Outbox
 from devices.simulator.physiology import (
     HR,
@@ -259,3 +260,17 @@ def test_a_device_follows_the_brokers_server_keep_alive(tmp_path: Path) -> None:
     # Mosquitto answers a client asking for 60 s with Server Keep Alive 10 (MQTT 5 §3.2.2.3.14).
     with own_mosquitto("max_keepalive 10") as port:
         assert asyncio.run(scenario(port)) == (60, 10)
+
+
+def test_ground_truth_news2_scores_a_late_cuff_reading_as_the_platform_does() -> None:
+    """A cuff reading flushed after newer wearable readings counts at once (ADR 0015); an
+    older value of a parameter arriving late changes nothing."""
+    monitor = clinical.News2Monitor(scale=1, on_oxygen=False)
+    calm = {"heart_rate": 72.0, "resp_rate": 16.0, "spo2": 97.0, "body_temp": 37.0}
+    assert monitor.observe(100.0, calm) is None
+    assert monitor.observe(200.0, calm) is None
+    assert monitor.score(200.0) == (0, 0)
+    assert monitor.observe(150.0, {"bp_systolic": 85.0}) == "news2_single_parameter"
+    assert monitor.score(200.0) == (3, 3)
+    assert monitor.observe(120.0, {"heart_rate": 140.0}) is None  # older than the kept 72
+    assert monitor.score(200.0) == (3, 3)
