@@ -54,6 +54,8 @@ PROP_ASSIGNED_CLIENT_ID: Final = 0x12
 PROP_SERVER_KEEP_ALIVE: Final = 0x13
 PROP_REASON_STRING: Final = 0x1F
 PROP_RECEIVE_MAXIMUM: Final = 0x21
+PROP_MAXIMUM_QOS: Final = 0x24
+PROP_RETAIN_AVAILABLE: Final = 0x25
 PROP_TOPIC_ALIAS_MAXIMUM: Final = 0x22
 PROP_TOPIC_ALIAS: Final = 0x23
 PROP_USER_PROPERTY: Final = 0x26
@@ -68,6 +70,8 @@ RC_NOT_AUTHORIZED: Final = 0x87
 RC_PACKET_ID_IN_USE: Final = 0x91
 RC_PACKET_TOO_LARGE: Final = 0x95
 RC_QUOTA_EXCEEDED: Final = 0x97
+RC_RETAIN_NOT_SUPPORTED: Final = 0x9A
+RC_QOS_NOT_SUPPORTED: Final = 0x9B
 
 REASONS: Final[dict[int, str]] = {
     0x00: "success",
@@ -96,6 +100,8 @@ REASONS: Final[dict[int, str]] = {
     0x95: "packet too large",
     0x97: "quota exceeded",
     0x99: "payload format invalid",
+    0x9A: "retain not supported",
+    0x9B: "QoS not supported",
     0x9C: "use another server",
     0x9D: "server moved",
     0x9E: "shared subscriptions not supported",
@@ -339,12 +345,18 @@ class ServerLimits:
     - `receive_maximum`: how many QoS 1 PUBLISH packets the client may have sent and not
       yet seen acknowledged (§3.2.2.3.3, MQTT-3.3.4-7); 65,535 when absent;
     - `maximum_packet_size`: the largest packet the client may send (§3.2.2.3.6,
-      MQTT-3.2.2-15); None when absent (only the protocol's own limit applies).
+      MQTT-3.2.2-15); None when absent (only the protocol's own limit applies);
+    - `maximum_qos`: the highest QoS the client may publish at (§3.2.2.3.4, MQTT-3.2.2-11);
+      2 when absent; a value other than 0 or 1 is a protocol error;
+    - `retain_available`: whether the client may set RETAIN (§3.2.2.3.5, MQTT-3.2.2-14);
+      True when absent.
     """
 
     keepalive: int | None = None
     receive_maximum: int = MAX_PACKET_ID
     maximum_packet_size: int | None = None
+    maximum_qos: int = 2
+    retain_available: bool = True
 
     @classmethod
     def from_connack(cls, props: dict[int, int | bytes]) -> ServerLimits:
@@ -357,11 +369,27 @@ class ServerLimits:
             raise MqttProtocolError("CONNACK with a Receive Maximum of 0")
         if maximum_packet_size is not None and (not isinstance(maximum_packet_size, int) or maximum_packet_size == 0):
             raise MqttProtocolError("CONNACK with a Maximum Packet Size of 0")
+        maximum_qos = props.get(PROP_MAXIMUM_QOS, 2)
+        if maximum_qos not in (0, 1, 2) or (PROP_MAXIMUM_QOS in props and maximum_qos == 2):
+            raise MqttProtocolError(f"CONNACK with a Maximum QoS of {maximum_qos!r}")
+        retain_available = props.get(PROP_RETAIN_AVAILABLE, 1)
+        if retain_available not in (0, 1):
+            raise MqttProtocolError(f"CONNACK with a Retain Available of {retain_available!r}")
         return cls(
             keepalive=keepalive if isinstance(keepalive, int) else None,
             receive_maximum=receive_maximum,
             maximum_packet_size=maximum_packet_size,
+            maximum_qos=int(maximum_qos),
+            retain_available=bool(retain_available),
         )
+
+    def refuses(self, *, retain: bool) -> tuple[int, str] | None:
+        """Why a QoS 1 publish (with `retain`) may not be sent to this broker, or None."""
+        if self.maximum_qos < 1:
+            return RC_QOS_NOT_SUPPORTED, "the broker's Maximum QoS is 0; readings need QoS 1"
+        if retain and not self.retain_available:
+            return RC_RETAIN_NOT_SUPPORTED, "the broker does not offer retained messages"
+        return None
 
     def fits(self, size: int) -> bool:
         """Whether a packet of `size` bytes may be sent to this broker."""

@@ -457,7 +457,9 @@ class MqttSession:
         """Publish at QoS 1; the future resolves with the PUBACK reason code (>= 0x80: refused).
         Sent now when connected and within the broker's Receive Maximum, else when there is
         room. Refused at once, never sent: 0x97 when `max_pending_publishes` are already held,
-        0x95 when the packet exceeds the broker's Maximum Packet Size (see the module docstring)."""
+        0x95 when the packet exceeds the broker's Maximum Packet Size (see the module docstring),
+        0x9B when the broker's Maximum QoS is 0, 0x9A for a retained publish to a broker
+        without Retain Available."""
         waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         encoded = mqtt_string(topic)
         if len(encoded) + 3 + len(payload) > MAX_VARINT:  # packet id, empty properties
@@ -467,6 +469,10 @@ class MqttSession:
         if not self._limits.fits(size):
             limit = self._limits.maximum_packet_size
             self._refuse(waiter, RC_PACKET_TOO_LARGE, topic, f"{size} bytes; the broker accepts at most {limit}")
+            return waiter
+        refused = self._limits.refuses(retain=retain)
+        if refused is not None:
+            self._refuse(waiter, refused[0], topic, refused[1])
             return waiter
         if len(self._outgoing) >= self.options.max_pending_publishes:
             self._refuse(waiter, RC_QUOTA_EXCEEDED, topic, f"{len(self._outgoing)} publishes already await PUBACK")
@@ -500,6 +506,11 @@ class MqttSession:
                 del outgoing[pid]
                 topic = entry.topic[2:].decode()
                 self._refuse(entry.waiter, RC_PACKET_TOO_LARGE, topic, f"above {limits.maximum_packet_size} bytes")
+                continue
+            refused = limits.refuses(retain=entry.retain)
+            if refused is not None:  # queued before this broker's CONNACK said so (MQTT-3.2.2-11, -14)
+                del outgoing[pid]
+                self._refuse(entry.waiter, refused[0], entry.topic[2:].decode(), refused[1])
                 continue
             conn.write(encode_publish(entry.topic, entry.payload, pid, retain=entry.retain, dup=entry.sent))
             entry.sent = True

@@ -416,3 +416,21 @@ def test_publish_size_is_the_size_on_the_wire(topic: str, payload: bytes, qos: i
 @pytest.mark.parametrize("remaining", [0, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152])
 def test_packet_size_counts_the_length_field(remaining: int) -> None:
     assert mqtt5.packet_size(remaining) == len(_packet(0x30, b"\x00" * remaining))
+
+
+def test_connack_maximum_qos_and_retain_available() -> None:
+    limits = mqtt5.ServerLimits.from_connack({mqtt5.PROP_MAXIMUM_QOS: 0, mqtt5.PROP_RETAIN_AVAILABLE: 0})
+    assert (limits.maximum_qos, limits.retain_available) == (0, False)
+    assert limits.refuses(retain=False) == (
+        mqtt5.RC_QOS_NOT_SUPPORTED,
+        "the broker's Maximum QoS is 0; readings need QoS 1",
+    )
+    one = mqtt5.ServerLimits.from_connack({mqtt5.PROP_MAXIMUM_QOS: 1, mqtt5.PROP_RETAIN_AVAILABLE: 0})
+    assert one.refuses(retain=False) is None
+    retained = one.refuses(retain=True)
+    assert retained is not None
+    assert retained[0] == mqtt5.RC_RETAIN_NOT_SUPPORTED
+    assert mqtt5.ServerLimits.from_connack({}).refuses(retain=True) is None  # absent: QoS 2, retain offered
+    for bad in ({mqtt5.PROP_MAXIMUM_QOS: 2}, {mqtt5.PROP_MAXIMUM_QOS: 7}, {mqtt5.PROP_RETAIN_AVAILABLE: 3}):
+        with pytest.raises(mqtt5.MqttProtocolError):
+            mqtt5.ServerLimits.from_connack(bad)  # type: ignore[arg-type]

@@ -568,3 +568,38 @@ def test_publishes_held_while_disconnected_are_bounded(limited_broker: int) -> N
         await session.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("general", "listener", "retain", "refused"),
+    [
+        # max_qos is a listener setting: before any `listener` line it would open port 1883
+        ("", "max_qos 0", False, mqtt5.RC_QOS_NOT_SUPPORTED),
+        ("retain_available false", "", True, mqtt5.RC_RETAIN_NOT_SUPPORTED),
+    ],
+)
+def test_a_publish_the_brokers_connack_rules_out_is_refused_and_the_connection_kept(
+    general: str, listener: str, retain: bool, refused: int
+) -> None:
+    """Maximum QoS (MQTT-3.2.2-11) and Retain Available (MQTT-3.2.2-14): a publish the broker
+    said it does not take is refused before it is sent, also one queued before the CONNACK;
+    Mosquitto would disconnect a client that sent it."""
+
+    async def scenario(port: int) -> None:
+        lost: list[str] = []
+        session = MqttSession(_own_options(port), lambda _m: None, on_disconnected=lost.append)
+        early = session.publish("rpm-test/early", b"x", retain=retain)
+        session.start()
+        async with asyncio.timeout(10):
+            assert await early == refused
+        later = session.publish("rpm-test/later", b"x", retain=retain)
+        assert later.done()  # at once, never sent
+        assert later.result() == refused
+        if refused == mqtt5.RC_RETAIN_NOT_SUPPORTED:
+            async with asyncio.timeout(10):  # the same publish without RETAIN goes through
+                assert await session.publish("rpm-test/later", b"x") < 0x80
+        assert (session.connects, lost) == (1, [])
+        await session.close()
+
+    with own_mosquitto(general, listener) as port:
+        asyncio.run(scenario(port))
