@@ -44,9 +44,9 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 
 from core.careplan import default_care_plan
+from core.detectors.service import DetectorState, detect_readings
 from core.wire import DETECTIONS, READINGS, Reading, ReadingBatch, detection_decoder, encode
 from infra.stack import Ports, Stack
-from streams.detection.service import DetectorState, detect_readings
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -482,9 +482,10 @@ def main() -> None:
             # New workers catch up with everything in the topic: the backlog and earlier latency runs.
             in_topic = len(backlog) + sum(int(r["records"]) for r in lat)
             lat += latency(stack, layout, rates, args.latency_seconds, max(100, args.patients // 5), in_topic)
-            for row in lat[-len(rates):]:
-                print(f"latency ({layout}) at {row['rate']:.0f}/s: p50 {ms(row['p50'])}, p99 {ms(row['p99'])}",
-                      flush=True)
+            for row in lat[-len(rates) :]:
+                print(
+                    f"latency ({layout}) at {row['rate']:.0f}/s: p50 {ms(row['p50'])}, p99 {ms(row['p99'])}", flush=True
+                )
         profile_text = ""
         if args.profile:
             prof = state / "detect.prof"

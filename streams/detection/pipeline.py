@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from core.detectors.model import Detection
+from core.detectors.service import DetectorState, detect_due, detect_readings, observe_devices
 from core.logging import get_logger
 from core.retry import bounded
 from core.supervision import error_detail
@@ -42,8 +44,6 @@ from core.wire import DetectionRecord, Reading, ReadingBatch, encode
 from streams import metrics
 from streams.careplans.service import PlanBook
 from streams.dead_letters import DeadLetters
-from streams.detection.model import Detection
-from streams.detection.service import DetectorState, detect_due, detect_readings, observe_devices
 from streams.detection.state_store import StateStore
 from streams.records import UndecodableRecordError, decode_record
 

@@ -31,7 +31,7 @@ from typing import Final
 
 import msgspec
 
-from streams.detection.service import DetectorState, dump_state, load_state
+from core.detectors.service import DetectorState, dump_state, load_state
 
 
 class StoredState(msgspec.Struct, array_like=True):

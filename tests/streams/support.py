@@ -23,9 +23,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from core.careplan import CarePlan, default_care_plan
+from core.detectors.service import DetectorState, detect_readings
 from core.wire import DETECTIONS, READINGS, DetectionRecord, Reading, ReadingBatch, detection_decoder, encode
 from infra.stack import Stack, metric_value
-from streams.detection.service import DetectorState, detect_readings
 
 
 def batch(

@@ -18,10 +18,10 @@ import numpy as np
 import psycopg
 
 from core.careplan import Limit, MeasurementSchedule, default_care_plan, encode_care_plan
+from core.detectors.model import DetectionKind, detection_id, iso
 from core.rules import Rule
 from core.wire import CARE_PLANS, REJECTED, DetectionRecord, Reading, RejectedMessage, rejected_decoder
 from infra.stack import Stack
-from streams.detection.model import DetectionKind, detection_id, iso
 from tests.streams.support import (
     DetectionLog,
     batch,

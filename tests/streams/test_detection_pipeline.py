@@ -16,15 +16,15 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from core.careplan import CarePlan, default_care_plan, encode_care_plan
+from core.detectors import news2
+from core.detectors.model import DetectionKind, raise_detection
+from core.detectors.service import DetectorState, observe_devices
 from core.rules import Rule, Severity
 from core.wire import DetectionRecord, Reading, detection_decoder, encode, rejected_decoder
 from streams.careplans.agents import default_partition
 from streams.careplans.service import InvalidCarePlanError, PlanBook, validate_care_plan
 from streams.dead_letters import DeadLetters
-from streams.detection import news2
-from streams.detection.model import DetectionKind, raise_detection
 from streams.detection.pipeline import DetectionPipeline, group_records, partition_is_current, to_record
-from streams.detection.service import DetectorState, observe_devices
 from streams.detection.state_store import StateStore, decode_stored, encode_stored, stored_partition
 from streams.settings import StreamsSettings
 from tests.streams.support import batch, vitals

@@ -18,10 +18,10 @@ import psycopg
 from api.app import create_app
 from api.security import hash_password
 from api.settings import ApiSettings
+from core.detectors.model import iso
 from core.rules import Rule, Severity
 from core.wire import DetectionRecord, Reading
 from infra.stack import Stack
-from streams.detection.model import iso
 from tests.streams.support import DetectionLog, batch, minutes, rules, send_batches, vitals
 
 PASSWORD = "correct horse battery staple"

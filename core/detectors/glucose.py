@@ -19,9 +19,7 @@ from typing import Any
 import msgspec
 
 from core.careplan import CarePlan, GlucoseLimits
-from core.rules import Rule, Severity
-from core.wire import Reading
-from streams.detection.model import (
+from core.detectors.model import (
     Detection,
     Episode,
     clear_detection,
@@ -31,6 +29,8 @@ from streams.detection.model import (
     new_readings,
     raise_detection,
 )
+from core.rules import Rule, Severity
+from core.wire import Reading
 
 
 class GlucoseState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

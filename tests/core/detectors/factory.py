@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
+from core.detectors.model import Detection, DetectionKind
 from core.rules import Rule
 from core.wire import Reading
-from streams.detection.model import Detection, DetectionKind
 
 # A Monday, 06:00 UTC.
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)

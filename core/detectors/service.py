@@ -25,16 +25,16 @@ from typing import Final
 import msgspec
 
 from core.careplan import CarePlan
+from core.detectors.adherence import AdherenceState, evaluate_adherence, observe_adherence
+from core.detectors.baseline import BaselineState, detect_baseline
+from core.detectors.bp import BpState, detect_bp_crisis
+from core.detectors.glucose import GlucoseState, detect_glucose
+from core.detectors.limits import LimitsState, detect_limits
+from core.detectors.model import Detection, IndexedReadings
+from core.detectors.news2_monitor import News2State, detect_news2
+from core.detectors.silence import SilenceState, evaluate_silence, observe_device
+from core.detectors.weight import WeightState, detect_weight_gain
 from core.wire import Reading
-from streams.detection.adherence import AdherenceState, evaluate_adherence, observe_adherence
-from streams.detection.baseline import BaselineState, detect_baseline
-from streams.detection.bp import BpState, detect_bp_crisis
-from streams.detection.glucose import GlucoseState, detect_glucose
-from streams.detection.limits import LimitsState, detect_limits
-from streams.detection.model import Detection, IndexedReadings
-from streams.detection.news2_monitor import News2State, detect_news2
-from streams.detection.silence import SilenceState, evaluate_silence, observe_device
-from streams.detection.weight import WeightState, detect_weight_gain
 
 STATE_SCHEMA: Final = 1
 

@@ -42,9 +42,7 @@ import msgspec
 
 from core.careplan import CarePlan
 from core.catalogue import acvpu_level
-from core.rules import Rule
-from core.wire import Reading
-from streams.detection.model import (
+from core.detectors.model import (
     Detection,
     Episode,
     clear_detection,
@@ -53,7 +51,9 @@ from streams.detection.model import (
     new_readings,
     raise_detection,
 )
-from streams.detection.news2 import BAND_RANK, News2Input, News2Score, score_news2
+from core.detectors.news2 import BAND_RANK, News2Input, News2Score, score_news2
+from core.rules import Rule
+from core.wire import Reading
 
 NEWS2_METRICS: Final = frozenset({"resp_rate", "spo2", "bp_systolic", "heart_rate", "body_temp", "consciousness"})
 LOW_RANK: Final = BAND_RANK[Rule.NEWS2_LOW]

@@ -26,9 +26,7 @@ from typing import Any, Final
 import msgspec
 
 from core.careplan import CarePlan
-from core.rules import Rule
-from core.wire import Reading
-from streams.detection.model import (
+from core.detectors.model import (
     Detection,
     Episode,
     clear_detection,
@@ -38,6 +36,8 @@ from streams.detection.model import (
     new_readings,
     raise_detection,
 )
+from core.rules import Rule
+from core.wire import Reading
 
 MAX_POINTS: Final = 512
 _EPSILON: Final = 1e-9

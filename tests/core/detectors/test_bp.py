@@ -5,10 +5,10 @@ from __future__ import annotations
 import msgspec
 
 from core.careplan import default_care_plan
+from core.detectors.bp import BpState, detect_bp_crisis
+from core.detectors.model import Detection, DetectionKind
 from core.rules import Rule, Severity
 from core.wire import Reading
-from streams.detection.bp import BpState, detect_bp_crisis
-from streams.detection.model import Detection, DetectionKind
 
 from .factory import at, events, raised, reading
 

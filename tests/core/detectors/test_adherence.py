@@ -7,10 +7,10 @@ from datetime import UTC, datetime, time, timedelta
 import msgspec
 
 from core.careplan import CarePlan, MeasurementSchedule, MedicationSchedule, default_care_plan
+from core.detectors.adherence import AdherenceState, evaluate_adherence, observe_adherence
+from core.detectors.model import Detection, DetectionKind
 from core.rules import Rule, Severity
 from core.wire import Reading
-from streams.detection.adherence import AdherenceState, evaluate_adherence, observe_adherence
-from streams.detection.model import Detection, DetectionKind
 
 from .factory import T0, events
 

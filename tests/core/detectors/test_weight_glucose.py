@@ -8,11 +8,11 @@ import msgspec
 import pytest
 
 from core.careplan import CarePlan, HfWeightGain, default_care_plan
+from core.detectors.glucose import GlucoseState, detect_glucose
+from core.detectors.model import Detection, DetectionKind
+from core.detectors.weight import MAX_POINTS, WeightState, detect_weight_gain
 from core.rules import Rule, Severity
 from core.wire import Reading
-from streams.detection.glucose import GlucoseState, detect_glucose
-from streams.detection.model import Detection, DetectionKind
-from streams.detection.weight import MAX_POINTS, WeightState, detect_weight_gain
 
 from .factory import at, events, reading, series
 

@@ -22,8 +22,7 @@ from typing import Any
 import msgspec
 
 from core.careplan import CarePlan, Limit
-from core.wire import Reading
-from streams.detection.model import (
+from core.detectors.model import (
     Detection,
     Episode,
     clear_detection,
@@ -33,6 +32,7 @@ from streams.detection.model import (
     new_readings,
     raise_detection,
 )
+from core.wire import Reading
 
 
 class LimitState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.careplan import CarePlan, Limit, default_care_plan
+from core.detectors.limits import LimitsState, detect_limits
+from core.detectors.model import Detection, DetectionKind
 from core.rules import Rule, Severity
 from core.wire import Reading
-from streams.detection.limits import LimitsState, detect_limits
-from streams.detection.model import Detection, DetectionKind
 
 from .factory import at, cleared, events, raised, reading, series
 

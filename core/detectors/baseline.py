@@ -30,9 +30,7 @@ import msgspec
 import numpy as np
 
 from core.careplan import BaselineSetting, CarePlan
-from core.rules import Rule, Severity
-from core.wire import Reading
-from streams.detection.model import (
+from core.detectors.model import (
     Detection,
     Episode,
     clear_detection,
@@ -42,6 +40,8 @@ from streams.detection.model import (
     new_readings,
     raise_detection,
 )
+from core.rules import Rule, Severity
+from core.wire import Reading
 
 MAD_TO_Z: Final = 0.6745  # Iglewicz and Hoaglin's modified z-score constant
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

@@ -32,9 +32,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from core.careplan import CarePlan
-from core.rules import Rule, Severity
-from core.wire import Reading
-from streams.detection.model import (
+from core.detectors.model import (
     Detection,
     Episode,
     as_utc,
@@ -44,6 +42,8 @@ from streams.detection.model import (
     new_readings,
     raise_detection,
 )
+from core.rules import Rule, Severity
+from core.wire import Reading
 
 RETENTION: Final = timedelta(days=3)
 _DAY: Final = timedelta(days=1)

@@ -6,10 +6,10 @@ import msgspec
 
 from core.careplan import CarePlan, News2Settings, default_care_plan
 from core.catalogue import ACVPU_CODES, AcvpuLevel
+from core.detectors.model import Detection, DetectionKind, iso
+from core.detectors.news2_monitor import News2State, detect_news2
 from core.rules import Rule, Severity
 from core.wire import Reading
-from streams.detection.model import Detection, DetectionKind, iso
-from streams.detection.news2_monitor import News2State, detect_news2
 
 from .factory import at, events, reading
 

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.careplan import BaselineSetting, HfWeightGain, default_care_plan
+from core.detectors.model import Detection, DetectionKind, decode_detection
+from core.detectors.service import DetectorState, detect_due, detect_readings, dump_state, load_state
 from core.rules import Rule
 from core.wire import Reading
-from streams.detection.model import Detection, DetectionKind, decode_detection
-from streams.detection.service import DetectorState, detect_due, detect_readings, dump_state, load_state
 
 from .factory import T0, at, reading, series
 

@@ -23,9 +23,7 @@ from typing import Any, Final
 import msgspec
 
 from core.careplan import BpCrisis, CarePlan
-from core.rules import Rule, Severity
-from core.wire import Reading
-from streams.detection.model import (
+from core.detectors.model import (
     Detection,
     Episode,
     clear_detection,
@@ -35,6 +33,8 @@ from streams.detection.model import (
     new_readings,
     raise_detection,
 )
+from core.rules import Rule, Severity
+from core.wire import Reading
 
 BP_METRICS: Final = frozenset({"bp_systolic", "bp_diastolic"})
 

@@ -7,10 +7,10 @@ from datetime import time
 import msgspec
 
 from core.careplan import DEVICE_CLASSES, MeasurementSchedule, SilencePolicy, default_care_plan
+from core.detectors.model import DetectionKind
+from core.detectors.silence import SilenceState, evaluate_silence, forget_device, observe_device
 from core.devices import DEVICE_CLASSES as REGISTERED_CLASSES
 from core.rules import Rule, Severity
-from streams.detection.model import DetectionKind
-from streams.detection.silence import SilenceState, evaluate_silence, forget_device, observe_device
 
 from .factory import at, events, reading
 

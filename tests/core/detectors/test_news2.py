@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.rules import Rule, Severity
-from streams.detection.news2 import (
+from core.detectors.news2 import (
     PARAMETERS,
     News2Input,
     Risk,
@@ -25,6 +24,7 @@ from streams.detection.news2 import (
     score_resp_rate,
     score_spo2,
 )
+from core.rules import Rule, Severity
 
 
 @pytest.mark.parametrize(("rr", "expected"), [(8, 3), (9, 1), (12, 0), (21, 2), (25, 3)])

@@ -24,10 +24,8 @@ import msgspec
 
 from core.careplan import CarePlan
 from core.catalogue import CATALOGUE
-from core.rules import Rule, Severity
-from core.wire import Reading
-from streams.detection.adherence import schedules_of
-from streams.detection.model import (
+from core.detectors.adherence import schedules_of
+from core.detectors.model import (
     Detection,
     Episode,
     as_utc,
@@ -37,6 +35,8 @@ from streams.detection.model import (
     new_readings,
     raise_detection,
 )
+from core.rules import Rule, Severity
+from core.wire import Reading
 
 MAX_DEVICES: Final = 16
 _SEVERITY: Final = {Rule.DEVICE_SILENT_WARN: Severity.LOW, Rule.DEVICE_SILENT_URGENT: Severity.HIGH}
