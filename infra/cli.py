@@ -66,7 +66,8 @@ def stack_up(
     )
     console.print(
         f"  Metrics      http://127.0.0.1:{stack.ports.ingest_metrics}/metrics (ingest), "
-        f"http://127.0.0.1:{stack.ports.streams_metrics}/metrics (streams)"
+        f"http://127.0.0.1:{stack.ports.streams_metrics}/metrics (streams), "
+        f"http://127.0.0.1:{stack.ports.alerts_metrics}/metrics (alerts)"
     )
     if demo:
         data = json.loads(creds.read_text())

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
+from alerts.settings import AlertsSettings
 from api.settings import ApiSettings
 from core.settings import BrokerAdminSettings
 from ingest.settings import IngestSettings
@@ -14,6 +15,7 @@ from streams.settings import StreamsSettings
 SETTINGS_CLASSES: tuple[tuple[str, type[BaseSettings]], ...] = (
     ("ingest bridge (python -m ingest)", IngestSettings),
     ("Faust worker (python -m streams)", StreamsSettings),
+    ("alert service (python -m alerts)", AlertsSettings),
     ("API (python -m api)", ApiSettings),
     ("broker administration (rpm devices, provisioning)", BrokerAdminSettings),
 )

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Final
 
@@ -39,7 +39,7 @@ PG_BIN: Final = Path(os.environ.get("RPM_PG_BIN", "/usr/lib/postgresql/15/bin"))
 DYNSEC_PLUGIN: Final = Path(
     os.environ.get("RPM_MOSQUITTO_DYNSEC_PLUGIN", "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
 )
-PLATFORM_COMPONENTS: Final = ("ingest", "streams", "api")
+PLATFORM_COMPONENTS: Final = ("ingest", "streams", "alerts", "api")
 SERVICE_COMPONENTS: Final = ("mosquitto", "kafka", "postgres")
 
 
@@ -62,13 +62,14 @@ class Ports:
     api: int = 18000
     ingest_metrics: int = 19101
     streams_metrics: int = 19102
+    alerts_metrics: int = 19103
 
     @classmethod
     def free(cls) -> Ports:
         """Free loopback ports chosen by the kernel (for tests)."""
         socks = []
         try:
-            for _ in range(6):
+            for _ in range(len(fields(cls))):
                 s = socket.socket()
                 s.bind(("127.0.0.1", 0))
                 socks.append(s)
@@ -253,6 +254,7 @@ class Stack:
             "RPM_INGEST_METRICS_PORT": str(self.ports.ingest_metrics),
             "RPM_STREAMS_METRICS_PORT": str(self.ports.streams_metrics),
             "RPM_STREAMS_DATA_DIR": str(self.state / "streams"),
+            "RPM_ALERTS_METRICS_PORT": str(self.ports.alerts_metrics),
         }
 
     def broker_admin(self) -> BrokerAdmin:
@@ -559,6 +561,14 @@ class Stack:
         self._wait("streams", proc, lambda: metric_value(self.ports.streams_metrics, "rpm_streams_up") == 1.0, 120)
         self._say(f"  streams    ready (metrics http://127.0.0.1:{self.ports.streams_metrics}/metrics)")
 
+    def start_alerts(self) -> None:
+        if self.pid("alerts"):
+            return
+        self._require_free("alerts", self.ports.alerts_metrics)
+        proc = self._python("alerts", "alerts")
+        self._wait("alerts", proc, lambda: metric_value(self.ports.alerts_metrics, "rpm_alerts_up") == 1.0, 60)
+        self._say(f"  alerts     ready (metrics http://127.0.0.1:{self.ports.alerts_metrics}/metrics)")
+
     def start_api(self) -> None:
         if self.pid("api"):
             return
@@ -599,7 +609,7 @@ class Stack:
             raise StackError("watchdog", f"exited with code {proc.returncode}", tail(self.logs / "watchdog.log"))
         self._say("  watchdog   restarts a crashed platform process (restarts in make status)")
 
-    STARTERS: Final = ("mosquitto", "kafka", "postgres", "ingest", "streams", "api")
+    STARTERS: Final = ("mosquitto", "kafka", "postgres", "ingest", "streams", "alerts", "api")
 
     def start(self, components: Iterable[str] = STARTERS) -> None:
         for component in components:
@@ -608,7 +618,7 @@ class Stack:
     # --- stop and status --------------------------------------------------------------------
     def stop(self, components: Iterable[str] | None = None) -> list[str]:
         """Stop the components we started (platform first, then services); returns their names."""
-        order = ["watchdog", "simulator", "api", "streams", "ingest", "kafka", "mosquitto", "postgres"]
+        order = ["watchdog", "simulator", "api", "alerts", "streams", "ingest", "kafka", "mosquitto", "postgres"]
         wanted = list(components) if components is not None else order
         stopped = []
         for name in [n for n in order if n in wanted]:
@@ -668,6 +678,7 @@ class Stack:
         check("postgres", pg)
         check("ingest", lambda: progress_probe(self.ports.ingest_metrics, "ingest"))
         check("streams", lambda: progress_probe(self.ports.streams_metrics, "streams"))
+        check("alerts", lambda: progress_probe(self.ports.alerts_metrics, "alerts"))
         check("api", lambda: (http_status(self.ports.api, "/readyz") == 200, f"http://127.0.0.1:{self.ports.api}"))
         if self._pidfile("simulator").exists():
             check("simulator", lambda: (True, "publishing"))

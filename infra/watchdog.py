@@ -2,7 +2,7 @@
 
 `python -m infra.watchdog STATE_DIR` runs beside the stack (started last by `rpm stack up`,
 stopped first by `rpm stack down`). Once a second it looks at each platform component
-(ingest, streams, api, simulator): one whose pid file is there but whose process is gone
+(ingest, streams, alerts, api, simulator): one whose pid file is there but whose process is gone
 crashed (an orderly stop removes the pid file). It is started again after a backoff that
 doubles with each crash in a row (1 s, 2 s, 4 s ... at most 60 s) and resets once the
 component has stayed up for a minute. Every restart is recorded in `run/restarts.json`,
@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from infra.stack import Stack, StackError, tail
 
-WATCHED: Final = ("ingest", "streams", "api", "simulator")
+WATCHED: Final = ("ingest", "streams", "alerts", "api", "simulator")
 BACKOFF_FIRST_S: Final = 1.0
 BACKOFF_MAX_S: Final = 60.0
 STABLE_AFTER_S: Final = 60.0

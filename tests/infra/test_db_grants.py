@@ -61,6 +61,25 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("SELECT", "refresh_tokens(token_hash, session_id, expires_at, replaced_at)"),
         ("INSERT", "refresh_tokens(token_hash, session_id, issued_at, expires_at)"),
         ("UPDATE", "refresh_tokens(replaced_at)"),
+        # 0010, api/careplans/repository.py: the plan and its next version; the what-if
+        # replays stored readings (dose_id of medication events)
+        ("SELECT", "care_plans(patient_id, version, plan, updated_at, updated_by)"),
+        ("INSERT", "care_plans(patient_id, version, plan, updated_at, updated_by)"),
+        ("UPDATE", "care_plans(version, plan, updated_at, updated_by)"),
+        ("SELECT", "observations(dose_id)"),
+        # 0010, api/devices/repository.py and core/devices.py: provision, revoke, bind, list
+        ("SELECT", "devices(id, device_class, model, created_at, revoked_at)"),
+        ("INSERT", "devices(id, device_class, model)"),
+        ("UPDATE", "devices(device_class, revoked_at)"),
+        ("SELECT", "device_bindings(id, device_id, patient_id, valid_from, valid_to)"),
+        ("INSERT", "device_bindings(device_id, patient_id, valid_from, valid_to)"),
+        ("UPDATE", "device_bindings(valid_to)"),
+        ("USAGE", "sequence device_bindings_id_seq"),
+        # 0010, api/admin/repository.py: the admins' audit query
+        ("SELECT", "audit_events(id, at, actor_id, actor_role, patient_id, action, resource, outcome, detail)"),
+        # 0010, api/access/repository.py: break-glass grants
+        ("SELECT", "break_glass_grants(id, user_id, patient_id, reason, granted_at, expires_at)"),
+        ("INSERT", "break_glass_grants(user_id, patient_id, reason, expires_at)"),
     ],
     "rpm_ingest": [
         ("CONNECT", "database"),
@@ -86,7 +105,44 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
     "rpm_alerts": [
         ("CONNECT", "database"),
         ("USAGE", "schema public"),
-        # alerts/ has no code yet: it gets its grants with its code.
+        # alerts/repository.py (0007): detections already seen
+        ("SELECT", "alert_detections(detection_id)"),
+        ("INSERT", "alert_detections(detection_id, alert_id, patient_id, rule, kind)"),
+        # the unresolved alert of (patient, rule), due lists, figures; opening, re-trigger,
+        # clear, escalation, snooze end; never who acknowledged, resolved or was assigned
+        (
+            "SELECT",
+            "alerts(id, patient_id, rule, severity, state, title, evidence, opened_at, updated_at, resolved_at, "
+            "disposition, detection_ids, repeat_count, last_triggered_at, acknowledged_at, acknowledged_by, "
+            "assigned_to, snoozed_until, resolved_by, resolution_note, escalation_tier, next_escalation_at)",
+        ),
+        (
+            "INSERT",
+            "alerts(id, patient_id, rule, severity, state, title, evidence, opened_at, updated_at, detection_ids, "
+            "repeat_count, last_triggered_at, escalation_tier, next_escalation_at)",
+        ),
+        (
+            "UPDATE",
+            "alerts(severity, state, title, evidence, updated_at, resolved_at, disposition, detection_ids, "
+            "repeat_count, last_triggered_at, snoozed_until, escalation_tier, next_escalation_at)",
+        ),
+        # the history of every transition it makes
+        ("INSERT", "alert_events(alert_id, at, actor_id, from_state, to_state, note, patient_id, kind, detail)"),
+        ("USAGE", "sequence alert_events_id_seq"),
+        # who is notified: care teams, tiers, members, addresses, webhook ids (not their secrets)
+        ("SELECT", "care_team_patients(care_team_id, patient_id)"),
+        ("SELECT", "care_team_members(care_team_id, user_id)"),
+        ("SELECT", "users(id, role, disabled)"),
+        ("SELECT", "escalation_tiers(care_team_id, tier, after_s, min_severity, channels, recipients)"),
+        ("SELECT", "notification_settings(user_id, email, quiet_start, quiet_end, time_zone)"),
+        ("SELECT", "webhooks(id, care_team_id, enabled)"),
+        # the outbox: queue a tier; a clear cancels what is still queued
+        ("INSERT", "notifications(alert_id, tier, channel, recipient, due_at)"),
+        ("USAGE", "sequence notifications_id_seq"),
+        ("SELECT", "notifications(alert_id, state)"),
+        ("UPDATE", "notifications(state)"),
+        # alerts per patient-day
+        ("SELECT", "patients(id)"),
     ],
     "rpm_reporting": [
         ("CONNECT", "database"),
@@ -474,8 +530,17 @@ def test_reporting_reads_dashboards_never_secrets(
     reporting.execute("SELECT patient_id, metric, bucket, mean FROM observations_hourly LIMIT 1")
 
 
-def test_alerts_reads_nothing_until_it_has_code(login: dict[str, psycopg.Connection]) -> None:
+def test_alerts_never_reads_secrets_or_health_values(login: dict[str, psycopg.Connection]) -> None:
     alerts = login["alerts"]
     assert alerts.execute("SELECT 1").fetchone() == (1,)
-    for table in ("alerts", "patients", "observations", "users", "audit_events"):
+    for table in ("observations", "audit_events", "care_plans", "sessions"):
         assert _refused(alerts, f"SELECT count(*) FROM {table}"), table  # noqa: S608 - fixed table names
+    assert _refused(alerts, "SELECT password_hash FROM users")
+    assert _refused(alerts, "SELECT display_name FROM patients")
+    assert _refused(alerts, "UPDATE alerts SET acknowledged_by = NULL")
+    assert _refused(alerts, "UPDATE alerts SET resolved_by = NULL")
+    assert _refused(alerts, "DELETE FROM alert_events")
+    assert _refused(alerts, "UPDATE alert_events SET note = 'x'")
+    # What alerts/repository.py asks (the full path is tests/alerts/test_alert_service.py).
+    alerts.execute("SELECT id, state, next_escalation_at FROM alerts WHERE state = 'open' LIMIT 1")
+    alerts.execute("SELECT email, quiet_start FROM notification_settings LIMIT 1")
