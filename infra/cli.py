@@ -50,10 +50,13 @@ def stack_up(
     try:
         stack.start([*SERVICE_COMPONENTS, *PLATFORM_COMPONENTS])
         if demo:
-            from infra.demo import ensure_demo_data
+            from infra.demo import DEMO_SCENARIOS, ensure_demo_data
 
             creds, sim = ensure_demo_data(stack)
-            stack.start_simulator(sim, "--no-progress", "--ground-truth", str(stack.state / "ground-truth.jsonl"))
+            scenarios = [arg for spec in DEMO_SCENARIOS for arg in ("--scenario", spec)]
+            stack.start_simulator(
+                sim, "--no-progress", "--ground-truth", str(stack.state / "ground-truth.jsonl"), *scenarios
+            )
         stack.start_watchdog()
     except StackError as exc:
         _fail(exc)

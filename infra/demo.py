@@ -42,6 +42,15 @@ DEMO_PATIENTS: Final = (
 )
 DEMO_CARE_TEAM: Final = "Demo care team"
 DEMO_CLINICIAN: Final = "demo.clinician"
+DEMO_CLINICIAN_EMAIL: Final = "demo.clinician@localhost"
+# Scenarios the simulator plays on the demo patients so that the inbox fills within minutes of
+# `make run`: a hypoxic episode for Ada from the first minute (NEWS2 single-parameter alert once
+# SpO2 reaches 91 % after the 3 min ramp, `spo2_low` once it stays below 90 % for the care plan's
+# 10 min), and a second one for Ben half an hour later.
+DEMO_SCENARIOS: Final = (
+    "hypoxia:patient=demo-p001,start=1m,duration=30m,nadir=85",
+    "hypoxia:patient=demo-p002,start=30m,duration=20m",
+)
 
 
 async def _upsert_user(
@@ -77,6 +86,12 @@ async def _create(stack: Stack, previous: dict[str, Any]) -> dict[str, Any]:
         clinician_id = await _upsert_user(conn, DEMO_CLINICIAN, clinician_pw, "clinician", "Dr Demo", None)
         await conn.execute(
             "INSERT INTO care_team_members VALUES (%s, %s) ON CONFLICT DO NOTHING", (team[0], clinician_id)
+        )
+        # The demo clinician hears of the demo alerts by e-mail too (the stack's SMTP server
+        # keeps it in its maildir); no quiet hours.
+        await conn.execute(
+            "INSERT INTO notification_settings (user_id, email) VALUES (%s, %s) ON CONFLICT (user_id) DO NOTHING",
+            (clinician_id, DEMO_CLINICIAN_EMAIL),
         )
         with stack.broker_admin() as admin:
             for p in DEMO_PATIENTS:
