@@ -6,6 +6,7 @@ the server starts the app and closes when it stops.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,11 +14,17 @@ from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
+from api.access import endpoints as access_endpoints
+from api.admin import endpoints as admin_endpoints
 from api.audit.rejections import handle_validation
 from api.auth import endpoints as auth_endpoints
 from api.auth.ratelimit import LoginRateLimiter
+from api.careplans import endpoints as careplan_endpoints
+from api.careplans.publisher import CarePlanPublisher
+from api.careplans.service import WhatIfLimits
 from api.checkins import endpoints as checkin_endpoints
 from api.checkins.publisher import ReadingsPublisher
+from api.devices import endpoints as device_endpoints
 from api.headers import SecurityHeadersMiddleware
 from api.health import endpoints as health_endpoints
 from api.inputs import screen_inputs
@@ -56,10 +63,20 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         publisher = app.state.readings_publisher = ReadingsPublisher(
             settings.kafka_bootstrap, idempotent=settings.kafka_idempotent_producer
         )
+        # Care plans go to their compacted topic (api/careplans); also connects on first use.
+        plans = app.state.care_plan_publisher = CarePlanPublisher(
+            settings.kafka_bootstrap, idempotent=settings.kafka_idempotent_producer
+        )
+        app.state.what_if_limits = WhatIfLimits(
+            max_readings=settings.what_if_max_readings,
+            timeout_s=settings.what_if_timeout,
+            slots=asyncio.Semaphore(settings.what_if_concurrency),
+        )
         log.info("api started", environment=settings.environment)
         try:
             yield
         finally:
+            await plans.close()
             await publisher.close()
             await pool.close()
             log.info("api stopped")
@@ -92,4 +109,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(auth_endpoints.router, prefix=API_PREFIX)
     app.include_router(observation_endpoints.router, prefix=API_PREFIX)
     app.include_router(checkin_endpoints.router, prefix=API_PREFIX)
+    app.include_router(careplan_endpoints.router, prefix=API_PREFIX)
+    app.include_router(device_endpoints.router, prefix=API_PREFIX)
+    app.include_router(admin_endpoints.router, prefix=API_PREFIX)
+    app.include_router(access_endpoints.router, prefix=API_PREFIX)
     return app

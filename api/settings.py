@@ -1,8 +1,9 @@
 """Settings of the API process (pydantic-settings, prefix `RPM_`).
 
-Composes the shared database, Kafka and MQTT groups (the latter two for readiness checks)
-with what only the API needs: token signing, session limits, login throttling and the
-reverse proxies it may believe about the client's address.
+Composes the shared database, Kafka and MQTT groups (readiness checks; the MQTT broker's
+dynamic-security admin for device provisioning, api/devices) with what only the API needs:
+token signing, session limits, login throttling, the reverse proxies it may believe about the
+client's address and the bounds of the care-plan what-if.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
-from core.settings import PLACEHOLDER_SECRETS, DatabaseSettings, KafkaSettings, MqttSettings
+from core.settings import PLACEHOLDER_SECRETS, BrokerAdminSettings, DatabaseSettings, KafkaSettings
 
 # RFC 7518 §3.2: an HS256 key must be at least as long as the hash output (32 bytes);
 # PyJWT warns about shorter keys, and a warning is a bug here.
@@ -38,7 +39,7 @@ def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-class ApiSettings(DatabaseSettings, KafkaSettings, MqttSettings):
+class ApiSettings(DatabaseSettings, KafkaSettings, BrokerAdminSettings):
     """Everything `python -m api` reads from the environment."""
 
     jwt_secret: SecretStr = Field(
@@ -99,6 +100,20 @@ class ApiSettings(DatabaseSettings, KafkaSettings, MqttSettings):
         5.0,
         gt=0,
         description="Seconds a request waits for a database connection before answering 503",
+    )
+    broker_admin_timeout: float = Field(
+        5.0, gt=0, description="Seconds the MQTT broker may take to answer a device provisioning command (then 503)"
+    )
+    what_if_max_readings: int = Field(
+        200_000,
+        ge=1,
+        description="Most stored readings a care-plan what-if replays; a longer history answers 422 (ask fewer days)",
+    )
+    what_if_timeout: float = Field(
+        20.0, gt=0, description="Seconds a care-plan what-if may replay before it answers 503"
+    )
+    what_if_concurrency: int = Field(
+        1, ge=1, description="What-if replays run at once (CPU-bound, in worker threads); more wait their turn"
     )
     readiness_timeout: float = Field(
         2.0,

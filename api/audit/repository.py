@@ -1,9 +1,14 @@
-"""SQL of the audit trail. The app role may only INSERT here: the table is append-only."""
+"""SQL of the audit trail. The app role may only INSERT here: the table is append-only.
+
+An event about a patient this request reached through a break-glass grant carries
+`break_glass: true` and the grant id (api.access.service notes the grant when it allows it).
+"""
 
 from __future__ import annotations
 
 from psycopg.types.json import Jsonb
 
+from api.access.service import break_glass_detail
 from api.audit.schemas import AuditEvent
 from api.db import Conn
 
@@ -23,6 +28,6 @@ async def record(conn: Conn, event: AuditEvent) -> None:
             event.action,
             event.resource,
             event.outcome,
-            Jsonb(event.detail),
+            Jsonb({**event.detail, **break_glass_detail(event.patient_id)}),
         ),
     )

@@ -1,0 +1,1 @@
+"""Administration: the audit trail queried by admins (filters, keyset paging)."""
