@@ -327,3 +327,50 @@ def test_the_service_reports_ready_and_its_figures(service: Stack, db: psycopg.C
     assert 0.0 < value <= 1.0
     per_day = metric_samples(service.ports.alerts_metrics, "rpm_alerts_per_patient_day")
     assert per_day[""] > 0
+
+
+def test_quiet_hours_delay_e_mail_but_never_for_a_critical_alert(service: Stack, db: psycopg.Connection) -> None:
+    patient = create_patient(db)
+    team = make_team(db, [patient])
+    # Quiet from an hour ago to an hour from now, in UTC: whatever the time the test runs.
+    now = datetime.now(UTC)
+    start, end = (now - timedelta(hours=1)).time(), (now + timedelta(hours=1)).time()
+    db.execute(
+        "UPDATE notification_settings SET quiet_start = %s, quiet_end = %s WHERE user_id = %s",
+        (start.replace(microsecond=0), end.replace(microsecond=0), team.clinician),
+    )
+    medium = detection(patient, rule="resp_rate_high", severity="medium")
+    critical = detection(patient, rule="news2_high", severity="critical")
+    send(service, medium, critical)
+    assert wait_for(lambda: processed(db, critical.detection_id), timeout=60)
+    due = {
+        rule: (due_at, opened_at)
+        for rule, due_at, opened_at in db.execute(
+            "SELECT a.rule, n.due_at, a.opened_at FROM notifications n JOIN alerts a ON a.id = n.alert_id "
+            "WHERE a.patient_id = %s AND n.channel = 'email'",
+            (patient,),
+        ).fetchall()
+    }
+    delayed, opened = due["resp_rate_high"]
+    assert delayed > opened + timedelta(minutes=55)  # the end of the quiet hours
+    assert due["news2_high"][0] == due["news2_high"][1]  # critical: due when it opened
+
+
+def test_a_snooze_that_ends_puts_the_alert_back_to_open(service: Stack, db: psycopg.Connection) -> None:
+    patient = create_patient(db)
+    make_team(db, [patient])
+    raised = detection(patient, rule="glucose_high", severity="medium")
+    send(service, raised)
+    assert wait_for(lambda: processed(db, raised.detection_id), timeout=60)
+    [alert] = alerts_of(db, patient)
+    # As the API snoozes (core.alert_lifecycle.snooze), with an end that is already past.
+    db.execute(
+        "UPDATE alerts SET state = 'snoozed', snoozed_until = now() - interval '1 second', "
+        "next_escalation_at = NULL WHERE id = %s",
+        (alert.id,),
+    )
+    assert wait_for(lambda: alerts_of(db, patient)[0].state == "open", timeout=30)
+    [alert] = alerts_of(db, patient)
+    assert alert.snoozed_until is None
+    assert alert.next_escalation_at is not None  # escalation runs again
+    assert [k for k, _, _ in events_of(db, alert.id)] == ["opened", "unsnoozed"]
