@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.access import endpoints as access_endpoints
+from api.access.service import forget_break_glass
 from api.admin import endpoints as admin_endpoints
 from api.audit.rejections import handle_validation
 from api.auth import endpoints as auth_endpoints
@@ -87,7 +88,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         summary="Remote patient monitoring: patients' readings for their care teams and themselves",
         lifespan=lifespan,
         # Every route's path, query and body are screened before its own parameters (api.inputs).
-        dependencies=[Depends(screen_inputs)],
+        # Each request starts with no break-glass access noted (api.access.service).
+        dependencies=[Depends(screen_inputs), Depends(forget_break_glass)],
         # ReDoc needs web workers and web fonts from elsewhere; /docs is enough under a strict CSP.
         redoc_url=None,
     )

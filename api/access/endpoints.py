@@ -3,7 +3,6 @@ list one's active grants."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
@@ -68,8 +67,9 @@ async def open_break_glass(
             await audit("denied", reason="own_care_team")
             refusal = Problem(409, "break_glass_not_needed", "this patient is on one of your care teams")
         else:
-            expires = datetime.now(UTC) + timedelta(minutes=body.duration_minutes)
-            grant = await repository.open_break_glass(conn, principal.user_id, patient_id, body.reason, expires)
+            grant = await repository.open_break_glass(
+                conn, principal.user_id, patient_id, body.reason, body.duration_minutes
+            )
             await audit(
                 "allowed", break_glass=True, break_glass_grant=str(grant.id), expires_at=grant.expires_at.isoformat()
             )

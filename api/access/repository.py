@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from psycopg.rows import class_row
 
@@ -50,16 +49,17 @@ async def active_break_glass(conn: Conn, user_id: uuid.UUID, patient_id: str) ->
 
 
 async def open_break_glass(
-    conn: Conn, user_id: uuid.UUID, patient_id: str, reason: str, expires_at: datetime
+    conn: Conn, user_id: uuid.UUID, patient_id: str, reason: str, minutes: int
 ) -> BreakGlassGrant:
+    """A grant from now (the database's clock, as the access check uses) for `minutes`."""
     async with conn.cursor(row_factory=class_row(BreakGlassGrant)) as cur:
         await cur.execute(
             """
             INSERT INTO break_glass_grants (user_id, patient_id, reason, expires_at)
-            VALUES (%s, %s, %s, %s)
+            VALUES (%s, %s, %s, now() + make_interval(mins => %s))
             RETURNING id, patient_id, reason, granted_at, expires_at
             """,
-            (user_id, patient_id, reason, expires_at),
+            (user_id, patient_id, reason, minutes),
         )
         row = await cur.fetchone()
     assert row is not None

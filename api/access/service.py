@@ -43,15 +43,21 @@ async def patient_access(conn: Conn, principal: Principal, patient_id: str) -> A
         if await repository.clinician_cares_for(conn, principal.user_id, patient_id):
             return Access(True, care_team=True)
         grant = await repository.active_break_glass(conn, principal.user_id, patient_id)
-        if grant is None:
-            return Access(False)
         noted = dict(_BREAK_GLASS.get() or {})
-        noted[patient_id] = grant
+        noted.pop(patient_id, None)
+        if grant is not None:
+            noted[patient_id] = grant
         _BREAK_GLASS.set(noted)
-        return Access(True, break_glass_grant=grant)
+        return Access(grant is not None, break_glass_grant=grant)
     if principal.role == "admin":
         return Access(await repository.patient_exists(conn, patient_id), care_team=True)
     return Access(False)
+
+
+async def forget_break_glass() -> None:
+    """An app-wide dependency: each request starts with no break-glass noted (a server may run
+    requests in a context that an earlier request's task left behind)."""
+    _BREAK_GLASS.set(None)
 
 
 async def may_read_patient(conn: Conn, principal: Principal, patient_id: str) -> bool:
