@@ -8,14 +8,23 @@ from typing import Any, Final
 
 from api.db import Conn
 from api.devices.schemas import Binding, DeviceRead
+from core.catalogue import METRIC_NAMES
 
 LAST_SEEN_DAYS: Final = 30
+# Last seen: per metric, the newest row on the (patient_id, metric, ts) index that is this
+# device's; a patient's other devices only lengthen the walk for metrics they share.
+METRICS: Final = list(METRIC_NAMES)
 
 _SELECT: Final = """
     SELECT d.id, d.device_class, d.model, d.created_at, d.revoked_at, b.patient_id, b.valid_from, b.valid_to,
-           (SELECT max(o.ts) FROM observations AS o
-             WHERE b.patient_id IS NOT NULL AND o.patient_id = b.patient_id AND o.device_id = d.id
-               AND o.ts > now() - make_interval(days => %(days)s)) AS last_seen
+           (SELECT max(x.ts) FROM unnest(%(metrics)s::text[]) AS m (metric)
+            CROSS JOIN LATERAL (
+                SELECT o.ts FROM observations AS o
+                WHERE o.patient_id = b.patient_id AND o.metric = m.metric AND o.device_id = d.id
+                  AND o.ts > now() - make_interval(days => %(days)s)
+                ORDER BY o.ts DESC
+                LIMIT 1
+            ) AS x) AS last_seen
     FROM devices AS d
     LEFT JOIN LATERAL (
         SELECT patient_id, valid_from, valid_to FROM device_bindings
@@ -40,7 +49,9 @@ def _read(row: tuple[Any, ...]) -> DeviceRead:
 
 
 async def get_device(conn: Conn, device_id: str) -> DeviceRead | None:
-    cur = await conn.execute(_SELECT + " WHERE d.id = %(id)s", {"days": LAST_SEEN_DAYS, "id": device_id})
+    cur = await conn.execute(
+        _SELECT + " WHERE d.id = %(id)s", {"days": LAST_SEEN_DAYS, "metrics": METRICS, "id": device_id}
+    )
     row = await cur.fetchone()
     return None if row is None else _read(row)
 
@@ -73,6 +84,13 @@ async def list_devices(
     sql = _SELECT + " WHERE " + " AND ".join(where) + " ORDER BY d.id LIMIT %(limit)s"
     cur = await conn.execute(
         sql,  # composed from the constant fragments above only
-        {"days": LAST_SEEN_DAYS, "after": after, "limit": limit, "user": clinician, "patient": patient},
+        {
+            "days": LAST_SEEN_DAYS,
+            "metrics": METRICS,
+            "after": after,
+            "limit": limit,
+            "user": clinician,
+            "patient": patient,
+        },
     )
     return [_read(row) for row in await cur.fetchall()]

@@ -62,6 +62,7 @@ async def test_provision_answers_the_secret_once_and_the_broker_takes_it_until_r
     ward: dict[str, Any],
     auth_headers: Callable[..., dict[str, str]],
     audit_rows: Callable[..., list[dict[str, Any]]],
+    add_observations: Callable[..., None],
     stack: Stack,
 ) -> None:
     admin = auth_headers(ward["admin"])
@@ -83,6 +84,15 @@ async def test_provision_answers_the_secret_once_and_the_broker_takes_it_until_r
     assert "password" not in mine
     assert mine["binding"]["patient_id"] == ward["mine"]
     assert mine["revoked_at"] is None
+    assert mine["last_seen"] is None
+    # Last seen: the newest stored reading of this device for the bound patient, any metric.
+    now = datetime.now(UTC).replace(microsecond=0)
+    add_observations(ward["mine"], "spo2", [(now - timedelta(minutes=9), 97.0)], device_id=dev)
+    add_observations(ward["mine"], "heart_rate", [(now - timedelta(minutes=3), 70.0)], device_id=dev)
+    add_observations(ward["mine"], "heart_rate", [(now - timedelta(minutes=1), 71.0)], device_id="another-device")
+    seen = (await client.get("/api/v1/devices", params={"limit": 500}, headers=admin)).json()["items"]
+    mine = next(d for d in seen if d["device_id"] == dev)
+    assert datetime.fromisoformat(mine["last_seen"]) == now - timedelta(minutes=3)
 
     revoked = await client.post(f"/api/v1/devices/{dev}/revoke", headers=admin)
     assert revoked.status_code == 200, revoked.text
