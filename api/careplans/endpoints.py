@@ -102,8 +102,14 @@ async def what_if(
     settings: Annotated[ApiSettings, Depends(get_settings)],
     limits: Annotated[service.WhatIfLimits, Depends(get_what_if_limits)],
 ) -> WhatIfAnswer:
+    # Two transactions: the connection is given back while the replay runs in a thread.
     async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
-        outcome = await service.what_if(conn, principal, patient_id, body, utc_now(), limits)
+        work = await service.prepare_what_if(conn, principal, patient_id, body, utc_now(), limits.max_readings)
+    if isinstance(work, service.Refusal):
+        raise _raise(work)
+    results = await service.run_what_if(work, limits)
+    async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
+        outcome = await service.finish_what_if(conn, principal, work, results)
     if isinstance(outcome, service.Refusal):
         raise _raise(outcome)
     return outcome

@@ -40,6 +40,7 @@ from api.careplans.schemas import (
 from api.careplans.whatif import Replay, replay
 from api.db import Conn
 from core.careplan import CarePlan, decode_care_plan, default_care_plan, encode_care_plan
+from core.wire import Reading
 
 RESOURCE: Final = "care_plan"
 _ETAG: Final = re.compile(r'^\s*(?:W/)?"?(\d{1,10})"?\s*$')
@@ -240,9 +241,25 @@ def _outcome(version: int | None, result: Replay) -> PlanOutcome:
     return PlanOutcome(version=version, alerts=result.alerts, by_rule=by_rule)
 
 
-async def what_if(
-    conn: Conn, principal: Principal, patient_id: str, body: WhatIfRequest, now: datetime, limits: WhatIfLimits
-) -> WhatIfAnswer | Refusal:
+@dataclass(frozen=True, slots=True)
+class WhatIfWork:
+    """What a what-if replays, read in a first transaction (the connection is given back
+    while the replay runs)."""
+
+    patient_id: str
+    days: int
+    start: datetime
+    end: datetime
+    current_version: int
+    current: CarePlan
+    proposed: CarePlan
+    readings: list[Reading]
+
+
+async def prepare_what_if(
+    conn: Conn, principal: Principal, patient_id: str, body: WhatIfRequest, now: datetime, max_readings: int
+) -> WhatIfWork | Refusal:
+    """Access, the plans and the readings; a refusal is audited here."""
     audit = _Audit(conn, principal, patient_id, "what_if")
     access = await _may_change(conn, principal, patient_id, audit)
     if isinstance(access, Refusal):
@@ -260,48 +277,58 @@ async def what_if(
     if isinstance(proposed, Refusal):
         await audit("denied", reason=proposed.code, days=body.days)
         return proposed
-    end = now
-    start = end - timedelta(days=body.days)
-    rows = await repository.readings(conn, patient_id, start, end, limits.max_readings + 1)
-    if len(rows) > limits.max_readings:
+    start = now - timedelta(days=body.days)
+    rows = await repository.readings(conn, patient_id, start, now, max_readings + 1)
+    if len(rows) > max_readings:
         await audit("denied", reason="too_many_readings", days=body.days)
         return Refusal(
             422,
             "too_many_readings",
-            f"more than {limits.max_readings} stored readings in {body.days} days; ask for fewer days",
+            f"more than {max_readings} stored readings in {body.days} days; ask for fewer days",
         )
-    refusal: Refusal | None = None
-    results: tuple[Replay, Replay] | None = None
+    return WhatIfWork(patient_id, body.days, start, now, current_version, current, proposed, rows)
+
+
+async def run_what_if(work: WhatIfWork, limits: WhatIfLimits) -> tuple[Replay, Replay] | Refusal:
+    """Both replays in a worker thread, one slot at a time, under the time limit. A replay that
+    times out finishes in its thread; its result is dropped."""
     async with limits.slots:
         try:
             async with asyncio.timeout(limits.timeout_s):
-                results = await run_in_threadpool(_both, patient_id, current, proposed, rows)
+                return await run_in_threadpool(_both, work.patient_id, work.current, work.proposed, work.readings)
         except TimeoutError:
-            refusal = Refusal(
+            return Refusal(
                 503, "what_if_timeout", "the replay took too long; ask for fewer days", {"Retry-After": "10"}
             )
-    if refusal is not None or results is None:
-        await audit("error", reason="timeout", days=body.days, readings=len(rows))
-        return refusal or Refusal(503, "what_if_timeout", "the replay took too long")
+
+
+async def finish_what_if(
+    conn: Conn, principal: Principal, work: WhatIfWork, results: tuple[Replay, Replay] | Refusal
+) -> WhatIfAnswer | Refusal:
+    """The audit event of a replay that ran (or timed out) and the answer."""
+    audit = _Audit(conn, principal, work.patient_id, "what_if")
+    if isinstance(results, Refusal):
+        await audit("error", reason=results.code, days=work.days, readings=len(work.readings))
+        return results
     now_result, new_result = results
     await audit(
         "allowed",
-        days=body.days,
-        readings=len(rows),
+        days=work.days,
+        readings=len(work.readings),
         current_alerts=now_result.alerts,
         proposed_alerts=new_result.alerts,
     )
     return WhatIfAnswer(
-        patient_id=patient_id,
-        start=start.astimezone(UTC),
-        end=end.astimezone(UTC),
-        readings=len(rows),
-        current=_outcome(current_version, now_result),
+        patient_id=work.patient_id,
+        start=work.start.astimezone(UTC),
+        end=work.end.astimezone(UTC),
+        readings=len(work.readings),
+        current=_outcome(work.current_version, now_result),
         proposed=_outcome(None, new_result),
         difference=new_result.alerts - now_result.alerts,
         note=WHAT_IF_NOTE,
     )
 
 
-def _both(patient_id: str, current: CarePlan, proposed: CarePlan, rows: list[Any]) -> tuple[Replay, Replay]:
+def _both(patient_id: str, current: CarePlan, proposed: CarePlan, rows: list[Reading]) -> tuple[Replay, Replay]:
     return replay(patient_id, current, rows), replay(patient_id, proposed, rows)
