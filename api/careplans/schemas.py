@@ -21,8 +21,8 @@ MAX_WHAT_IF_DAYS: Final = 30
 PLAN_DESCRIPTION: Final = (
     "A care plan as `core.careplan.CarePlan` defines it (limits with hysteresis, NEWS2 settings, "
     "BP crisis, heart-failure weight, glucose, baselines, measurement and medication schedules, "
-    "device silence). `patient_id` and `version` are set by the server; every other field may be "
-    "left out for its default."
+    "device silence). `patient_id`, `version` and (on a change) `effective_from` are set by the server; "
+    "every other field may be left out for its default, so a plan read may be edited and sent back."
 )
 
 

@@ -136,12 +136,14 @@ def _read_of(patient_id: str, stored: repository.StoredPlan | None) -> CarePlanR
 
 
 def validate_plan(patient_id: str, body: dict[str, Any], version: int, now: datetime | None) -> CarePlan | Refusal:
-    """The plan as the worker will decode it; `now` sets `effective_from` when absent."""
+    """The plan as the worker will decode it. `now` (a change) is its `effective_from`: a plan
+    read, edited and sent back carries the old version's, and schedules must not be judged
+    for windows before this version existed."""
     given = body.get("patient_id")
     if given is not None and given != patient_id:
         return Refusal(422, "invalid_care_plan", f"the plan names patient {str(given)[:64]!r}, not {patient_id!r}")
     data = {**body, "patient_id": patient_id, "version": version}
-    if now is not None and data.get("effective_from") is None:
+    if now is not None:
         data["effective_from"] = now.isoformat()
     try:
         return decode_care_plan(msgspec.json.encode(data))

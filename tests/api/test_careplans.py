@@ -5,6 +5,7 @@ broker), and the answer when Kafka is away (nothing stored)."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -127,6 +128,30 @@ async def test_a_change_is_versioned_published_and_audited_with_before_and_after
     assert first["version"] == 1
     assert next(x for x in first["before"]["limits"] if x["rule"] == "spo2_low")["raise_at"] == 90
     assert first["after"]["limits"][0]["raise_at"] == 85
+
+
+async def test_a_plan_read_edited_and_sent_back_is_the_next_version(
+    client: httpx.AsyncClient, ward: dict[str, Any], auth_headers: Callable[..., dict[str, str]]
+) -> None:
+    headers = auth_headers(ward["clinician"])
+    first = await client.put(url(ward["mine"]), json={"plan": SPO2_85, "version": 0}, headers=headers)
+    assert first.status_code == 200, first.text
+    read = await client.get(url(ward["mine"]), headers=headers)
+    plan = read.json()["plan"]
+    plan["limits"][0]["raise_at"] = 84
+    plan["timezone"] = "Europe/Amsterdam"
+    second = await client.put(
+        url(ward["mine"]), json={"plan": plan}, headers={**headers, "If-Match": read.headers["etag"]}
+    )
+    assert second.status_code == 200, second.text
+    stored = second.json()
+    assert stored["version"] == 2
+    assert stored["plan"]["version"] == 2
+    assert stored["plan"]["timezone"] == "Europe/Amsterdam"
+    assert stored["plan"]["limits"][0]["raise_at"] == 84
+    # The new version takes effect now, not when the version it was edited from did.
+    effective = [datetime.fromisoformat(p["plan"]["effective_from"]) for p in (first.json(), stored)]
+    assert effective[1] > effective[0]
 
 
 async def test_stale_versions_conflict_and_a_missing_version_is_required(
