@@ -5,8 +5,8 @@ broker), and the answer when Kafka is away (nothing stored)."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
