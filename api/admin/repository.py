@@ -21,6 +21,8 @@ async def query_events(conn: Conn, query: AuditQuery, limit: int) -> list[AuditE
               AND (%(action)s::text IS NULL OR action = %(action)s::text)
               AND (%(resource)s::text IS NULL OR resource = %(resource)s::text)
               AND (%(outcome)s::text IS NULL OR outcome = %(outcome)s::text)
+              AND (%(break_glass)s::boolean IS NULL
+                   OR coalesce(detail ->> 'break_glass' = 'true', false) = %(break_glass)s::boolean)
               AND (%(start)s::timestamptz IS NULL OR at >= %(start)s::timestamptz)
               AND (%(end)s::timestamptz IS NULL OR at < %(end)s::timestamptz)
               AND (%(after_at)s::timestamptz IS NULL
@@ -34,6 +36,7 @@ async def query_events(conn: Conn, query: AuditQuery, limit: int) -> list[AuditE
                 "action": query.action,
                 "resource": query.resource,
                 "outcome": query.outcome,
+                "break_glass": query.break_glass,
                 "start": query.start,
                 "end": query.end,
                 "after_at": after_at,

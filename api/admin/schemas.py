@@ -29,6 +29,9 @@ class AuditQuery(BaseModel):
     action: str | None = Field(None, pattern=_TEXT, description="e.g. read, update, create, login, what_if")
     resource: str | None = Field(None, pattern=_TEXT, description="e.g. observations, care_plan, device")
     outcome: Literal["allowed", "denied", "error"] | None = Field(None, description="allowed, denied or error")
+    break_glass: bool | None = Field(
+        None, description="true: only events of access under a break-glass grant; false: only the others"
+    )
     start: Rfc3339 = Field(None, description="Events at or after (RFC 3339)", json_schema_extra={"format": "date-time"})
     end: Rfc3339 = Field(None, description="Events before (RFC 3339)", json_schema_extra={"format": "date-time"})
     limit: int = Field(100, ge=1, le=MAX_LIMIT, description=f"At most this many events (max {MAX_LIMIT})")

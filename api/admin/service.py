@@ -22,7 +22,7 @@ class Refusal:
 
 async def query_audit(conn: Conn, principal: Principal, query: AuditQuery) -> AuditPage | Refusal:
     asked: dict[str, object] = {
-        k: (str(v) if v is not None and not isinstance(v, int) else v)
+        k: (v if isinstance(v, int | bool) else str(v))
         for k, v in query.model_dump(exclude={"cursor"}).items()
         if v is not None
     }

@@ -84,6 +84,19 @@ async def test_a_grant_opens_access_audited_as_break_glass_until_it_expires(
     ]
     assert {e["detail"]["break_glass_grant"] for e in under} == {grant["id"]}
 
+    # Admins find them in the audit trail.
+    admin = auth_headers(ward["admin"])
+    found = await client.get(
+        "/api/v1/audit-events", params={"patient_id": theirs, "break_glass": "true"}, headers=admin
+    )
+    assert found.status_code == 200, found.text
+    assert sorted(e["id"] for e in found.json()["items"]) == sorted(e["id"] for e in under)
+    others = await client.get(
+        "/api/v1/audit-events", params={"patient_id": theirs, "break_glass": "false"}, headers=admin
+    )
+    assert not {e["id"] for e in others.json()["items"]} & {e["id"] for e in under}
+    assert others.json()["items"]  # the denied read before the grant
+
     # Expiry: move the grant into the past (the database's clock decides).
     db.execute(
         "UPDATE break_glass_grants SET granted_at = now() - interval '2 hours',"
