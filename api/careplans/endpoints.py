@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 
@@ -18,6 +18,16 @@ from api.settings import ApiSettings
 router = APIRouter(tags=["care plans"])
 
 PatientId = Annotated[str, Path(min_length=1, max_length=64, description="Patient id")]
+_ETAG_HEADER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            "ETag": {
+                "description": 'The plan\'s version, e.g. "3": send it back as If-Match',
+                "schema": {"type": "string"},
+            }
+        }
+    }
+}
 
 
 def get_care_plan_publisher(request: Request) -> CarePlanPublisher:
@@ -40,7 +50,7 @@ def _raise(refusal: service.Refusal) -> Problem:
     summary="A patient's care plan (limits, schedules, version)",
     description="The stored plan, or the default plan (version 0) of a patient without one. The `ETag` "
     "header carries the version, for `If-Match` on a change.",
-    responses=problem_responses(401, 404),
+    responses={**problem_responses(401, 404), **_ETAG_HEADER},
 )
 async def read_care_plan(
     patient_id: PatientId,
@@ -65,7 +75,7 @@ async def read_care_plan(
     "stream worker validates it, stored as the next version and published to `rpm.care-plans.v1` before "
     "the answer; send the version replaced as `If-Match` (412 when stale) or as `version` (409 when "
     "stale); neither: 428. When Kafka does not take the plan nothing is stored (503).",
-    responses=problem_responses(401, 403, 404, 409, 412, 422, 428, 503),
+    responses={**problem_responses(401, 403, 404, 409, 412, 422, 428, 503), **_ETAG_HEADER},
 )
 async def update_care_plan(
     patient_id: PatientId,
