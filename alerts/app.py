@@ -11,10 +11,11 @@ A crash before the commit makes Kafka deliver the detections again; their ids ar
 `alert_detections`, so they create nothing twice.
 
 Supervised tasks (core/supervision.py): the consumer, the timer (escalations due, snoozes
-ended), the figures (precision per rule, alerts per patient-day) and, when the package
-`alerts.notify` offers `run(pool)`, the notification sender: a coroutine that runs until the
-process stops. Readiness (`rpm_alerts_ready`, core/progress.py): up, and either no detection
-waiting on Kafka or some committed within `alerts_stall_after_s`.
+ended), the figures (precision per rule, alerts per patient-day) and the notification sender
+(`alerts.notify.run_outbox` with its `NotifySettings`, ADR 0019), which drains the outbox this
+service fills; it is found at start-up, so this module does not import it.
+Readiness (`rpm_alerts_ready`, core/progress.py): up, and either no detection waiting on
+Kafka or some committed within `alerts_stall_after_s`.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class AlertService:
         self._supervisor.spawn(self._figures(), name="figures")
         sender = self._notify_sender()
         if sender is not None:
-            self._supervisor.spawn(sender, name="notify")
+            self._supervisor.spawn(sender, name="notify-outbox")
         self.progress.up = True
         metrics.UP.set(1)
         log.info("alert service up", kafka=s.kafka_bootstrap, group=s.alerts_group_id, notify=sender is not None)
@@ -111,19 +112,18 @@ class AlertService:
             log.info("alert service stopped")
 
     def _notify_sender(self) -> Coroutine[Any, Any, Any] | None:
-        """The notification sender of `alerts.notify`, when that package offers `run(pool)`."""
+        """The outbox sender of `alerts.notify` (`run_outbox(pool, NotifySettings(), clock=)`,
+        a service that never returns), or None where that package is not installed."""
         try:
-            module = importlib.import_module("alerts.notify")
+            notify = importlib.import_module("alerts.notify")
         except ModuleNotFoundError as exc:
             if exc.name != "alerts.notify":
                 raise
-            return None
-        run = getattr(module, "run", None)
-        if run is None:
+            log.warning("alerts.notify not found: notifications stay queued in the outbox")
             return None
         assert self._pool is not None
-        coro: Coroutine[Any, Any, Any] = run(self._pool)
-        return coro
+        sender: Coroutine[Any, Any, Any] = notify.run_outbox(self._pool, notify.NotifySettings(), clock=self.clock)
+        return sender
 
     # --- detections -------------------------------------------------------------------------
     async def _consume(self) -> None:
