@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from api.access import endpoints as access_endpoints
@@ -30,6 +31,7 @@ from api.headers import SecurityHeadersMiddleware
 from api.health import endpoints as health_endpoints
 from api.inputs import screen_inputs
 from api.observations import endpoints as observation_endpoints
+from api.pages import endpoints as page_endpoints
 from api.problems import install_problem_handlers
 from api.security import PasswordWork, dummy_hash
 from api.settings import ApiSettings
@@ -115,4 +117,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(device_endpoints.router, prefix=API_PREFIX)
     app.include_router(admin_endpoints.router, prefix=API_PREFIX)
     app.include_router(access_endpoints.router, prefix=API_PREFIX)
+    # The clinician's pages (ADR 0022) and their vendored static files.
+    app.include_router(page_endpoints.router)
+    app.mount("/static", StaticFiles(directory=page_endpoints.STATIC_DIR), name="static")
     return app

@@ -7,7 +7,7 @@
   for HTML pages (the interactive API docs) the inline scripts are allowed by their SHA-256
   hash and the scripts and styles by the origins FastAPI loads them from, nothing else, and
   no page may be framed (`frame-ancestors 'none'`, plus `X-Frame-Options: DENY` for old
-  browsers).
+  browsers); forms post only to this origin (`form-action 'self'`: the clinician pages).
 - `Strict-Transport-Security` when the request came over TLS (directly, or as a trusted
   proxy reports with X-Forwarded-Proto).
 """
@@ -61,7 +61,7 @@ def page_csp(body: bytes | None) -> str:
     return (
         f"default-src 'none'; script-src {scripts}; style-src 'self' {_ASSETS} 'unsafe-inline'; "
         f"img-src 'self' data: {_FAVICON}; connect-src 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     )
 
 

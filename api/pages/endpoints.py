@@ -1,0 +1,161 @@
+"""Page routes: `/` (log in), `/login`, `/logout`, `/workspace`.
+
+Pages answer HTML, never problem documents; a page that needs a session and has none
+redirects to `/`. Not part of the OpenAPI document (that describes the JSON API).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from api.auth import service
+from api.auth.ratelimit import LoginRateLimiter
+from api.auth.schemas import Principal
+from api.db import Pool
+from api.dependencies import client_address, get_login_limiter, get_password_work, get_pool, get_settings, utc_now
+from api.pages import cookies
+from api.security import PasswordWork
+from api.settings import ApiSettings
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+router = APIRouter(include_in_schema=False)
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("csrf", cookies.csrf_token(request))
+    response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
+    cookies.keep_csrf(response, request)
+    return response
+
+
+async def page_principal(request: Request, response: Response) -> Principal | None:
+    """The signed-in user from the session cookie; an expired access token is refreshed once
+    with the refresh cookie (new cookies are set on `response`)."""
+    access = request.cookies.get(cookies.ACCESS_COOKIE)
+    if not access:
+        return None
+    settings: ApiSettings = get_settings(request)
+    pool: Pool = get_pool(request)
+    async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
+        outcome = await service.authenticate(conn, settings=settings, token=access, client_ip=client_address(request))
+        if isinstance(outcome, Principal):
+            return outcome
+        refresh = request.cookies.get(cookies.REFRESH_COOKIE)
+        if outcome.code != "token_expired" or not refresh:
+            return None
+        tokens = await service.refresh(
+            conn, settings=settings, refresh_token=refresh, client_ip=client_address(request), now=utc_now()
+        )
+        if isinstance(tokens, service.Refused):
+            return None
+        outcome = await service.authenticate(
+            conn, settings=settings, token=tokens.access_token, client_ip=client_address(request)
+        )
+    if not isinstance(outcome, Principal):
+        return None
+    cookies.set_session(response, request, tokens)
+    return outcome
+
+
+def _copy_cookies(source: Response, target: Response) -> Response:
+    for key, value in source.raw_headers:
+        if key == b"set-cookie":
+            target.raw_headers.append((key, value))
+    return target
+
+
+@router.get("/", response_class=HTMLResponse)
+async def login_page(request: Request) -> Response:
+    carrier = Response()
+    principal = await page_principal(request, carrier)
+    if principal is not None:
+        return _copy_cookies(carrier, RedirectResponse("/workspace", status_code=303))
+    return render(request, "login.html", error=None, username="")
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(
+    request: Request,
+    username: Annotated[str, Form(max_length=200)],
+    password: Annotated[str, Form(max_length=1024)],
+    pool: Annotated[Pool, Depends(get_pool)],
+    settings: Annotated[ApiSettings, Depends(get_settings)],
+    limiter: Annotated[LoginRateLimiter, Depends(get_login_limiter)],
+    passwords: Annotated[PasswordWork, Depends(get_password_work)],
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    if not cookies.csrf_ok(request, csrf):
+        return render(
+            request,
+            "login.html",
+            status_code=403,
+            error="This form has expired or did not come from this site. Please try again.",
+            username=username,
+        )
+    outcome = await service.login(
+        lambda: pool.connection(timeout=settings.db_acquire_timeout),
+        settings=settings,
+        limiter=limiter,
+        passwords=passwords,
+        username=username,
+        password=password,
+        client_ip=client_address(request),
+        now=utc_now(),
+    )
+    if isinstance(outcome, service.Refused):
+        if outcome.status == 429:
+            error = f"Too many failed attempts. Please wait {outcome.retry_after} seconds and try again."
+        else:
+            error = "The username or password is not right. Please try again."
+        response = render(request, "login.html", status_code=outcome.status, error=error, username=username)
+        if outcome.retry_after is not None:
+            response.headers["Retry-After"] = str(outcome.retry_after)
+        return response
+    redirect = RedirectResponse("/workspace", status_code=303)
+    cookies.set_session(redirect, request, outcome)
+    return redirect
+
+
+@router.post("/logout")
+async def logout(
+    request: Request,
+    pool: Annotated[Pool, Depends(get_pool)],
+    settings: Annotated[ApiSettings, Depends(get_settings)],
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    if not cookies.csrf_ok(request, csrf):
+        return render(
+            request,
+            "message.html",
+            status_code=403,
+            title="Form expired",
+            message="This form has expired or did not come from this site. Go back and try again.",
+        )
+    carrier = Response()
+    principal = await page_principal(request, carrier)
+    if principal is not None:
+        async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
+            await service.logout(conn, principal, now=utc_now())
+    response = RedirectResponse("/", status_code=303)
+    cookies.clear_session(response)
+    return response
+
+
+@router.get("/workspace", response_class=HTMLResponse)
+async def workspace(request: Request) -> Response:
+    carrier = Response()
+    principal = await page_principal(request, carrier)
+    if principal is None:
+        return RedirectResponse("/", status_code=303)
+    if principal.role != "clinician":
+        page = render(request, "not_clinician.html", principal=principal)
+    else:
+        page = render(request, "workspace.html", principal=principal)
+    return _copy_cookies(carrier, page)
