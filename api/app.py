@@ -31,6 +31,7 @@ from api.headers import SecurityHeadersMiddleware
 from api.health import endpoints as health_endpoints
 from api.inputs import screen_inputs
 from api.observations import endpoints as observation_endpoints
+from api.pages import careplan as careplan_page
 from api.pages import endpoints as page_endpoints
 from api.problems import install_problem_handlers
 from api.security import PasswordWork, dummy_hash
@@ -119,5 +120,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(access_endpoints.router, prefix=API_PREFIX)
     # The clinician's pages (ADR 0022) and their vendored static files.
     app.include_router(page_endpoints.router)
+    app.include_router(careplan_page.router)
     app.mount("/static", StaticFiles(directory=page_endpoints.STATIC_DIR), name="static")
     return app

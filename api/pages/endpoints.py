@@ -64,7 +64,7 @@ async def page_principal(request: Request, response: Response) -> Principal | No
     return outcome
 
 
-def _copy_cookies(source: Response, target: Response) -> Response:
+def copy_cookies(source: Response, target: Response) -> Response:
     for key, value in source.raw_headers:
         if key == b"set-cookie":
             target.raw_headers.append((key, value))
@@ -76,7 +76,7 @@ async def login_page(request: Request) -> Response:
     carrier = Response()
     principal = await page_principal(request, carrier)
     if principal is not None:
-        return _copy_cookies(carrier, RedirectResponse("/workspace", status_code=303))
+        return copy_cookies(carrier, RedirectResponse("/workspace", status_code=303))
     return render(request, "login.html", error=None, username="")
 
 
@@ -158,4 +158,4 @@ async def workspace(request: Request) -> Response:
         page = render(request, "not_clinician.html", principal=principal)
     else:
         page = render(request, "workspace.html", principal=principal)
-    return _copy_cookies(carrier, page)
+    return copy_cookies(carrier, page)

@@ -9,8 +9,10 @@ from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from infra.stack import Stack
 from tests.api.conftest import (  # noqa: F401 - fixtures re-exported for pytest
+    add_observations,
     anyio_backend,
     client,
+    make_care_team,
     make_patient,
     make_user,
     password_hash,

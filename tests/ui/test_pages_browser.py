@@ -5,6 +5,7 @@ critical violation; a phone-sized screenshot of each page goes to .rpm/screensho
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +89,74 @@ def test_patient_gets_the_plain_page(
     log_in(page, api_url, patient)
     expect(page.get_by_role("heading", level=1)).to_have_text("This workspace is for clinicians")
     check_page(page, "not-clinician")
+
+
+def test_care_plan_editor_what_if_then_save(
+    context: BrowserContext,
+    api_url: str,
+    make_user: Callable[..., TestUser],
+    make_patient: Callable[[], str],
+    make_care_team: Callable[..., object],
+    add_observations: Callable[..., None],
+) -> None:
+    clinician = make_user("clinician")
+    patient_id = make_patient()
+    make_care_team([clinician], [patient_id])
+    # 30 min of SpO2 at 88 %, then back to 95 %: under the default plan one spo2_low alert
+    # (below 90 % for 10 min) and one NEWS2 single-parameter alert (SpO2 88 % scores 3);
+    # a proposed 85 % limit keeps only the NEWS2 one.
+    start = datetime.now(UTC) - timedelta(hours=3)
+    dip = [(start + timedelta(minutes=m), 88.0) for m in range(30)]
+    recovery = [(start + timedelta(minutes=30 + m), 95.0) for m in range(30)]
+    add_observations(patient_id, "spo2", dip + recovery)
+
+    page = context.new_page()
+    log_in(page, api_url, clinician)
+    page.wait_for_url(f"{api_url}/workspace")
+    page.goto(f"{api_url}/patients/{patient_id}/care-plan")
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Care plan of {patient_id}")
+    check_page(page, "care-plan")
+
+    spo2_raise = page.locator("#spo2_low-raise")
+    spo2_raise.fill("not a number")
+    page.get_by_role("button", name="What if?").click()
+    expect(page.get_by_role("alert")).to_contain_text("raise at must be a number")
+    check_page(page, "care-plan-error")
+
+    page.locator("#spo2_low-raise").fill("85")
+    page.locator("#spo2_low-clear").fill("87")
+    page.get_by_label("Replay the last").fill("1")
+    page.get_by_role("button", name="What if?").click()
+    whatif = page.locator("section.whatif")
+    expect(whatif).to_contain_text("current plan raised 2 alerts;")
+    expect(whatif).to_contain_text("would have raised 1 (1 fewer)")
+    expect(whatif.get_by_role("row", name="spo2 low 1 0")).to_be_visible()
+    expect(whatif.get_by_role("row", name="news2 single parameter 1 1")).to_be_visible()
+    check_page(page, "care-plan-what-if")
+    # The proposal is still in the form, not saved.
+    expect(page.locator("#spo2_low-raise")).to_have_value("85.0")
+    page.goto(f"{api_url}/patients/{patient_id}/care-plan")
+    expect(page.locator("#spo2_low-raise")).to_have_value("90.0")
+
+    page.locator("#spo2_low-raise").fill("85")
+    page.locator("#spo2_low-clear").fill("87")
+    page.get_by_role("button", name="Save plan").click()
+    expect(page.get_by_role("status")).to_contain_text("The care plan was saved")
+    page.reload()
+    expect(page.get_by_text("Version 1")).to_be_visible()
+    expect(page.locator("#spo2_low-raise")).to_have_value("85.0")
+
+
+def test_care_plan_of_a_patient_outside_the_team_is_not_found(
+    context: BrowserContext, api_url: str, make_user: Callable[..., TestUser], make_patient: Callable[[], str]
+) -> None:
+    clinician = make_user("clinician")
+    other = make_patient()
+    page = context.new_page()
+    log_in(page, api_url, clinician)
+    page.wait_for_url(f"{api_url}/workspace")
+    answer = page.goto(f"{api_url}/patients/{other}/care-plan")
+    assert answer is not None
+    assert answer.status == 404
+    expect(page.get_by_role("heading", level=1)).to_have_text("Patient not found")
+    check_page(page, "not-found")
