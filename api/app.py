@@ -33,6 +33,7 @@ from api.inputs import screen_inputs
 from api.observations import endpoints as observation_endpoints
 from api.pages import careplan as careplan_page
 from api.pages import endpoints as page_endpoints
+from api.pages import summary as summary_page
 from api.problems import install_problem_handlers
 from api.security import PasswordWork, dummy_hash
 from api.settings import ApiSettings
@@ -121,5 +122,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     # The clinician's pages (ADR 0022) and their vendored static files.
     app.include_router(page_endpoints.router)
     app.include_router(careplan_page.router)
+    app.include_router(summary_page.router)
     app.mount("/static", StaticFiles(directory=page_endpoints.STATIC_DIR), name="static")
     return app

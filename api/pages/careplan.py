@@ -34,7 +34,7 @@ PatientId = Annotated[str, Path(min_length=1, max_length=64)]
 CSRF_REFUSED = "This form has expired or did not come from this site. Reload the page and try again."
 
 
-def _limits_of(plan: dict[str, Any]) -> list[dict[str, Any]]:
+def limits_of(plan: dict[str, Any]) -> list[dict[str, Any]]:
     """Every limit with every field (the plan's JSON leaves out defaults, a default plan its limits)."""
     raw = plan.get("limits")
     if raw is None:
@@ -53,7 +53,7 @@ def _proposed(plan: dict[str, Any], form: dict[str, str]) -> tuple[dict[str, Any
     """The stored plan with the form's limit values; errors in words for fields that are not numbers."""
     proposed = copy.deepcopy(plan)
     errors: list[str] = []
-    limits = _limits_of(proposed)
+    limits = limits_of(proposed)
     for limit in limits:
         rule = str(limit.get("rule"))
         for field in ("raise_at", "clear_at"):
@@ -90,7 +90,7 @@ def _page(
         status_code=status_code,
         principal=principal,
         read=read,
-        limits=_limits_of(shown if shown is not None else read.plan),
+        limits=limits_of(shown if shown is not None else read.plan),
         errors=errors or [],
         answer=answer,
         days=days,

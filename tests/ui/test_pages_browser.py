@@ -4,6 +4,7 @@ critical violation; a phone-sized screenshot of each page goes to .rpm/screensho
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -160,3 +161,32 @@ def test_care_plan_of_a_patient_outside_the_team_is_not_found(
     assert answer.status == 404
     expect(page.get_by_role("heading", level=1)).to_have_text("Patient not found")
     check_page(page, "not-found")
+
+
+def test_patient_page_draws_trends_with_the_care_plan_limits(
+    context: BrowserContext,
+    api_url: str,
+    make_user: Callable[..., TestUser],
+    make_patient: Callable[[], str],
+    make_care_team: Callable[..., object],
+    add_observations: Callable[..., None],
+) -> None:
+    clinician = make_user("clinician")
+    patient_id = make_patient()
+    make_care_team([clinician], [patient_id])
+    start = datetime.now(UTC) - timedelta(hours=2)
+    add_observations(patient_id, "spo2", [(start + timedelta(minutes=10 * m), 95.0 - m) for m in range(6)])
+
+    page = context.new_page()
+    log_in(page, api_url, clinician)
+    page.wait_for_url(f"{api_url}/workspace")
+    page.goto(f"{api_url}/patients/{patient_id}")
+    spo2 = page.get_by_role("region", name="Oxygen saturation (SpO2)")
+    expect(spo2).to_contain_text("90 %")  # the latest reading, with its age
+    expect(spo2).to_contain_text("min ago")
+    chart = spo2.get_by_role("img")
+    expect(chart).to_have_attribute("aria-label", re.compile(r"6 readings; care-plan alert below 90; .*clear at 92"))
+    assert chart.locator("polyline").get_attribute("points").count(",") == 6
+    expect(chart.locator("line")).to_have_count(2)
+    expect(page.get_by_role("region", name="Heart rate")).to_contain_text("No reading in the last 24 hours")
+    check_page(page, "patient")
