@@ -13,12 +13,14 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from api.audit import repository as audit_repository
+from api.audit.schemas import AuditEvent
 from api.auth import service
 from api.auth.ratelimit import LoginRateLimiter
 from api.auth.schemas import Principal
 from api.db import Pool
 from api.dependencies import client_address, get_login_limiter, get_password_work, get_pool, get_settings, utc_now
-from api.pages import cookies
+from api.pages import cookies, repository
 from api.security import PasswordWork
 from api.settings import ApiSettings
 
@@ -157,5 +159,21 @@ async def workspace(request: Request) -> Response:
     if principal.role != "clinician":
         page = render(request, "not_clinician.html", principal=principal)
     else:
-        page = render(request, "workspace.html", principal=principal)
+        pool: Pool = get_pool(request)
+        settings: ApiSettings = get_settings(request)
+        async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
+            patients = await repository.team_patients(conn, principal.user_id)
+            # Names of one's patients are health data: the list is audited like any read.
+            await audit_repository.record(
+                conn,
+                AuditEvent(
+                    action="read",
+                    resource="pages/workspace",
+                    outcome="allowed",
+                    actor_id=principal.user_id,
+                    actor_role=principal.role,
+                    detail={"returned": len(patients)},
+                ),
+            )
+        page = render(request, "workspace.html", principal=principal, patients=patients)
     return copy_cookies(carrier, page)

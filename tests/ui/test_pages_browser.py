@@ -60,6 +60,7 @@ def test_login_workspace_and_logout(context: BrowserContext, api_url: str, make_
     log_in(page, api_url, clinician)
     page.wait_for_url(f"{api_url}/workspace")
     expect(page.get_by_role("heading", level=1)).to_contain_text("Welcome")
+    expect(page.get_by_text("No patients are on your care teams.")).to_be_visible()
     check_page(page, "workspace")
     cookie = next(c for c in context.cookies() if c["name"] == "rpm_session")
     assert cookie["httpOnly"]
@@ -180,7 +181,9 @@ def test_patient_page_draws_trends_with_the_care_plan_limits(
     page = context.new_page()
     log_in(page, api_url, clinician)
     page.wait_for_url(f"{api_url}/workspace")
-    page.goto(f"{api_url}/patients/{patient_id}")
+    # The workspace lists the patients of the clinician's care teams, linked to their pages.
+    page.get_by_role("link", name=f"Patient {patient_id}", exact=True).click()
+    page.wait_for_url(f"{api_url}/patients/{patient_id}")
     spo2 = page.get_by_role("region", name="Oxygen saturation (SpO2)")
     expect(spo2).to_contain_text("90 %")  # the latest reading, with its age
     expect(spo2).to_contain_text("min ago")
