@@ -193,3 +193,17 @@ def test_patient_page_draws_trends_with_the_care_plan_limits(
     expect(chart.locator("line")).to_have_count(2)
     expect(page.get_by_role("region", name="Heart rate")).to_contain_text("No reading in the last 24 hours")
     check_page(page, "patient")
+
+
+def test_forms_work_under_the_pages_own_csp(browser: Browser, api_url: str, make_user: Callable[..., TestUser]) -> None:
+    # No CSP bypass here: the policy the pages are sent with must let their forms post.
+    ctx = browser.new_context(viewport=PHONE)
+    try:
+        page = ctx.new_page()
+        log_in(page, api_url, make_user("clinician"))
+        page.wait_for_url(f"{api_url}/workspace")
+        page.get_by_role("button", name="Log out").click()
+        page.wait_for_url(f"{api_url}/")
+        expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    finally:
+        ctx.close()
