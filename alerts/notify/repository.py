@@ -1,0 +1,140 @@
+"""All SQL of the notification sender: claim due rows of the outbox (`notifications`), settle
+each one, and write the alert's history row when one was sent. The caller owns the
+transaction (claim in one, settle each notification in its own)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+# Due rows, oldest first; a row another sender holds is skipped, not waited for. One query
+# per state so that each uses its partial index (queued: 0006, sending: 0008).
+_CLAIM: Final = """
+SELECT n.id, n.alert_id::text, n.tier, n.channel, n.recipient, n.attempts,
+       a.patient_id, a.rule, a.severity, a.state, a.opened_at, a.snoozed_until,
+       w.url, w.secret, w.enabled
+FROM notifications n
+JOIN alerts a ON a.id = n.alert_id
+LEFT JOIN webhooks w ON n.channel = 'webhook' AND w.id::text = n.recipient
+WHERE n.state = '{state}' AND n.due_at <= %(now)s
+ORDER BY n.due_at
+LIMIT %(limit)s
+FOR UPDATE OF n SKIP LOCKED
+"""
+CLAIM_QUEUED: Final = _CLAIM.format(state="queued")
+# A row left 'sending' past its lease: its sender died mid-delivery.
+CLAIM_ABANDONED: Final = _CLAIM.format(state="sending")
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    alert_id: str
+    tier: int
+    channel: str
+    recipient: str
+    attempts: int  # attempts made before this claim
+    patient_id: str
+    rule: str
+    severity: str
+    alert_state: str
+    opened_at: datetime
+    snoozed_until: datetime | None
+    webhook_url: str | None
+    webhook_secret: str | None
+    webhook_enabled: bool | None
+    abandoned: bool  # was 'sending' (lease expired), not 'queued'
+
+
+async def claim(conn: AsyncConnection[Any], now: datetime, limit: int) -> list[OutboxRow]:
+    rows: list[OutboxRow] = []
+    for query, abandoned in ((CLAIM_ABANDONED, True), (CLAIM_QUEUED, False)):
+        if len(rows) >= limit:
+            break
+        cur = await conn.execute(query, {"now": now, "limit": limit - len(rows)})
+        for r in await cur.fetchall():
+            values: tuple[Any, ...] = (*r, abandoned)
+            rows.append(OutboxRow(*values))
+    return rows
+
+
+async def cancel(conn: AsyncConnection[Any], notification_id: int) -> None:
+    await conn.execute("UPDATE notifications SET state = 'cancelled' WHERE id = %s", (notification_id,))
+
+
+async def defer(conn: AsyncConnection[Any], notification_id: int, until: datetime) -> None:
+    await conn.execute("UPDATE notifications SET state = 'queued', due_at = %s WHERE id = %s", (until, notification_id))
+
+
+async def start_attempt(conn: AsyncConnection[Any], notification_id: int, lease_until: datetime) -> int:
+    """State 'sending' with a lease (due_at = when another sender may take it); returns the
+    attempt's number."""
+    cur = await conn.execute(
+        "UPDATE notifications SET state = 'sending', attempts = attempts + 1, due_at = %s WHERE id = %s "
+        "RETURNING attempts",
+        (lease_until, notification_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+_OURS: Final = "id = %(id)s AND state = 'sending' AND attempts = %(attempt)s"
+
+
+async def mark_sent(conn: AsyncConnection[Any], row: OutboxRow, attempt: int, now: datetime) -> bool:
+    """Sent, and the alert's history says so (kind 'notified', no actor: the platform). False
+    when the row is no longer this attempt's (its lease expired and another sender took it)."""
+    cur = await conn.execute(
+        f"UPDATE notifications SET state = 'sent', sent_at = %(now)s, last_error = NULL WHERE {_OURS}",  # noqa: S608 - constant
+        {"id": row.id, "attempt": attempt, "now": now},
+    )
+    if cur.rowcount != 1:
+        return False
+    await conn.execute(
+        "INSERT INTO alert_events (alert_id, patient_id, at, from_state, to_state, kind, detail) "
+        "VALUES (%s, %s, %s, %s, %s, 'notified', %s)",
+        (
+            row.alert_id,
+            row.patient_id,
+            now,
+            row.alert_state,
+            row.alert_state,
+            Jsonb(
+                {
+                    "channel": row.channel,
+                    "recipient": row.recipient,
+                    "tier": row.tier,
+                    "notification_id": row.id,
+                    "attempts": attempt,
+                }
+            ),
+        ),
+    )
+    return True
+
+
+async def mark_retry(conn: AsyncConnection[Any], row: OutboxRow, attempt: int, due_at: datetime, error: str) -> bool:
+    cur = await conn.execute(
+        f"UPDATE notifications SET state = 'queued', due_at = %(due)s, last_error = %(error)s WHERE {_OURS}",  # noqa: S608 - constant
+        {"id": row.id, "attempt": attempt, "due": due_at, "error": error},
+    )
+    return cur.rowcount == 1
+
+
+async def mark_failed(conn: AsyncConnection[Any], notification_id: int, attempt: int | None, error: str) -> bool:
+    """Failed for good. `attempt` None: decided at claim time, before any attempt of ours."""
+    if attempt is None:
+        cur = await conn.execute(
+            "UPDATE notifications SET state = 'failed', last_error = %s WHERE id = %s", (error, notification_id)
+        )
+    else:
+        cur = await conn.execute(
+            f"UPDATE notifications SET state = 'failed', last_error = %(error)s WHERE {_OURS}",  # noqa: S608 - constant
+            {"id": notification_id, "attempt": attempt, "error": error},
+        )
+    return cur.rowcount == 1
