@@ -141,6 +141,10 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("USAGE", "sequence notifications_id_seq"),
         ("SELECT", "notifications(alert_id, state)"),
         ("UPDATE", "notifications(state)"),
+        # alerts/notify/repository.py (0008): claim due rows, settle them, read the webhook's secret
+        ("SELECT", "notifications(id, alert_id, tier, channel, recipient, state, due_at, attempts)"),
+        ("UPDATE", "notifications(state, due_at, attempts, last_error, sent_at)"),
+        ("SELECT", "webhooks(id, url, secret, enabled)"),
         # alerts per patient-day
         ("SELECT", "patients(id)"),
     ],
