@@ -17,8 +17,19 @@ MIGRATIONS_DIR: Final = Path(__file__).parent / "migrations"
 
 
 def create_pool(url: str, min_size: int = 1, max_size: int = 8, name: str = "rpm") -> AsyncConnectionPool:
-    """A closed async pool; open it with `await pool.open(wait=True)` in the owner's startup."""
-    return AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False, name=name)
+    """A closed async pool; open it with `await pool.open(wait=True)` in the owner's startup.
+
+    Every connection is checked (a round trip) before it is lent: after a database restart the
+    idle connections are dead, and without the check each of them would fail one request.
+    """
+    return AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        name=name,
+        check=AsyncConnectionPool.check_connection,
+    )
 
 
 def apply_migrations(url: str) -> list[str]:
