@@ -15,7 +15,9 @@ from tests.helpers import create_patient
 
 def _logins(stack: Stack, username: str, password: str, n: int) -> list[int]:
     url = f"http://127.0.0.1:{stack.ports.api}/api/v1/auth/token"
-    return [httpx.post(url, data={"username": username, "password": password}, timeout=30).status_code for _ in range(n)]
+    return [
+        httpx.post(url, data={"username": username, "password": password}, timeout=30).status_code for _ in range(n)
+    ]
 
 
 def test_requests_after_a_database_restart_succeed(platform: Stack) -> None:
