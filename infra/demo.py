@@ -1,6 +1,7 @@
 """Demo data for the local stack: patients with consent, their devices, a care team, a
 demo clinician and patient logins, and each demo patient's care plan (the simulator's plan
-for its cohort and devices, published on `rpm.care-plans.v1`). Idempotent: a second run
+for its cohort and devices, stored in `care_plans` for the API and published on
+`rpm.care-plans.v1` for the worker). Idempotent: a second run
 reuses what exists (and publishes the same plans again; the topic is compacted)."""
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
 
 from api.security import hash_password
+from core.careplan import CarePlan
 from core.devices import provision_device
 from devices.simulator.config import load_credentials
 from devices.simulator.provisioning import care_plans, publish_care_plans
@@ -166,5 +170,23 @@ def ensure_demo_data(stack: Stack) -> tuple[Path, Path]:
     # Monitoring starts now: the demo devices have no history, and a plan effective earlier would
     # have the timer report every scheduled measurement and dose of the days before as missed.
     plans = care_plans(load_credentials(sim_path), datetime.now(UTC))
+    asyncio.run(_store_care_plans(stack, plans))
     asyncio.run(publish_care_plans(stack.kafka_bootstrap, plans))
     return creds_path, sim_path
+
+
+async def _store_care_plans(stack: Stack, plans: list[CarePlan]) -> None:
+    """The same plans in `care_plans`, where the API reads them (the care-plan page and its
+    what-if show the plan the worker applies). Each start of the demo writes the demo's plan as
+    a new version by nobody (updated_by NULL), replacing a clinician's edit of the last run."""
+    async with await AsyncConnection.connect(stack.admin_db_url) as conn, conn.transaction():
+        for plan in plans:
+            await conn.execute(
+                """
+                INSERT INTO care_plans (patient_id, version, plan, updated_at, updated_by)
+                VALUES (%s, 1, %s, now(), NULL)
+                ON CONFLICT (patient_id) DO UPDATE
+                SET version = care_plans.version + 1, plan = EXCLUDED.plan, updated_at = now(), updated_by = NULL
+                """,
+                (plan.patient_id, Jsonb(msgspec.to_builtins(plan))),
+            )
