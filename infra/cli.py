@@ -72,6 +72,10 @@ def stack_up(
         f"http://127.0.0.1:{stack.ports.streams_metrics}/metrics (streams), "
         f"http://127.0.0.1:{stack.ports.alerts_metrics}/metrics (alerts)"
     )
+    console.print(
+        f"  Alert e-mail SMTP 127.0.0.1:{stack.ports.smtp} (the stack's own server); "
+        f"each message lands as one file in {stack.maildir}/new"
+    )
     if demo:
         data = json.loads(creds.read_text())
         console.print(f"  Demo logins  written to {creds}")

@@ -28,7 +28,10 @@ class MaildirHandler:
     """Stores each message of a completed DATA command in the maildir, envelope first."""
 
     def __init__(self, maildir: Path) -> None:
-        self.box = mailbox.Maildir(maildir, create=True)
+        # Maildir(create=True) makes the folders only when the directory itself is new.
+        for sub in ("tmp", "new", "cur"):
+            (maildir / sub).mkdir(parents=True, exist_ok=True)
+        self.box = mailbox.Maildir(maildir, create=False)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
         content = envelope.original_content or b""

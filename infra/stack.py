@@ -40,7 +40,7 @@ DYNSEC_PLUGIN: Final = Path(
     os.environ.get("RPM_MOSQUITTO_DYNSEC_PLUGIN", "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
 )
 PLATFORM_COMPONENTS: Final = ("ingest", "streams", "alerts", "api")
-SERVICE_COMPONENTS: Final = ("mosquitto", "kafka", "postgres")
+SERVICE_COMPONENTS: Final = ("mosquitto", "kafka", "postgres", "smtp")
 
 
 class StackError(RuntimeError):
@@ -63,6 +63,7 @@ class Ports:
     ingest_metrics: int = 19101
     streams_metrics: int = 19102
     alerts_metrics: int = 19103
+    smtp: int = 18025  # the local SMTP server (infra/smtp.py), alert e-mail lands in <state>/mail
 
     @classmethod
     def free(cls) -> Ports:
@@ -255,6 +256,26 @@ class Stack:
             "RPM_STREAMS_METRICS_PORT": str(self.ports.streams_metrics),
             "RPM_STREAMS_DATA_DIR": str(self.state / "streams"),
             "RPM_ALERTS_METRICS_PORT": str(self.ports.alerts_metrics),
+            **(self.notify_env() if process == "alerts" else {}),
+        }
+
+    @property
+    def maildir(self) -> Path:
+        """Where the local SMTP server writes every message it receives (one file each in new/)."""
+        return self.state / "mail"
+
+    def notify_env(self) -> dict[str, str]:
+        """The alert service's notification settings on the local stack: e-mail to the stack's
+        own SMTP server, links to the stack's API, and webhooks allowed to reach loopback
+        (127.0.0.1 only, over http): an explicit development setting, refused in production."""
+        return {
+            "RPM_SMTP_HOST": "127.0.0.1",
+            "RPM_SMTP_PORT": str(self.ports.smtp),
+            "RPM_SMTP_SECURITY": "none",
+            "RPM_NOTIFY_LINK_BASE": f"http://127.0.0.1:{self.ports.api}",
+            "RPM_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+            "RPM_WEBHOOK_ALLOW_LOOPBACK": "true",
+            "RPM_WEBHOOK_REQUIRE_HTTPS": "false",
         }
 
     def broker_admin(self) -> BrokerAdmin:
@@ -427,6 +448,17 @@ class Stack:
             raise StackError(name, f"creating topics failed: {exc}", tail(self.logs / f"{name}.log")) from exc
         self._say(f"  kafka      ready on {self.kafka_bootstrap} ({len(ALL_TOPICS)} topics)")
 
+    # --- SMTP server writing to a maildir (infra/smtp.py) ----------------------------------------
+    def start_smtp(self) -> None:
+        name = "smtp"
+        if self.pid(name):
+            return
+        self._require_free(name, self.ports.smtp)
+        argv = [sys.executable, "-m", "infra.smtp", "--port", str(self.ports.smtp), "--maildir", str(self.maildir)]
+        proc = self._spawn(name, argv, marker=f"-m infra.smtp --port {self.ports.smtp}")
+        self._wait(name, proc, lambda: smtp_greets(self.ports.smtp), 20)
+        self._say(f"  smtp       ready on 127.0.0.1:{self.ports.smtp} (alert e-mail lands in {self.maildir}/new)")
+
     # --- PostgreSQL + TimescaleDB --------------------------------------------------------------
     def start_postgres(self) -> None:
         name = "postgres"
@@ -564,6 +596,7 @@ class Stack:
     def start_alerts(self) -> None:
         if self.pid("alerts"):
             return
+        self.start_smtp()  # where the alert service's e-mail goes
         self._require_free("alerts", self.ports.alerts_metrics)
         proc = self._python("alerts", "alerts")
         self._wait("alerts", proc, lambda: metric_value(self.ports.alerts_metrics, "rpm_alerts_up") == 1.0, 60)
@@ -609,7 +642,7 @@ class Stack:
             raise StackError("watchdog", f"exited with code {proc.returncode}", tail(self.logs / "watchdog.log"))
         self._say("  watchdog   restarts a crashed platform process (restarts in make status)")
 
-    STARTERS: Final = ("mosquitto", "kafka", "postgres", "ingest", "streams", "alerts", "api")
+    STARTERS: Final = ("mosquitto", "kafka", "postgres", "smtp", "ingest", "streams", "alerts", "api")
 
     def start(self, components: Iterable[str] = STARTERS) -> None:
         for component in components:
@@ -618,7 +651,18 @@ class Stack:
     # --- stop and status --------------------------------------------------------------------
     def stop(self, components: Iterable[str] | None = None) -> list[str]:
         """Stop the components we started (platform first, then services); returns their names."""
-        order = ["watchdog", "simulator", "api", "alerts", "streams", "ingest", "kafka", "mosquitto", "postgres"]
+        order = [
+            "watchdog",
+            "simulator",
+            "api",
+            "alerts",
+            "streams",
+            "ingest",
+            "smtp",
+            "kafka",
+            "mosquitto",
+            "postgres",
+        ]
         wanted = list(components) if components is not None else order
         stopped = []
         for name in [n for n in order if n in wanted]:
@@ -676,6 +720,10 @@ class Stack:
             return True, f"127.0.0.1:{self.ports.postgres}"
 
         check("postgres", pg)
+        if self._pidfile("smtp").exists():
+            check(
+                "smtp", lambda: (smtp_greets(self.ports.smtp), f"127.0.0.1:{self.ports.smtp}, mail in {self.maildir}")
+            )
         check("ingest", lambda: progress_probe(self.ports.ingest_metrics, "ingest"))
         check("streams", lambda: progress_probe(self.ports.streams_metrics, "streams"))
         check("alerts", lambda: progress_probe(self.ports.alerts_metrics, "alerts"))
@@ -719,6 +767,17 @@ async def create_topics(bootstrap: str) -> None:
                 raise RuntimeError("; ".join(errors))
     finally:
         await admin.close()
+
+
+def smtp_greets(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> bool:
+    """Whether an SMTP server answers on the port with its 220 greeting."""
+    import smtplib
+
+    try:
+        with smtplib.SMTP(host, port, timeout=timeout) as client:
+            return client.noop()[0] == 250
+    except (OSError, smtplib.SMTPException):
+        return False
 
 
 def http_status(port: int, path: str, timeout: float = 2.0) -> int:
