@@ -1,13 +1,15 @@
-"""Settings of the alert service (`python -m alerts`)."""
+"""Settings of the alert service (`python -m alerts`): its own, the database's, Kafka's and the
+notification sender's (`NotifySettings`: SMTP relay, links, retries, webhook destinations)."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from alerts.notify.settings import NotifySettings
 from core.settings import DatabaseSettings, KafkaSettings
 
 
-class AlertsSettings(DatabaseSettings, KafkaSettings):
+class AlertsSettings(DatabaseSettings, KafkaSettings, NotifySettings):
     alerts_metrics_port: int = Field(19103, description="Port of the alert service's Prometheus metrics endpoint")
     alerts_metrics_host: str = Field("127.0.0.1", description="Address of the alert service's metrics endpoint")
     alerts_group_id: str = Field(
@@ -38,3 +40,14 @@ class AlertsSettings(DatabaseSettings, KafkaSettings):
         description="Not ready when detections wait and none was committed for this many seconds "
         "(rpm_alerts_ready, make status)",
     )
+
+    @model_validator(mode="after")
+    def _pool_holds_the_senders(self) -> AlertsSettings:
+        # Each delivery in flight holds a connection (its row and alert stay locked while it
+        # is sent); the consumer, the timer and the figures need theirs beside them.
+        if self.notify_concurrency + 3 > self.db_pool_max:
+            raise ValueError(
+                f"db_pool_max ({self.db_pool_max}) must be at least notify_concurrency + 3 "
+                f"({self.notify_concurrency + 3}): each delivery in flight holds a database connection"
+            )
+        return self

@@ -24,12 +24,13 @@ from typing import Any, Final, Literal
 
 import httpx
 from prometheus_client import Counter
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from alerts.notify import channels, repository
 from alerts.notify.channels import PermanentError, TemporaryError, Webhook
 from alerts.notify.messages import AlertFacts, BadRecipientError, alert_email, email_address, webhook_body
-from alerts.notify.repository import OutboxRow
+from alerts.notify.repository import AlertNow, OutboxRow
 from alerts.notify.settings import NotifySettings
 from core.logging import get_logger
 from core.progress import Progress
@@ -80,6 +81,25 @@ def triage(row: OutboxRow, now: datetime, settings: NotifySettings) -> Decision:
         what = "the last attempt did not finish (its sender stopped)" if row.abandoned else "no attempts left"
         return Decision("fail", reason=f"{what}; {row.attempts} attempts made")
     return Decision("send")
+
+
+def recheck(alert: AlertNow, now: datetime) -> Decision:
+    """The re-check under the lock, just before a delivery (pure): the alert may have been
+    acknowledged, resolved or snoozed since the row was claimed."""
+    if alert.state in ("acknowledged", "resolved"):
+        return Decision("cancel", reason=f"alert {alert.state} before the send")
+    if alert.state == "snoozed" and alert.snoozed_until is not None and alert.snoozed_until > now:
+        return Decision("defer", until=alert.snoozed_until, reason="alert snoozed before the send")
+    return Decision("send")
+
+
+@dataclass
+class _Handed:
+    """Whether this attempt's message was handed to the relay or receiver, and how it went."""
+
+    done: bool = False
+    error: str | None = None
+    permanent: bool = False
 
 
 @dataclass
@@ -135,25 +155,69 @@ class OutboxSender:
     async def _deliver_one(self, row: OutboxRow, attempt: int) -> None:
         """The barrier: whatever this notification raises settles this notification only."""
         async with self._slots:
+            handed = _Handed()
             try:
-                error: str | None = None
-                permanent = False
-                try:
-                    await self._send(row)
-                except PermanentError as exc:
-                    error, permanent = str(exc), True
-                except TemporaryError as exc:
-                    error = str(exc)
-                except Exception as exc:
-                    log.error("notification delivery raised", notification_id=row.id, **failure(exc))
-                    error = f"internal error: {error_detail(exc)}"
-                await until_done(DATABASE_DOWN)(self._settle, row, attempt, error, permanent)
+                await until_done(DATABASE_DOWN)(self._deliver_locked, row, attempt, handed)
             except Exception as exc:
                 # Settling itself failed for a reason that is not an outage: the row stays
                 # 'sending' and is taken up again when its lease ends.
                 log.error("settling a notification failed", notification_id=row.id, **failure(exc))
             if self.progress is not None:
                 self.progress.advanced()
+
+    async def _deliver_locked(self, row: OutboxRow, attempt: int, handed: _Handed) -> None:
+        """Re-check, deliver and settle in one transaction that holds the notification row
+        and a share lock on its alert (repository.lock_for_send): an acknowledgement that
+        committed before the lock cancels the delivery; one that comes during the delivery
+        waits for it to be settled. After a database failure once the message was handed
+        over, only the settlement is tried again: the message is not sent a second time."""
+        async with self.pool.connection() as conn, conn.transaction():
+            if handed.done:
+                await self._settle(conn, row, attempt, handed.error, handed.permanent)
+                return
+            alert = await repository.lock_for_send(conn, row.id, attempt)
+            if alert is None:  # the lease ended and another sender took the row
+                self._count(row, "lost")
+                log.warning("notification taken over by another sender", notification_id=row.id, attempt=attempt)
+                return
+            decision = recheck(alert, self.clock())
+            if decision.action == "cancel":
+                done = await repository.cancel_attempt(conn, row.id, attempt, decision.reason)
+                self._not_sent(row, "cancelled" if done else "lost", decision.reason)
+                return
+            if decision.action == "defer":
+                assert decision.until is not None
+                done = await repository.defer_attempt(conn, row.id, attempt, decision.until)
+                self._not_sent(row, "deferred" if done else "lost", decision.reason)
+                return
+            handed.error, handed.permanent = await self._attempt(row)
+            handed.done = True
+            await self._settle(conn, row, attempt, handed.error, handed.permanent)
+
+    async def _attempt(self, row: OutboxRow) -> tuple[str | None, bool]:
+        """One delivery: (None, False) delivered, else (the error, whether it is permanent)."""
+        try:
+            await self._send(row)
+        except PermanentError as exc:
+            return str(exc), True
+        except TemporaryError as exc:
+            return str(exc), False
+        except Exception as exc:
+            log.error("notification delivery raised", notification_id=row.id, **failure(exc))
+            return f"internal error: {error_detail(exc)}", False
+        return None, False
+
+    def _not_sent(self, row: OutboxRow, outcome: Outcome, reason: str) -> None:
+        self._count(row, outcome)
+        log.info(
+            "notification not sent",
+            notification_id=row.id,
+            alert_id=row.alert_id,
+            channel=row.channel,
+            outcome=outcome,
+            reason=reason or None,
+            at="send time",
+        )
 
     async def _send(self, row: OutboxRow) -> None:
         facts = AlertFacts(
@@ -190,20 +254,21 @@ class OutboxSender:
         else:  # the table's CHECK allows no other; a new channel needs code here first
             raise PermanentError(f"unknown channel {row.channel!r}")
 
-    async def _settle(self, row: OutboxRow, attempt: int, error: str | None, permanent: bool) -> None:
+    async def _settle(
+        self, conn: AsyncConnection[Any], row: OutboxRow, attempt: int, error: str | None, permanent: bool
+    ) -> None:
         now = self.clock()
-        async with self.pool.connection() as conn, conn.transaction():
-            if error is None:
-                outcome: Outcome = "sent" if await repository.mark_sent(conn, row, attempt, now) else "lost"
+        if error is None:
+            outcome: Outcome = "sent" if await repository.mark_sent(conn, row, attempt, now) else "lost"
+        else:
+            error = error[:LAST_ERROR_CAP]
+            if permanent or attempt >= self.settings.notify_max_attempts:
+                reason = error if permanent else f"{error} (attempt {attempt} of {attempt}, none left)"
+                done = await repository.mark_failed(conn, row.id, attempt, reason)
+                outcome = "failed" if done else "lost"
             else:
-                error = error[:LAST_ERROR_CAP]
-                if permanent or attempt >= self.settings.notify_max_attempts:
-                    reason = error if permanent else f"{error} (attempt {attempt} of {attempt}, none left)"
-                    done = await repository.mark_failed(conn, row.id, attempt, reason)
-                    outcome = "failed" if done else "lost"
-                else:
-                    due = now + timedelta(seconds=retry_delay_s(attempt, self.settings))
-                    outcome = "retry" if await repository.mark_retry(conn, row, attempt, due, error) else "lost"
+                due = now + timedelta(seconds=retry_delay_s(attempt, self.settings))
+                outcome = "retry" if await repository.mark_retry(conn, row, attempt, due, error) else "lost"
         self._count(row, outcome)
         level = log.info if outcome == "sent" else log.warning
         level(

@@ -1,6 +1,7 @@
-"""All SQL of the notification sender: claim due rows of the outbox (`notifications`), settle
-each one, and write the alert's history row when one was sent. The caller owns the
-transaction (claim in one, settle each notification in its own)."""
+"""All SQL of the notification sender: claim due rows of the outbox (`notifications`), lock
+each one with its alert for the re-check at send time, settle it, and write the alert's
+history row when one was sent. The caller owns the transaction (claim in one; lock, deliver
+and settle each notification in its own)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,54 @@ async def start_attempt(conn: AsyncConnection[Any], notification_id: int, lease_
 
 
 _OURS: Final = "id = %(id)s AND state = 'sending' AND attempts = %(attempt)s"
+
+# The re-check at send time. The notification row is locked FOR UPDATE (no other sender may
+# take it over while we send, whatever its lease says) and the alert FOR SHARE: an
+# acknowledgement, snooze or resolution (an UPDATE of the alert row) that has not committed
+# yet is waited for and then seen; one that comes later waits until this transaction, which
+# holds the delivery and its settlement, commits.
+_LOCK_FOR_SEND: Final = """
+SELECT a.state, a.snoozed_until
+FROM notifications n
+JOIN alerts a ON a.id = n.alert_id
+WHERE n.id = %(id)s AND n.state = 'sending' AND n.attempts = %(attempt)s
+FOR UPDATE OF n
+FOR SHARE OF a
+"""
+
+
+@dataclass(frozen=True)
+class AlertNow:
+    """The alert's state as the sender sees it under the lock, just before a delivery."""
+
+    state: str
+    snoozed_until: datetime | None
+
+
+async def lock_for_send(conn: AsyncConnection[Any], notification_id: int, attempt: int) -> AlertNow | None:
+    """Lock the notification (still this attempt's) and its alert until the caller's
+    transaction ends; None when the row is no longer this attempt's."""
+    cur = await conn.execute(_LOCK_FOR_SEND, {"id": notification_id, "attempt": attempt})
+    row = await cur.fetchone()
+    return None if row is None else AlertNow(str(row[0]), row[1])
+
+
+async def cancel_attempt(conn: AsyncConnection[Any], notification_id: int, attempt: int, why: str) -> bool:
+    """Cancelled at send time (the alert was acknowledged or resolved after the claim)."""
+    cur = await conn.execute(
+        f"UPDATE notifications SET state = 'cancelled', last_error = %(why)s WHERE {_OURS}",  # noqa: S608 - constant
+        {"id": notification_id, "attempt": attempt, "why": why},
+    )
+    return cur.rowcount == 1
+
+
+async def defer_attempt(conn: AsyncConnection[Any], notification_id: int, attempt: int, until: datetime) -> bool:
+    """Queued again for the end of a snooze found at send time; the attempt was not made."""
+    cur = await conn.execute(
+        f"UPDATE notifications SET state = 'queued', due_at = %(until)s, attempts = attempts - 1 WHERE {_OURS}",  # noqa: S608 - constant
+        {"id": notification_id, "attempt": attempt, "until": until},
+    )
+    return cur.rowcount == 1
 
 
 async def mark_sent(conn: AsyncConnection[Any], row: OutboxRow, attempt: int, now: datetime) -> bool:

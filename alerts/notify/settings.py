@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from core.settings import BaseRpmSettings
+from core.settings import PLACEHOLDER_SECRETS, BaseRpmSettings
 
 SmtpSecurity = Literal["none", "starttls", "tls"]
 
@@ -73,6 +73,13 @@ class NotifySettings(BaseRpmSettings):
     def _production_rules(self) -> NotifySettings:
         if self.environment == "production" and self.webhook_allow_loopback:
             raise ValueError("webhook_allow_loopback is for the local stack and tests; it is refused in production")
+        if self.environment != "development" and self.smtp_username:
+            password = self.smtp_password.get_secret_value() if self.smtp_password is not None else ""
+            if password in PLACEHOLDER_SECRETS:
+                raise ValueError(
+                    f"smtp_password is empty or a placeholder; it is allowed in development only "
+                    f"(environment {self.environment})"
+                )
         if self.notify_retry_max_s < self.notify_retry_initial_s:
             raise ValueError("notify_retry_max_s must be at least notify_retry_initial_s")
         return self

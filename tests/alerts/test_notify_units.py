@@ -9,6 +9,7 @@ import email
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from alerts.notify.destinations import DestinationRefusedError, resolve
 from alerts.notify.messages import (
@@ -20,9 +21,10 @@ from alerts.notify.messages import (
     verify,
     webhook_body,
 )
-from alerts.notify.outbox import triage
-from alerts.notify.repository import OutboxRow
+from alerts.notify.outbox import Decision, recheck, triage
+from alerts.notify.repository import AlertNow, OutboxRow
 from alerts.notify.settings import NotifySettings
+from alerts.settings import AlertsSettings
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 FACTS = AlertFacts("0b7c", "demo-p001", "spo2_low", "critical", "open", NOW, 1)
@@ -110,3 +112,31 @@ def test_acknowledged_cancels_snoozed_defers_exhausted_fails() -> None:
     assert triage(_row("snoozed", snoozed_until=later), NOW, settings).until == later
     assert triage(_row("open", attempts=3), NOW, settings).action == "fail"
     assert triage(_row("open", attempts=2), NOW, settings).action == "send"
+
+
+def test_recheck_under_the_lock_cancels_acknowledged_and_defers_snoozed() -> None:
+    later = NOW + timedelta(minutes=5)
+    assert recheck(AlertNow("acknowledged", None), NOW).action == "cancel"
+    assert recheck(AlertNow("resolved", None), NOW).action == "cancel"
+    assert recheck(AlertNow("snoozed", later), NOW) == Decision("defer", later, "alert snoozed before the send")
+    assert recheck(AlertNow("snoozed", NOW - timedelta(seconds=1)), NOW).action == "send"  # snooze over
+    assert recheck(AlertNow("open", None), NOW).action == "send"
+
+
+def test_production_refuses_loopback_webhooks_and_placeholder_smtp_passwords() -> None:
+    with pytest.raises(ValidationError, match="webhook_allow_loopback"):
+        NotifySettings(environment="production", webhook_allow_loopback=True)
+    for environment in ("test", "production"):
+        for password in (None, "change-me", ""):
+            with pytest.raises(ValidationError, match="smtp_password"):
+                NotifySettings(environment=environment, smtp_username="relay-user", smtp_password=password)
+    assert NotifySettings(environment="production", smtp_username="relay-user", smtp_password="s3cret-relay-pw")
+    assert NotifySettings(environment="development", smtp_username="relay-user", smtp_password="change-me")
+    assert not NotifySettings().webhook_allow_loopback  # loopback is refused unless a setting allows it
+
+
+def test_the_alert_service_settings_hold_the_notification_settings() -> None:
+    names = set(AlertsSettings.model_fields)
+    assert set(NotifySettings.model_fields) <= names
+    with pytest.raises(ValidationError, match="notify_concurrency"):
+        AlertsSettings(notify_concurrency=10, db_pool_max=8)
