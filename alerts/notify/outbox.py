@@ -4,11 +4,14 @@ fills, one round at a time.
 A round claims the rows that are due (`FOR UPDATE SKIP LOCKED`, so any number of senders
 share the work and each row goes to one of them) and looks at each row's alert again: an
 alert acknowledged or resolved since the row was queued cancels it, a snoozed one moves it
-to the snooze's end. The others become 'sending' with a lease and are delivered after the
-claim commits; each is then settled in its own transaction: 'sent' (and a 'notified' row in
-the alert's history), 'queued' again after a backoff on a temporary error, or 'failed' with
-the reason. A sender that dies mid-delivery leaves its rows 'sending': when the lease ends
-another sender takes them up (an e-mail may then go out twice; nothing is lost).
+to the snooze's end. The others become 'sending' with a lease and the claim commits. Each is
+then delivered in a transaction of its own that locks the row and its alert (FOR SHARE),
+looks at the alert once more (an acknowledgement after the claim cancels it), delivers, and
+settles it before the locks go: 'sent' (and a 'notified' row in the alert's history),
+'queued' again after a backoff on a temporary error, or 'failed' with the reason. An
+acknowledgement during a delivery waits for it; a message handed over is never unsent. A
+sender that dies mid-delivery leaves its rows 'sending': when the lease ends another sender
+takes them up (an e-mail may then go out twice; nothing is lost).
 
 Whatever one notification raises is that notification's failure (the per-message barrier):
 the round goes on with the next one.
