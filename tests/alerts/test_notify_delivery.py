@@ -283,6 +283,7 @@ def test_email_lands_in_the_maildir_without_health_values(senders: Stack, db: ps
             return alert_id
 
     alert_id = asyncio.run(go())
+    assert senders.health()["smtp"][0]  # make status: the stack's SMTP server answers
     [message] = mail_to(senders, team.email)
     raw = content(message)
     assert message["To"] == team.email
