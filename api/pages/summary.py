@@ -4,7 +4,6 @@ adherence, devices — belongs to the patients service, not in the tree yet.)"""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -18,6 +17,7 @@ from api.observations.schemas import MAX_LIMIT, ObservationQuery
 from api.pages.careplan import limits_of
 from api.pages.charts import trend_chart
 from api.pages.endpoints import copy_cookies, page_principal, render
+from api.pages.words import age_words
 from api.settings import ApiSettings
 
 router = APIRouter(include_in_schema=False)
@@ -30,15 +30,6 @@ CHART_METRICS = (
     ("body_temp", "Temperature"),
     ("bp_systolic", "Systolic blood pressure"),
 )
-
-
-def age_words(then: datetime, now: datetime) -> str:
-    seconds = max(0, int((now - then).total_seconds()))
-    if seconds < 90:
-        return f"{seconds} s ago"
-    if seconds < 90 * 60:
-        return f"{seconds // 60} min ago"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
 
 
 @router.get("/patients/{patient_id}", response_class=HTMLResponse)
