@@ -18,6 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from api.access import endpoints as access_endpoints
 from api.access.service import forget_break_glass
 from api.admin import endpoints as admin_endpoints
+from api.alerts import endpoints as alert_endpoints
+from api.alerts.stream import AlertEventHub
 from api.audit.rejections import handle_validation
 from api.auth import endpoints as auth_endpoints
 from api.auth.ratelimit import LoginRateLimiter
@@ -77,10 +79,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             timeout_s=settings.what_if_timeout,
             slots=asyncio.Semaphore(settings.what_if_concurrency),
         )
+        # One LISTEN connection per process fans alert events out to its SSE clients (ADR 0020).
+        hub = app.state.alert_hub = AlertEventHub(settings.database_url.get_secret_value(), pool)
+        hub.start()
         log.info("api started", environment=settings.environment)
         try:
             yield
         finally:
+            await hub.stop()
             await plans.close()
             await publisher.close()
             await pool.close()
@@ -119,6 +125,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(device_endpoints.router, prefix=API_PREFIX)
     app.include_router(admin_endpoints.router, prefix=API_PREFIX)
     app.include_router(access_endpoints.router, prefix=API_PREFIX)
+    app.include_router(alert_endpoints.router, prefix=API_PREFIX)
     # The clinician's pages (ADR 0022) and their vendored static files.
     app.include_router(page_endpoints.router)
     app.include_router(careplan_page.router)

@@ -80,6 +80,24 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         # 0010, api/access/repository.py: break-glass grants
         ("SELECT", "break_glass_grants(id, user_id, patient_id, reason, granted_at, expires_at)"),
         ("INSERT", "break_glass_grants(user_id, patient_id, reason, expires_at)"),
+        # 0009, api/alerts/repository.py: the inbox, one alert, precision figures; a person's
+        # moves (never severity, evidence, escalation tier); the history; cancel what is queued
+        (
+            "SELECT",
+            "alerts(id, patient_id, rule, severity, state, title, evidence, opened_at, updated_at, resolved_at, "
+            "disposition, detection_ids, repeat_count, last_triggered_at, acknowledged_at, acknowledged_by, "
+            "assigned_to, snoozed_until, resolved_by, resolution_note, escalation_tier, next_escalation_at)",
+        ),
+        (
+            "UPDATE",
+            "alerts(state, updated_at, acknowledged_at, acknowledged_by, assigned_to, snoozed_until, resolved_at, "
+            "resolved_by, disposition, resolution_note, next_escalation_at)",
+        ),
+        ("SELECT", "alert_events(id, alert_id, patient_id, kind, at, actor_id, from_state, to_state, note, detail)"),
+        ("INSERT", "alert_events(alert_id, at, actor_id, from_state, to_state, note, patient_id, kind, detail)"),
+        ("USAGE", "sequence alert_events_id_seq"),
+        ("SELECT", "notifications(alert_id, state)"),
+        ("UPDATE", "notifications(state)"),
     ],
     "rpm_ingest": [
         ("CONNECT", "database"),
