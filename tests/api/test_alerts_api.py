@@ -468,3 +468,29 @@ async def test_break_glass_reads_but_does_not_act(
     # Not in the inbox: that is the care team's.
     inbox = await client.get("/api/v1/alerts", headers=headers)
     assert alert_id not in [a["id"] for a in inbox.json()["items"]]
+
+
+async def test_an_admin_sees_and_counts_every_patients_alerts(
+    client: httpx.AsyncClient,
+    db: psycopg.Connection,
+    team: dict[str, Any],
+    make_user: Callable[..., TestUser],
+    auth_headers: Callable[[TestUser], dict[str, str]],
+) -> None:
+    ours = raise_alert(db, team["patients"][0], rule="admin_view_rule")
+    theirs = raise_alert(db, team["other_patient"], rule="admin_view_rule")
+    admin = make_user("admin")
+    headers = auth_headers(admin)
+    inbox = await client.get("/api/v1/alerts", params={"rule": "admin_view_rule", "sort": "age"}, headers=headers)
+    assert inbox.status_code == 200, inbox.text
+    assert [a["id"] for a in inbox.json()["items"]] == [ours, theirs]
+    acted = await client.post(f"/api/v1/alerts/{theirs}/resolve", json={"disposition": "actionable"}, headers=headers)
+    assert acted.status_code == 200, acted.text
+    figures = await client.get("/api/v1/alerts/precision", headers=headers)
+    assert figures.status_code == 200, figures.text
+    total = db.execute("SELECT count(*) FROM patients").fetchone()
+    assert total is not None
+    assert figures.json()["patients"] == total[0]
+    assert {"rule": "admin_view_rule", "resolved_by_person": 1, "actionable": 1, "precision": 1.0} in figures.json()[
+        "rules"
+    ]
