@@ -24,7 +24,7 @@ from api.careplans.schemas import MAX_WHAT_IF_DAYS, CarePlanRead, CarePlanUpdate
 from api.db import Pool
 from api.dependencies import get_pool, get_settings, utc_now
 from api.pages import cookies
-from api.pages.endpoints import copy_cookies, page_principal, render
+from api.pages.session import copy_cookies, page_principal, render
 from api.settings import ApiSettings
 from core.careplan import DEFAULT_LIMITS, Limit
 

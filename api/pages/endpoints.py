@@ -1,76 +1,34 @@
 """Page routes: `/` (log in), `/login`, `/logout`, `/workspace`.
 
+`/inbox` (api/pages/inbox.py) is included in this router.
 Pages answer HTML, never problem documents; a page that needs a session and has none
 redirects to `/`. Not part of the OpenAPI document (that describes the JSON API).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from api.audit import repository as audit_repository
 from api.audit.schemas import AuditEvent
 from api.auth import service
 from api.auth.ratelimit import LoginRateLimiter
-from api.auth.schemas import Principal
 from api.db import Pool
 from api.dependencies import client_address, get_login_limiter, get_password_work, get_pool, get_settings, utc_now
-from api.pages import cookies, repository
+from api.pages import cookies, inbox, repository
+from api.pages.session import STATIC_DIR as STATIC_DIR  # re-exported: the app mounts it
+from api.pages.session import copy_cookies as copy_cookies
+from api.pages.session import page_principal as page_principal
+from api.pages.session import render as render
 from api.security import PasswordWork
 from api.settings import ApiSettings
 
-TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-
 router = APIRouter(include_in_schema=False)
-
-
-def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    context.setdefault("csrf", cookies.csrf_token(request))
-    response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
-    cookies.keep_csrf(response, request)
-    return response
-
-
-async def page_principal(request: Request, response: Response) -> Principal | None:
-    """The signed-in user from the session cookie; an expired access token is refreshed once
-    with the refresh cookie (new cookies are set on `response`)."""
-    access = request.cookies.get(cookies.ACCESS_COOKIE)
-    if not access:
-        return None
-    settings: ApiSettings = get_settings(request)
-    pool: Pool = get_pool(request)
-    async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
-        outcome = await service.authenticate(conn, settings=settings, token=access, client_ip=client_address(request))
-        if isinstance(outcome, Principal):
-            return outcome
-        refresh = request.cookies.get(cookies.REFRESH_COOKIE)
-        if outcome.code != "token_expired" or not refresh:
-            return None
-        tokens = await service.refresh(
-            conn, settings=settings, refresh_token=refresh, client_ip=client_address(request), now=utc_now()
-        )
-        if isinstance(tokens, service.Refused):
-            return None
-        outcome = await service.authenticate(
-            conn, settings=settings, token=tokens.access_token, client_ip=client_address(request)
-        )
-    if not isinstance(outcome, Principal):
-        return None
-    cookies.set_session(response, request, tokens)
-    return outcome
-
-
-def copy_cookies(source: Response, target: Response) -> Response:
-    for key, value in source.raw_headers:
-        if key == b"set-cookie":
-            target.raw_headers.append((key, value))
-    return target
+# The inbox pages come with this router (the app includes it once).
+router.include_router(inbox.router)
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -16,7 +16,7 @@ from api.observations import service as observations
 from api.observations.schemas import MAX_LIMIT, ObservationQuery
 from api.pages.careplan import limits_of
 from api.pages.charts import trend_chart
-from api.pages.endpoints import copy_cookies, page_principal, render
+from api.pages.session import copy_cookies, page_principal, render
 from api.pages.words import age_words
 from api.settings import ApiSettings
 

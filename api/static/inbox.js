@@ -55,7 +55,12 @@
         card.classList.add("arrived");
         added.push(card.getAttribute("data-summary"));
       }
-      if (previous) { previous.after(card); } else { list.prepend(card); }
+      // Move only what is out of place: moving a node would take the focus away from it.
+      if (previous) {
+        if (previous.nextElementSibling !== card) { previous.after(card); }
+      } else if (list.firstElementChild !== card) {
+        list.prepend(card);
+      }
       previous = card;
     }
     for (var gone in old) {
