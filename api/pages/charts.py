@@ -25,6 +25,8 @@ class Chart:
     y_max: float
     top_label_y: float
     bottom_label_y: float
+    last_x: float  # the latest reading, drawn as a dot (a single reading draws no line)
+    last_y: float
 
 
 WIDTH, HEIGHT, PAD = 360, 140, 10
@@ -60,4 +62,6 @@ def trend_chart(
         high,
         PAD + 4,
         HEIGHT - PAD,
+        x(samples[-1][0]),
+        y(samples[-1][1]),
     )

@@ -1,6 +1,6 @@
 """Page routes: `/` (log in), `/login`, `/logout`, `/workspace`.
 
-`/inbox` (api/pages/inbox.py) is included in this router.
+`/inbox` and `/patients` (api/pages/inbox.py, patients.py) are included in this router.
 Pages answer HTML, never problem documents; a page that needs a session and has none
 redirects to `/`. Not part of the OpenAPI document (that describes the JSON API).
 """
@@ -18,7 +18,7 @@ from api.auth import service
 from api.auth.ratelimit import LoginRateLimiter
 from api.db import Pool
 from api.dependencies import client_address, get_login_limiter, get_password_work, get_pool, get_settings, utc_now
-from api.pages import cookies, inbox, repository
+from api.pages import cookies, inbox, patients, repository
 from api.pages.session import STATIC_DIR as STATIC_DIR  # re-exported: the app mounts it
 from api.pages.session import copy_cookies as copy_cookies
 from api.pages.session import page_principal as page_principal
@@ -27,8 +27,9 @@ from api.security import PasswordWork
 from api.settings import ApiSettings
 
 router = APIRouter(include_in_schema=False)
-# The inbox pages come with this router (the app includes it once).
+# The inbox and my-patients pages come with this router (the app includes it once).
 router.include_router(inbox.router)
+router.include_router(patients.router)
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -1,6 +1,7 @@
-"""The patient page: 24 h trend charts of the main vitals with the care plan's limits drawn as
-lines, and the latest value of each with its age. (The full summary — NEWS2, open alerts,
-adherence, devices — belongs to the patients service, not in the tree yet.)"""
+"""The patient page: NEWS2 with the parameters it could not score, open alerts (linked to the
+inbox), adherence and devices (api/pages/patients_source.py), then 24 h trend charts of the
+main vitals with the care plan's limits drawn as lines, and the latest value of each with its
+age."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from api.db import Pool
 from api.dependencies import get_pool, get_settings, utc_now
 from api.observations import service as observations
 from api.observations.schemas import MAX_LIMIT, ObservationQuery
+from api.pages import patients_source
 from api.pages.careplan import limits_of
 from api.pages.charts import trend_chart
 from api.pages.session import copy_cookies, page_principal, render
@@ -23,6 +25,7 @@ from api.settings import ApiSettings
 router = APIRouter(include_in_schema=False)
 
 PatientId = Annotated[str, Path(min_length=1, max_length=64)]
+UNIT_WORDS = {"Cel": "°C", "mm[Hg]": "mmHg"}  # UCUM codes as people write them
 CHART_METRICS = (
     ("spo2", "Oxygen saturation (SpO2)"),
     ("heart_rate", "Heart rate"),
@@ -58,6 +61,7 @@ async def patient_page(
             )
             return copy_cookies(carrier, page)
         limits = limits_of(plan.plan)
+        summary = await patients_source.patient_summary(conn, principal, patient_id, now)
         for metric, title in CHART_METRICS:
             query = ObservationQuery.model_validate({"metric": metric, "limit": MAX_LIMIT})
             page_of = await observations.read_observations(conn, principal, patient_id, query)
@@ -80,7 +84,7 @@ async def patient_page(
                 {
                     "metric": metric,
                     "title": title,
-                    "unit": page_of.unit,
+                    "unit": UNIT_WORDS.get(page_of.unit, page_of.unit),
                     "count": len(samples),
                     "chart": trend_chart(samples, page_of.start, page_of.end, levels),
                     "latest": latest[1] if latest else None,
@@ -89,6 +93,12 @@ async def patient_page(
                 }
             )
     page = render(
-        request, "patient.html", principal=principal, patient_id=patient_id, panels=panels, plan_version=plan.version
+        request,
+        "patient.html",
+        principal=principal,
+        patient_id=patient_id,
+        panels=panels,
+        plan_version=plan.version,
+        summary=summary,
     )
     return copy_cookies(carrier, page)
