@@ -7,9 +7,16 @@ connection is killed reconnects and the stream carries on without losing an even
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,13 +24,15 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from api.settings import ApiSettings
 from infra.stack import Stack
 from tests.api.conftest import TestUser
-from tests.api.support import PASSWORD, assert_problem
+from tests.api.support import PASSWORD, assert_problem, closed_port
 from tests.api.test_alerts_api import raise_alert
 
 pytestmark = pytest.mark.anyio
 
+ROOT = Path(__file__).resolve().parents[2]
 # A guard against a hang, not a measurement: an event that never comes fails the test.
 WAIT_S = 30.0
 
@@ -189,3 +198,58 @@ async def test_the_listener_reconnects_when_its_connection_dies(
             assert (await next_event(stream))["id"] == during
             after = add_event(db, alert_id, people["patient"], "after")
             assert (await next_event(stream))["id"] == after
+
+
+def test_a_stopping_api_process_ends_its_streams(
+    settings: ApiSettings,
+    tmp_path: Path,
+    people: dict[str, Any],
+    auth_headers: Callable[[TestUser], dict[str, str]],
+) -> None:
+    """uvicorn waits for open responses before it shuts the app down; a stream never ends by
+    itself, so without the hub's signal hook SIGTERM would leave the process waiting."""
+    port = closed_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RPM_")},
+        "PYTHONPATH": str(ROOT),
+        "RPM_ENVIRONMENT": "test",
+        "RPM_DATABASE_URL": settings.database_url.get_secret_value(),
+        "RPM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "RPM_MQTT_HOST": settings.mqtt_host,
+        "RPM_MQTT_PORT": str(settings.mqtt_port),
+        "RPM_JWT_SECRET": settings.jwt_secret.get_secret_value(),
+        "RPM_API_PORT": str(port),
+    }
+    log_path = tmp_path / "api.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "api"], cwd=tmp_path, env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        headers = {**auth_headers(people["clinician"]), "Accept": "text/event-stream"}
+        with httpx.stream("GET", f"{url}/api/v1/alerts/stream", headers=headers, timeout=WAIT_S) as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()
+            assert next(lines).startswith("retry:")
+            process.send_signal(signal.SIGTERM)
+            # The stream ends and the process exits by itself. Heartbeats keep a stream that
+            # does not end readable: the deadline is the guard against waiting forever.
+            deadline = time.monotonic() + WAIT_S
+            for line in lines:
+                assert not line.startswith("id:")
+                assert time.monotonic() < deadline, "the stream did not end on SIGTERM"
+        # uvicorn re-raises the signal it handled once it has shut down: -SIGTERM is a clean exit.
+        assert process.wait(timeout=WAIT_S) in (0, -signal.SIGTERM), log_path.read_text()
+        assert "Application shutdown complete" in log_path.read_text()
+        assert "Traceback" not in log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
