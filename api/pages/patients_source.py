@@ -31,7 +31,7 @@ from api.db import Conn
 from api.pages import repository
 from api.pages.words import age_words
 from core.careplan import CarePlan, decode_care_plan, default_care_plan
-from core.catalogue import acvpu_level
+from core.catalogue import CATALOGUE, acvpu_level
 from core.detectors.news2 import PARAMETERS, News2Input, News2Score, score_news2
 
 NEWS2_METRICS: Final = ("resp_rate", "spo2", "bp_systolic", "heart_rate", "consciousness", "body_temp")
@@ -109,7 +109,7 @@ async def _snapshot(conn: Conn, principal: Principal, patient_ids: list[str], no
     values = await repository.latest_values(conn, patient_ids, NEWS2_METRICS, now - READINGS_WINDOW)
     for (patient_id, metric), value in values.items():
         snap.latest[patient_id][metric] = value
-    for device in await repository.device_last_readings(conn, patient_ids, now - DEVICES_WINDOW):
+    for device in await repository.device_last_readings(conn, patient_ids, list(CATALOGUE), now - DEVICES_WINDOW):
         snap.devices[device.patient_id].append(device)
     return snap
 

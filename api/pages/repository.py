@@ -59,21 +59,32 @@ class DeviceSeen:
     last_reading_at: datetime | None
 
 
-async def device_last_readings(conn: Conn, patient_ids: list[str], since: datetime) -> list[DeviceSeen]:
-    """Each device bound to the patients now (not revoked), with its last reading after `since`."""
+async def device_last_readings(
+    conn: Conn, patient_ids: list[str], metrics: list[str], since: datetime
+) -> list[DeviceSeen]:
+    """Each device bound to the patients now (not revoked), with its last reading after `since`.
+
+    One probe per (device, metric) down the (patient_id, metric, ts) unique index, newest
+    first: a silent device costs a short walk back to `since`, never a scan of the window's
+    readings of every patient."""
     cur = await conn.execute(
         """
         SELECT b.patient_id, b.device_id, d.device_class, last.ts
         FROM device_bindings AS b
         JOIN devices AS d ON d.id = b.device_id
         LEFT JOIN LATERAL (
-            SELECT o.ts FROM observations AS o
-            WHERE o.patient_id = b.patient_id AND o.device_id = b.device_id AND o.ts > %s
-            ORDER BY o.ts DESC LIMIT 1
+            SELECT max(o.ts) AS ts
+            FROM unnest(%s::text[]) AS m (metric)
+            CROSS JOIN LATERAL (
+                SELECT o.ts FROM observations AS o
+                WHERE o.patient_id = b.patient_id AND o.metric = m.metric
+                  AND o.device_id = b.device_id AND o.ts > %s
+                ORDER BY o.ts DESC LIMIT 1
+            ) AS o
         ) AS last ON true
         WHERE b.patient_id = ANY(%s) AND b.valid_to IS NULL AND d.revoked_at IS NULL
         ORDER BY b.patient_id, b.device_id
         """,
-        (since, patient_ids),
+        (metrics, since, patient_ids),
     )
     return [DeviceSeen(row[0], row[1], row[2], row[3]) for row in await cur.fetchall()]
