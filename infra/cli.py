@@ -63,6 +63,7 @@ def stack_up(
     api = f"http://127.0.0.1:{stack.ports.api}"
     console.print("\n[bold green]The platform is running.[/]")
     console.print(f"  API          {api}  (OpenAPI docs: {api}/docs)")
+    console.print(f"  Clinician    {api}/  (log in; live inbox {api}/inbox, my patients {api}/patients)")
     console.print(
         f"  MQTT         127.0.0.1:{stack.ports.mqtt}   Kafka {stack.kafka_bootstrap}   "
         f"PostgreSQL 127.0.0.1:{stack.ports.postgres}"
