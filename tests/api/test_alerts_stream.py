@@ -23,7 +23,9 @@ import httpx
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
+from api.alerts.stream import QUEUE_SIZE, AlertEventHub
 from api.settings import ApiSettings
 from infra.stack import Stack
 from tests.api.conftest import TestUser
@@ -253,3 +255,41 @@ def test_a_stopping_api_process_ends_its_streams(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def test_a_slow_client_is_dropped_and_the_others_keep_streaming(
+    settings: ApiSettings, db: psycopg.Connection, people: dict[str, Any]
+) -> None:
+    """The hub itself, in this process, over the real database: a client that reads nothing
+    fills its queue and is dropped; the listener and the other clients carry on."""
+    url = settings.database_url.get_secret_value()
+    async with AsyncConnectionPool(url, min_size=1, max_size=2, open=False) as pool:
+        hub = AlertEventHub(url, pool)
+        hub.start()
+        try:
+            async with asyncio.timeout(WAIT_S):
+                await hub.connected.wait()
+            slow, fast = hub.subscribe(), hub.subscribe()
+            alert_id = raise_alert(db, people["patient"])
+            with db.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO alert_events (alert_id, at, from_state, to_state, patient_id, kind, detail) "
+                    "VALUES (%s, now(), 'open', 'open', %s, 'note', '{}')",
+                    [(alert_id, people["patient"])] * (QUEUE_SIZE + 10),
+                )
+            received = 0
+            async with asyncio.timeout(WAIT_S):
+                while received < QUEUE_SIZE + 11:  # the opening and the notes
+                    item = await fast.queue.get()
+                    assert isinstance(item, dict)
+                    received += 1
+            assert slow.dropped
+            assert slow.queue.get_nowait() is None  # its stream ends
+            assert hub.clients == 1
+            last = add_event(db, alert_id, people["patient"], "still streaming")
+            async with asyncio.timeout(WAIT_S):
+                item = await fast.queue.get()
+            assert isinstance(item, dict)
+            assert item["id"] == last
+        finally:
+            await hub.stop()
