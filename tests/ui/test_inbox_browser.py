@@ -170,6 +170,13 @@ def test_an_alert_arrives_live_is_acknowledged_and_resolved(
     ]
     assert kinds == ["acknowledged", "resolved"]
 
+    # A form post without the page's CSRF token is refused in words and changes nothing.
+    alert_id = card.get_attribute("data-alert-id")
+    forged = page.request.post(f"{api_url}/inbox/{alert_id}/acknowledge", form={"csrf": "not-the-token"})
+    assert forged.status == 403
+    assert "did not come from this site" in forged.text()
+    assert db.execute("SELECT state FROM alerts WHERE id = %s", (alert_id,)).fetchone() == ("resolved",)
+
 
 def test_live_updates_run_under_the_pages_own_csp(
     browser: Browser,
