@@ -166,7 +166,9 @@ def decode_cursor(value: str) -> Cursor | None:
     try:
         raw = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
         sort, rank, opened_at, alert_id = raw
-        if sort not in ("severity", "age") or not isinstance(rank, int) or not 0 <= rank <= 4:
+        if sort not in ("severity", "age") or type(rank) is not int or not 0 <= rank <= 4:
+            return None
+        if not isinstance(opened_at, str) or not isinstance(alert_id, str):
             return None
         at = datetime.fromisoformat(opened_at)
         if at.tzinfo is None:

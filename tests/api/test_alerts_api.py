@@ -9,6 +9,8 @@ row, notifications queued), through the superuser `db` connection.
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -183,6 +185,11 @@ async def test_cursor_pages_cover_the_inbox_once(
     first = await client.get("/api/v1/alerts", params={"limit": 2}, headers=headers)
     other_sort = {"sort": "age", "cursor": first.json()["next_cursor"]}
     assert_problem(await client.get("/api/v1/alerts", params=other_sort, headers=headers), 422, "invalid_cursor")
+    # Well-formed base64 JSON that is not ours: a number where the id belongs.
+    crafted = base64.urlsafe_b64encode(json.dumps(["severity", 1, "2025-01-01T00:00:00+00:00", 5]).encode())
+    assert_problem(
+        await client.get("/api/v1/alerts", params={"cursor": crafted.decode()}, headers=headers), 422, "invalid_cursor"
+    )
     bad = {"cursor": "not-a-cursor"}
     assert_problem(await client.get("/api/v1/alerts", params=bad, headers=headers), 422, "invalid_cursor")
     assert_problem(
