@@ -138,11 +138,18 @@ def test_an_alert_arrives_live_is_acknowledged_and_resolved(
     expect(page.get_by_role("alert")).to_contain_text("“Other” needs a note")
     check_page(page, "inbox-error")
 
+    # This time with the keyboard only.
     card = page.locator("[data-alert-id]")
-    card.get_by_text("Resolve…").click()
-    card.get_by_label("Actionable", exact=True).check()
-    card.get_by_role("textbox", name="Note").fill("Called the patient; oxygen adjusted.")
-    card.get_by_role("button", name="Resolve").click()
+    card.get_by_text("Resolve…").focus()
+    page.keyboard.press("Enter")
+    card.get_by_label("Actionable", exact=True).focus()
+    page.keyboard.press("Space")
+    expect(card.get_by_label("Actionable", exact=True)).to_be_checked()
+    card.get_by_role("textbox", name="Note").focus()
+    page.keyboard.type("Called the patient; oxygen adjusted.")
+    page.keyboard.press("Tab")
+    expect(card.get_by_role("button", name="Resolve")).to_be_focused()
+    page.keyboard.press("Enter")
     expect(page.get_by_role("status").filter(has_text="resolved")).to_be_visible()
     expect(page.locator("[data-alert-id]")).to_have_count(0)  # the default view hides resolved alerts
     expect(watcher.locator("[data-alert-id]")).to_have_count(0, timeout=LIVE_TIMEOUT_MS)
