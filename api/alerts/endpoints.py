@@ -45,8 +45,15 @@ router = APIRouter(tags=["alerts"])
 
 AlertId = Annotated[uuid.UUID, Path(description="Alert id")]
 MAX_EVENT_ID: Final = 2**63 - 1
-_ALERT_READ_RESPONSES: Final = problem_responses(401, 404, 422)
-_MOVE_RESPONSES: Final = problem_responses(401, 403, 404, 409, 422)
+_ETAG_HEADER: Final[dict[str, Any]] = {
+    "headers": {"ETag": {"description": "The alert's version: send it as If-Match", "schema": {"type": "string"}}}
+}
+_ALERT_READ_RESPONSES: Final = {**problem_responses(401, 404, 422), 200: _ETAG_HEADER}
+_MOVE_RESPONSES: Final = {**problem_responses(401, 403, 404, 409, 412, 422), 200: _ETAG_HEADER}
+IfMatch = Annotated[
+    str | None,
+    Header(max_length=200, description="Optional: the ETag of the alert as read; 412 if it changed since"),
+]
 
 
 def get_hub(request: Request) -> AlertEventHub:
@@ -209,6 +216,7 @@ async def stream(
 async def read_alert(
     alert_id: AlertId,
     principal: CurrentPrincipal,
+    response: Response,
     pool: Annotated[Pool, Depends(get_pool)],
     settings: Annotated[ApiSettings, Depends(get_settings)],
 ) -> AlertDetail:
@@ -217,16 +225,25 @@ async def read_alert(
     # Raised after the block: the audit event of a refusal is committed.
     if isinstance(outcome, service.Refusal):
         raise _raise(outcome)
+    response.headers["ETag"] = service.etag(outcome.updated_at)
     return outcome
 
 
 async def _move(
-    pool: Pool, settings: ApiSettings, principal: Principal, alert_id: uuid.UUID, action: service.Action, body: Any
+    pool: Pool,
+    settings: ApiSettings,
+    principal: Principal,
+    alert_id: uuid.UUID,
+    action: service.Action,
+    body: Any,
+    response: Response,
+    if_match: str | None,
 ) -> AlertDetail:
     async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
-        outcome = await service.act(conn, principal, alert_id, action, body, utc_now())
+        outcome = await service.act(conn, principal, alert_id, action, body, utc_now(), if_match)
     if isinstance(outcome, service.Refusal):
         raise _raise(outcome)
+    response.headers["ETag"] = service.etag(outcome.updated_at)
     return outcome
 
 
@@ -249,9 +266,13 @@ async def acknowledge(
     principal: CurrentPrincipal,
     pool: Annotated[Pool, Depends(get_pool)],
     settings: Annotated[ApiSettings, Depends(get_settings)],
+    response: Response,
+    if_match: IfMatch = None,
     body: AcknowledgeBody | None = None,
 ) -> AlertDetail:
-    return await _move(pool, settings, principal, alert_id, "acknowledge", body or AcknowledgeBody())
+    return await _move(
+        pool, settings, principal, alert_id, "acknowledge", body or AcknowledgeBody(), response, if_match
+    )
 
 
 @router.post(
@@ -268,8 +289,10 @@ async def assign(
     principal: CurrentPrincipal,
     pool: Annotated[Pool, Depends(get_pool)],
     settings: Annotated[ApiSettings, Depends(get_settings)],
+    response: Response,
+    if_match: IfMatch = None,
 ) -> AlertDetail:
-    return await _move(pool, settings, principal, alert_id, "assign", body)
+    return await _move(pool, settings, principal, alert_id, "assign", body, response, if_match)
 
 
 @router.post(
@@ -286,8 +309,10 @@ async def snooze(
     principal: CurrentPrincipal,
     pool: Annotated[Pool, Depends(get_pool)],
     settings: Annotated[ApiSettings, Depends(get_settings)],
+    response: Response,
+    if_match: IfMatch = None,
 ) -> AlertDetail:
-    return await _move(pool, settings, principal, alert_id, "snooze", body)
+    return await _move(pool, settings, principal, alert_id, "snooze", body, response, if_match)
 
 
 @router.post(
@@ -304,8 +329,10 @@ async def resolve(
     principal: CurrentPrincipal,
     pool: Annotated[Pool, Depends(get_pool)],
     settings: Annotated[ApiSettings, Depends(get_settings)],
+    response: Response,
+    if_match: IfMatch = None,
 ) -> AlertDetail:
-    return await _move(pool, settings, principal, alert_id, "resolve", body)
+    return await _move(pool, settings, principal, alert_id, "resolve", body, response, if_match)
 
 
 @router.post(
@@ -321,5 +348,7 @@ async def add_note(
     principal: CurrentPrincipal,
     pool: Annotated[Pool, Depends(get_pool)],
     settings: Annotated[ApiSettings, Depends(get_settings)],
+    response: Response,
+    if_match: IfMatch = None,
 ) -> AlertDetail:
-    return await _move(pool, settings, principal, alert_id, "note", body)
+    return await _move(pool, settings, principal, alert_id, "note", body, response, if_match)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from typing import Any, Final, Literal
 
@@ -45,6 +45,7 @@ from api.db import Conn
 from core import alert_lifecycle as lifecycle
 
 RESOURCE: Final = "alert"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 INBOX_ROLES: Final = frozenset({"clinician", "admin"})
 Action = Literal["acknowledge", "assign", "snooze", "resolve", "note"]
 Move = AcknowledgeBody | AssignBody | SnoozeBody | ResolveBody | NoteBody
@@ -55,6 +56,16 @@ class Refusal:
     status: int
     code: str
     detail: str
+
+
+def etag(updated_at: datetime) -> str:
+    """The alert's version as an ETag: its `updated_at` in microseconds (every move sets it)."""
+    return f'"{(updated_at - _EPOCH) // timedelta(microseconds=1)}"'
+
+
+def etag_matches(if_match: str, updated_at: datetime) -> bool:
+    wanted = etag(updated_at)
+    return any(tag.strip().removeprefix("W/") in (wanted, "*") for tag in if_match.split(","))
 
 
 class _Audit:
@@ -205,9 +216,16 @@ def _transition(alert: lifecycle.Alert, move: Move, actor: str, now: datetime) -
 
 
 async def act(
-    conn: Conn, principal: Principal, alert_id: uuid.UUID, action: Action, move: Move, now: datetime
+    conn: Conn,
+    principal: Principal,
+    alert_id: uuid.UUID,
+    action: Action,
+    move: Move,
+    now: datetime,
+    if_match: str | None = None,
 ) -> AlertDetail | Refusal:
-    """A person's move on an alert, in the caller's transaction; one audit event either way."""
+    """A person's move on an alert, in the caller's transaction; one audit event either way.
+    With `if_match` (the ETag of the alert as read), a move on an alert changed since is 412."""
     audit = _Audit(conn, principal, action, alert_id=str(alert_id))
     reached = await _reach(conn, principal, alert_id, audit, change=True)
     if isinstance(reached, Refusal):
@@ -225,6 +243,11 @@ async def act(
         return refused
     alert = await repository.get_alert(conn, alert_id, lock=True)
     assert alert is not None
+    if if_match is not None and not etag_matches(if_match, alert.updated_at):
+        await audit("denied", reached, reason="stale", state=alert.state)
+        return Refusal(
+            412, "precondition_failed", f"the alert changed since it was read (it is {alert.state} now); read it again"
+        )
     try:
         done = _transition(alert, move, str(principal.user_id), now)
     except lifecycle.TransitionError as exc:

@@ -501,3 +501,32 @@ async def test_an_admin_sees_and_counts_every_patients_alerts(
     assert {"rule": "admin_view_rule", "resolved_by_person": 1, "actionable": 1, "precision": 1.0} in figures.json()[
         "rules"
     ]
+
+
+async def test_if_match_refuses_a_move_on_an_alert_changed_since_it_was_read(
+    client: httpx.AsyncClient,
+    db: psycopg.Connection,
+    team: dict[str, Any],
+    auth_headers: Callable[[TestUser], dict[str, str]],
+) -> None:
+    alert_id = raise_alert(db, team["patients"][0])
+    mine, theirs = auth_headers(team["clinician"]), auth_headers(team["colleague"])
+    read = await client.get(f"/api/v1/alerts/{alert_id}", headers=mine)
+    seen = read.headers["ETag"]
+    # The colleague acknowledges first.
+    ack = await client.post(f"/api/v1/alerts/{alert_id}/acknowledge", headers={**theirs, "If-Match": seen})
+    assert ack.status_code == 200, ack.text
+    assert ack.headers["ETag"] != seen
+    stale = await client.post(
+        f"/api/v1/alerts/{alert_id}/resolve", json={"disposition": "actionable"}, headers={**mine, "If-Match": seen}
+    )
+    problem = assert_problem(stale, 412, "precondition_failed")
+    assert "acknowledged" in problem["detail"]
+    assert db.execute("SELECT state FROM alerts WHERE id = %s", (alert_id,)).fetchone() == ("acknowledged",)
+    fresh = await client.post(
+        f"/api/v1/alerts/{alert_id}/resolve",
+        json={"disposition": "actionable"},
+        headers={**mine, "If-Match": ack.headers["ETag"]},
+    )
+    assert fresh.status_code == 200, fresh.text
+    assert fresh.json()["state"] == "resolved"
