@@ -5,10 +5,11 @@ loopback server; acknowledging the alert stops its escalation.
 Two patients of one care team play the simulator's hypoxia scenario at once. The team's
 escalation tiers (rows of `escalation_tiers`) notify by e-mail and webhook when an alert opens
 (tier 0) and again when it is still not acknowledged `TIER1_AFTER_S` later (tier 1). The first
-patient's alert is acknowledged as soon as its tier-0 e-mail and webhook have arrived, as the
-API does (core.alert_lifecycle.acknowledge, then CANCEL_QUEUED_SQL, one transaction); the
-second's is left alone and shows that the tier timer does run: it reaches tier 1 while the
-acknowledged alert, past its own tier-1 time, gets nothing more.
+patient's alert is acknowledged by the clinician through the API process
+(`POST /api/v1/alerts/{id}/acknowledge` with a bearer token from `/api/v1/auth/token`) as
+soon as its tier-0 e-mail and webhook have arrived; the second's is left alone and shows
+that the tier timer does run: it reaches tier 1 while the acknowledged alert, past its own
+tier-1 time, gets nothing more.
 
 The stack's alert service is configured by the stack runner: e-mail to its SMTP server
 (infra/smtp.py, maildir under the state directory), webhooks allowed to 127.0.0.1 only because
@@ -34,12 +35,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
-from alerts.repository import ALERT_COLUMNS, alert_from_row
-from core.alert_lifecycle import CANCEL_QUEUED_SQL, acknowledge
+from api.security import hash_password
 from devices.simulator.config import write_credentials
 from devices.simulator.provisioning import backdated, care_plans, plan_population, provision, publish_care_plans
 from infra.stack import Stack
@@ -51,6 +51,7 @@ SPEED = 30.0
 DURATION_S = 90  # 45 simulated minutes
 TIER1_AFTER_S = 45  # the acknowledgement comes long before; the canary waits this long
 SECRET = "e2e-webhook-secret-" + "s" * 24
+PASSWORD = "e2e-clinician-password-" + "p" * 12
 
 
 @dataclass
@@ -93,12 +94,14 @@ def _plans_applied(stack: Stack) -> float:
 
 
 def _team(db: psycopg.Connection, patients: list[str], hook_url: str) -> tuple[str, str]:
-    """A care team with one clinician (an e-mail address), the patients, two tiers, a webhook."""
+    """A care team with one clinician (a password, an e-mail address), the patients, two tiers,
+    a webhook; returns the clinician's user name and address."""
     team = db.execute("INSERT INTO care_teams (name) VALUES (%s) RETURNING id", (unique("e2e-team"),)).fetchone()
+    username = unique("e2e-dr")
     user = db.execute(
-        "INSERT INTO users (username, password_hash, role, display_name) VALUES (%s, 'x', 'clinician', 'Dr E2E') "
+        "INSERT INTO users (username, password_hash, role, display_name) VALUES (%s, %s, 'clinician', 'Dr E2E') "
         "RETURNING id",
-        (unique("e2e-dr"),),
+        (username, hash_password(PASSWORD)),
     ).fetchone()
     assert team is not None
     assert user is not None
@@ -114,31 +117,22 @@ def _team(db: psycopg.Connection, patients: list[str], hook_url: str) -> tuple[s
             (team[0], tier, after_s),
         )
     db.execute("INSERT INTO webhooks (care_team_id, url, secret) VALUES (%s, %s, %s)", (team[0], hook_url, SECRET))
-    return str(user[0]), address
+    return username, address
 
 
-def _acknowledge_as_the_api_does(db: psycopg.Connection, alert_id: str, user_id: str) -> int:
-    """The lifecycle rule and its SQL in one transaction; returns the tier the alert was at."""
-    with db.transaction():
-        row = db.execute(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = %s FOR UPDATE", (alert_id,)).fetchone()  # noqa: S608
-        assert row is not None
-        before = alert_from_row(row)
-        t = acknowledge(before, user_id, datetime.now(UTC))
-        a = t.alert
-        db.execute(
-            "UPDATE alerts SET state = %s, acknowledged_at = %s, acknowledged_by = %s, snoozed_until = %s, "
-            "next_escalation_at = %s, updated_at = %s WHERE id = %s",
-            (a.state, a.acknowledged_at, a.acknowledged_by, a.snoozed_until, a.next_escalation_at, a.updated_at, a.id),
-        )
-        for e in t.events:
-            db.execute(
-                "INSERT INTO alert_events (alert_id, at, actor_id, from_state, to_state, patient_id, kind, detail) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (a.id, e.at, e.actor_id, e.from_state, e.to_state, a.patient_id, e.kind, Jsonb(dict(e.detail))),
-            )
-        assert t.cancel_queued
-        db.execute(CANCEL_QUEUED_SQL, (a.id,))
-    return before.escalation_tier
+def _acknowledge_through_the_api(stack: Stack, username: str, alert_id: str) -> dict[str, Any]:
+    """The clinician logs in and acknowledges the alert: the API process's own path."""
+    api = f"http://127.0.0.1:{stack.ports.api}"
+    token = httpx.post(f"{api}/api/v1/auth/token", data={"username": username, "password": PASSWORD}, timeout=30)
+    assert token.status_code == 200, token.text
+    answer = httpx.post(
+        f"{api}/api/v1/alerts/{alert_id}/acknowledge",
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
 
 
 def _spo2_alerts(db: psycopg.Connection, patient: str) -> list[tuple[str, str, int, datetime]]:
@@ -197,7 +191,7 @@ def test_hypoxia_becomes_one_alert_an_email_a_signed_webhook_and_acknowledgement
             await asyncio.sleep(0.5)
 
     asyncio.run(provision_and_publish())
-    clinician, address = _team(db, [acked, canary], hook_url)
+    username, address = _team(db, [acked, canary], hook_url)
 
     env = {**os.environ, "RPM_MQTT_HOST": "127.0.0.1", "RPM_MQTT_PORT": str(platform.ports.mqtt)}
     scenarios = [
@@ -219,8 +213,11 @@ def test_hypoxia_becomes_one_alert_an_email_a_signed_webhook_and_acknowledgement
         [(alert_id, _, _, _)] = _spo2_alerts(db, acked)
         assert wait_for(lambda: _mail_about(platform, address, alert_id), timeout=60), _outbox(db, alert_id)
         assert wait_for(lambda: _hooks_about(received, alert_id), timeout=60), _outbox(db, alert_id)
-        tier_at_ack = _acknowledge_as_the_api_does(db, alert_id, clinician)
-        assert tier_at_ack == 0, "the alert escalated before the test could acknowledge it (a very slow machine?)"
+        answer = _acknowledge_through_the_api(platform, username, alert_id)
+        assert answer["state"] == "acknowledged"
+        assert answer["escalation_tier"] == 0, (
+            "it escalated before the test could acknowledge it (a very slow machine?)"
+        )
 
         [mail] = _mail_about(platform, address, alert_id)
         assert acked in str(mail["Subject"])
