@@ -34,6 +34,7 @@ from types import FrameType
 from typing import Any, Final
 
 import psycopg
+from psycopg_pool import PoolTimeout
 
 from api.alerts import repository
 from api.db import Pool
@@ -307,5 +308,8 @@ async def alert_event_stream(
             mark(item["id"])
             last = max(last, item["id"])
             yield format_event(item)
+    except (psycopg.Error, PoolTimeout) as exc:
+        # The client reconnects with Last-Event-ID and is replayed what it missed.
+        log.warning("alert stream ended: the database is not reachable", error=type(exc).__name__)
     finally:
         hub.unsubscribe(sub)
