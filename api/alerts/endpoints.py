@@ -89,13 +89,16 @@ async def list_alerts(
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH, description="next_cursor of a page")] = None,
 ) -> AlertPage:
     parsed_assignee = service.parse_assignee(assignee, principal)
+    after = None if cursor is None else decode_cursor(cursor)
+    refusal: service.Refusal | None = None
     if isinstance(parsed_assignee, service.Refusal):
-        raise _raise(parsed_assignee)
-    after = None
-    if cursor is not None:
-        after = decode_cursor(cursor)
-        if after is None or after.sort != sort:
-            raise Problem(422, "invalid_cursor", "cursor is not a next_cursor of this sort; start without one")
+        refusal, parsed_assignee = parsed_assignee, None
+    elif cursor is not None and (after is None or after.sort != sort):
+        refusal = service.Refusal(422, "invalid_cursor", "cursor is not a next_cursor of this sort; start without one")
+    if refusal is not None:
+        async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
+            await service.refuse(conn, principal, "list", refusal)
+        raise _raise(refusal)
     query = InboxQuery(
         states=tuple(dict.fromkeys(state)) if state else UNRESOLVED,
         severities=tuple(dict.fromkeys(severity or ())),
@@ -188,7 +191,12 @@ async def stream(
     cookies = Response()
     principal = await stream_principal(request, cookies, token)
     if "text/event-stream" not in request.headers.get("accept", ""):
-        raise Problem(406, "not_acceptable", "this route answers only text/event-stream; send that Accept header")
+        refusal = service.Refusal(
+            406, "not_acceptable", "this route answers only text/event-stream; send that Accept header"
+        )
+        async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
+            await service.refuse(conn, principal, "stream", refusal)
+        raise _raise(refusal)
     resume = last_event_id_header if last_event_id_header is not None else last_event_id
     async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
         scope = await service.open_stream(conn, principal, resume)

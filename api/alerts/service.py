@@ -118,6 +118,11 @@ def parse_assignee(value: str | None, principal: Principal) -> uuid.UUID | Liter
         return Refusal(422, "invalid_assignee", "assignee must be 'me', 'none' or a user id")
 
 
+async def refuse(conn: Conn, principal: Principal, action: str, refusal: Refusal, **detail: Any) -> None:
+    """Audit a request refused before the service's own checks (a filter or cursor to fix)."""
+    await _Audit(conn, principal, action, **detail)("denied", reason=refusal.code)
+
+
 async def list_alerts(conn: Conn, principal: Principal, query: InboxQuery) -> AlertPage | Refusal:
     """One page of the caller's inbox; one audit event either way."""
     asked: dict[str, Any] = {

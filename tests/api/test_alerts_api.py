@@ -191,7 +191,9 @@ async def test_cursor_pages_cover_the_inbox_once(
         await client.get("/api/v1/alerts", params={"cursor": crafted.decode()}, headers=headers), 422, "invalid_cursor"
     )
     bad = {"cursor": "not-a-cursor"}
+    before = audit_count(db, team["clinician"])
     assert_problem(await client.get("/api/v1/alerts", params=bad, headers=headers), 422, "invalid_cursor")
+    assert audit_count(db, team["clinician"]) == before + 1  # refused, and audited once
     assert_problem(
         await client.get("/api/v1/alerts", params={"limit": 10_000}, headers=headers), 422, "validation_error"
     )

@@ -124,6 +124,11 @@ async def test_events_arrive_in_scope_and_a_resume_replays_exactly_the_missed_on
             406,
             "not_acceptable",
         )
+        refused = db.execute(
+            "SELECT outcome, detail->>'reason' FROM audit_events WHERE actor_id = %s AND action = 'stream'",
+            (people["clinician"].id,),
+        ).fetchall()
+        assert refused == [("denied", "not_acceptable")]
 
         async with http.stream("GET", "/api/v1/alerts/stream", headers=headers) as response:
             assert response.status_code == 200
@@ -174,7 +179,7 @@ async def test_events_arrive_in_scope_and_a_resume_replays_exactly_the_missed_on
         "SELECT outcome FROM audit_events WHERE actor_id = %s AND action = 'stream' ORDER BY id",
         (people["clinician"].id,),
     ).fetchall()
-    assert audited == [("allowed",)] * 3
+    assert audited == [("denied",)] + [("allowed",)] * 3
 
 
 async def test_the_listener_reconnects_when_its_connection_dies(
