@@ -75,6 +75,9 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("INSERT", "device_bindings(device_id, patient_id, valid_from, valid_to)"),
         ("UPDATE", "device_bindings(valid_to)"),
         ("USAGE", "sequence device_bindings_id_seq"),
+        # 0011, api/patients/repository.py: the patient's name and each device's battery
+        ("SELECT", "patients(display_name)"),
+        ("SELECT", "devices(battery, battery_at)"),
         # 0010, api/admin/repository.py: the admins' audit query
         ("SELECT", "audit_events(id, at, actor_id, actor_role, patient_id, action, resource, outcome, detail)"),
         # 0010, api/access/repository.py: break-glass grants
@@ -119,6 +122,9 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("INSERT", "table quarantined_readings"),
         # streams/detection/repository.py: device classes for the silence detector
         ("SELECT", "devices(id, device_class)"),
+        # 0011, streams/devices: the battery a device last reported, a newer report only
+        ("SELECT", "devices(battery_at)"),
+        ("UPDATE", "devices(battery, battery_at)"),
     ],
     "rpm_alerts": [
         ("CONNECT", "database"),
