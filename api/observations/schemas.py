@@ -70,6 +70,18 @@ def _parse_rfc3339(value: Any) -> Any:
     return utc
 
 
+def resolve_range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """[start, end) with the defaults applied (end: now, start: end - 24 h), at most MAX_SPAN."""
+    # Both are UTC and within [EARLIEST, LATEST] (see _parse_rfc3339): no overflow here.
+    end = end or datetime.now(UTC)
+    start = start or end - DEFAULT_SPAN
+    if start >= end:
+        raise PydanticCustomError("time_range", "start must be before end")
+    if end - start > MAX_SPAN:
+        raise PydanticCustomError("time_range", "the range may span at most {days} days", {"days": MAX_SPAN.days})
+    return start, end
+
+
 Rfc3339 = Annotated[datetime | None, BeforeValidator(_parse_rfc3339)]
 # The database answers in its session time zone; the API always answers in UTC.
 UtcDatetime = Annotated[datetime, AfterValidator(lambda value: value.astimezone(UTC))]
@@ -117,14 +129,7 @@ class ObservationQuery(BaseModel):
 
     @model_validator(mode="after")
     def _resolve_range(self) -> ObservationQuery:
-        # Both are UTC and within [EARLIEST, LATEST] (see _parse_rfc3339): no overflow here.
-        end = self.end or datetime.now(UTC)
-        start = self.start or end - DEFAULT_SPAN
-        if start >= end:
-            raise PydanticCustomError("time_range", "start must be before end")
-        if end - start > MAX_SPAN:
-            raise PydanticCustomError("time_range", "the range may span at most {days} days", {"days": MAX_SPAN.days})
-        self.start, self.end = start, end
+        self.start, self.end = resolve_range(self.start, self.end)
         self._after = decode_cursor(self.cursor, self.metric) if self.cursor else None
         return self
 

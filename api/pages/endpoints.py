@@ -18,11 +18,12 @@ from api.auth import service
 from api.auth.ratelimit import LoginRateLimiter
 from api.db import Pool
 from api.dependencies import client_address, get_login_limiter, get_password_work, get_pool, get_settings, utc_now
-from api.pages import cookies, inbox, patients, repository
+from api.pages import cookies, inbox, patients
 from api.pages.session import STATIC_DIR as STATIC_DIR  # re-exported: the app mounts it
 from api.pages.session import copy_cookies as copy_cookies
 from api.pages.session import page_principal as page_principal
 from api.pages.session import render as render
+from api.patients import repository as patients_repository
 from api.security import PasswordWork
 from api.settings import ApiSettings
 
@@ -121,7 +122,8 @@ async def workspace(request: Request) -> Response:
         pool: Pool = get_pool(request)
         settings: ApiSettings = get_settings(request)
         async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
-            patients = await repository.team_patients(conn, principal.user_id)
+            names = await patients_repository.team_patients(conn, principal.user_id)
+            patients = sorted(names.items())
             # Names of one's patients are health data: the list is audited like any read.
             await audit_repository.record(
                 conn,

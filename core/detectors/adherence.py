@@ -266,3 +266,45 @@ def evaluate_adherence(
         updated[s.key] = _prune(ScheduleState(seen=previous.seen, missed=missed), zone, now)
     out.sort(key=lambda d: d.detected_at)
     return AdherenceState(evaluated_until=cutoff, schedules=updated), out
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleAdherence:
+    """How one schedule was kept over a window: slots whose window closed in it, and how many
+    of them received what they required."""
+
+    key: str
+    kind: str  # "measurement" or "dose"
+    metric: str
+    dose_id: str | None
+    expected: int
+    met: int
+
+
+def adherence_over(
+    plan: CarePlan, readings: Sequence[Reading], start: datetime, end: datetime
+) -> list[ScheduleAdherence]:
+    """Adherence to each schedule of the plan over [start, end), by the detector's own slots.
+
+    A slot counts when its whole window lies in the range (and after the plan's
+    `effective_from`); a reading satisfies the nearest slot whose window holds it, distinct
+    times counted once, as `observe_adherence` does. The caller passes the readings of the
+    schedules' metrics from `start - 12 h` (the widest tolerance) to `end`."""
+    start, end = as_utc(start), as_utc(end)
+    if plan.effective_from is not None:
+        start = max(start, as_utc(plan.effective_from))
+    zone = plan.zone
+    out: list[ScheduleAdherence] = []
+    for s in schedules_of(plan):
+        slots = {slot.key: slot for slot in _slots(s, zone, start, end) if start <= slot.start and slot.end <= end}
+        counted: dict[str, set[datetime]] = {}
+        for r in readings:
+            if not s.matches(r):
+                continue
+            slot = _slot_for(s, zone, as_utc(r.ts))
+            if slot is not None and slot.key in slots:
+                counted.setdefault(slot.key, set()).add(as_utc(r.ts))
+        met = sum(1 for key, slot in slots.items() if len(counted.get(key, ())) >= slot.required)
+        kind = "dose" if s.dose_id is not None else "measurement"
+        out.append(ScheduleAdherence(s.key, kind, s.metric, s.dose_id, len(slots), met))
+    return out

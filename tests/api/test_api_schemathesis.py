@@ -144,6 +144,18 @@ def test_no_answer_is_a_server_error(
         "POST /api/v1/devices/{device_id}/revoke",
         "POST /api/v1/devices/{device_id}/bind",
         "GET /api/v1/audit-events",
+        "GET /api/v1/alerts",
+        "GET /api/v1/alerts/precision",
+        "GET /api/v1/alerts/stream",
+        "GET /api/v1/alerts/{alert_id}",
+        "POST /api/v1/alerts/{alert_id}/acknowledge",
+        "POST /api/v1/alerts/{alert_id}/assign",
+        "POST /api/v1/alerts/{alert_id}/snooze",
+        "POST /api/v1/alerts/{alert_id}/resolve",
+        "POST /api/v1/alerts/{alert_id}/notes",
+        "GET /api/v1/patients",
+        "GET /api/v1/patients/{patient_id}/summary",
+        "GET /api/v1/patients/{patient_id}/observations/rollups",
     }
 
     def fuzz(strategy: Any, send: Callable[[schemathesis.Case], Any]) -> None:

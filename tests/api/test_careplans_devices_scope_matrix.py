@@ -1,5 +1,5 @@
-"""Role x route and cross-care-team matrices over the care-plan, what-if, break-glass,
-device and audit routes: a patient outside the caller's scope answers exactly like an
+"""Role x route and cross-care-team matrices over the care-plan, what-if, summary,
+observation, rollup, break-glass, device and audit routes: a patient outside the caller's scope answers exactly like an
 unknown id (404, same code), never 200, 403 or 409; device lists never show another team's
 devices; every authenticated request writes exactly one audit event."""
 
@@ -33,6 +33,9 @@ def patient_routes(patient_id: str) -> list[tuple[str, str, dict[str, Any] | Non
         ("GET", f"{base}/care-plan", None),
         ("PUT", f"{base}/care-plan", {"plan": {}, "version": 99}),
         ("POST", f"{base}/care-plan/what-if", {"plan": {}, "days": 1}),
+        ("GET", f"{base}/summary", None),
+        ("GET", f"{base}/observations?metric=heart_rate", None),
+        ("GET", f"{base}/observations/rollups?metric=heart_rate&bucket=1h", None),
     ]
 
 
@@ -101,7 +104,7 @@ async def test_out_of_scope_ids_answer_like_unknown_ones_and_every_request_is_au
             if response.status_code != expected:
                 leaks.append(f"{role} break-glass {target}: {response.status_code}")
     assert leaks == []
-    assert requests == len(ROLES) * (3 * 2 + 2)
+    assert requests == len(ROLES) * (len(patient_routes(mine)) * 2 + 2)
 
 
 async def test_device_lists_never_cross_care_teams(
