@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 import msgspec
 
 from core.careplan import CarePlan, MeasurementSchedule, MedicationSchedule, default_care_plan
-from core.detectors.adherence import AdherenceState, evaluate_adherence, observe_adherence
+from core.detectors.adherence import AdherenceState, adherence_over, evaluate_adherence, observe_adherence
 from core.detectors.model import Detection, DetectionKind
 from core.rules import Rule, Severity
 from core.wire import Reading
@@ -144,3 +144,32 @@ def test_no_schedule_no_detections() -> None:
     state, found = evaluate(plan, AdherenceState(), clock(12, day=3))
     assert found == []
     assert observe(plan, state, Reading("bp_systolic", 120, clock(8)))[1] == []
+
+
+def test_adherence_over_a_window_counts_closed_slots_and_the_readings_that_kept_them() -> None:
+    # T0 = day 0 06:00; BP at 08:00 and 20:00 (+/- 1 h) from then on. Over day 0 06:00 to day 2
+    # 12:00 the closed slots are day 0 08:00, 20:00, day 1 08:00, 20:00, day 2 08:00 (day 2's
+    # 20:00 window has not closed). Readings: day 0 08:30 and 08:45 (one slot, counted once),
+    # day 1 19:10, and day 1 12:00 (outside every window).
+    readings = [
+        Reading("bp_systolic", 130, clock(8.5)),
+        Reading("bp_systolic", 131, clock(8.75)),
+        Reading("bp_systolic", 128, clock(19 + 1 / 6, day=1)),
+        Reading("bp_systolic", 129, clock(12, day=1)),
+        Reading("heart_rate", 70, clock(8, day=2)),  # not this schedule's metric
+    ]
+    [bp] = adherence_over(BP_TWICE, readings, T0, clock(12, day=2))
+    assert (bp.key, bp.kind, bp.expected, bp.met) == ("measurement:bp_systolic", "measurement", 5, 2)
+    # Not before the plan took effect: a window from the day before counts from T0 only.
+    [same] = adherence_over(BP_TWICE, readings, T0 - timedelta(days=1), clock(12, day=2))
+    assert (same.expected, same.met) == (5, 2)
+    # A dose schedule in the plan's own time zone: 08:00 in New York is 13:00 UTC in January.
+    ny = plan_with(
+        timezone="America/New_York",
+        medications=(MedicationSchedule(dose_id="metformin-am", times_of_day=(time(8),), window_s=1800),),
+    )
+    taken = [Reading("medication_taken", 1, clock(13.25), dose_id="metformin-am")]
+    [dose] = adherence_over(ny, taken, T0, clock(23, day=1))
+    assert (dose.kind, dose.dose_id, dose.expected, dose.met) == ("dose", "metformin-am", 2, 1)
+    # A plan without schedules has no figures.
+    assert adherence_over(plan_with(), readings, T0, clock(12, day=2)) == []
