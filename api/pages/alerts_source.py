@@ -13,6 +13,7 @@ from api.alerts import service
 from api.alerts.schemas import (
     UNRESOLVED,
     AcknowledgeBody,
+    AlertDetail,
     AlertRead,
     InboxQuery,
     ResolveBody,
@@ -58,6 +59,16 @@ async def inbox(conn: Conn, principal: Principal, state: str, severity: str) -> 
     if isinstance(page, service.Refusal):
         return [], False
     return page.items, page.next_cursor is not None
+
+
+async def one(conn: Conn, principal: Principal, alert_id: str) -> AlertDetail | None:
+    """The alert with its history (audited by the service); None when it is not the caller's to see."""
+    try:
+        key = uuid.UUID(alert_id)
+    except ValueError:
+        return None
+    found = await service.read_alert(conn, principal, key)
+    return None if isinstance(found, service.Refusal) else found
 
 
 async def transition(

@@ -246,3 +246,66 @@ async def snooze(request: Request, alert_id: AlertId) -> Response:
 @router.post("/inbox/{alert_id}/resolve", response_class=HTMLResponse)
 async def resolve(request: Request, alert_id: AlertId) -> Response:
     return await _transition(request, alert_id, "resolve")
+
+
+HISTORY_WORDS: Final = {
+    "opened": "Opened",
+    "retriggered": "Raised again",
+    "acknowledged": "Acknowledged",
+    "snoozed": "Snoozed",
+    "unsnoozed": "Snooze ended",
+    "assigned": "Assigned",
+    "resolved": "Resolved",
+    "escalated": "Escalated",
+    "notified": "Notification sent",
+    "note": "Note",
+}
+
+
+@router.get("/alerts/{alert_id}", response_class=HTMLResponse)
+async def alert_page(request: Request, alert_id: AlertId) -> Response:
+    """One alert with its history and the inbox's actions: where e-mails and webhooks link to."""
+    carrier = Response()
+    principal = await page_principal(request, carrier)
+    if principal is None:
+        return RedirectResponse("/", status_code=303)
+    refused = _only_clinicians(request, principal)
+    if refused is not None:
+        return copy_cookies(carrier, refused)
+    pool: Pool = get_pool(request)
+    settings: ApiSettings = get_settings(request)
+    async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
+        found = await alerts_source.one(conn, principal, alert_id)
+    if found is None:
+        page = render(
+            request,
+            "message.html",
+            status_code=404,
+            principal=principal,
+            title="Alert not found",
+            message=alerts_source.NOT_FOUND.replace(" Nothing was changed.", ""),
+        )
+        return copy_cookies(carrier, page)
+    now = utc_now()
+    history = [
+        {
+            "words": HISTORY_WORDS.get(e.kind, e.kind.replace("_", " ").capitalize()),
+            "iso": e.at.isoformat(),
+            "at": f"{e.at:%Y-%m-%d %H:%M} UTC",
+            "age": age_words(e.at, now),
+            "by": "you" if e.actor_id == principal.user_id else ("a clinician" if e.actor_id else "the platform"),
+            "note": e.note,
+        }
+        for e in found.history
+    ]
+    filters = filters_of(None, None)
+    page = render(
+        request,
+        "alert.html",
+        principal=principal,
+        alerts=[card(found, now)],
+        more=False,
+        history=history,
+        **_context(filters),
+    )
+    return copy_cookies(carrier, page)

@@ -177,8 +177,21 @@ def test_an_alert_arrives_live_is_acknowledged_and_resolved(
     ]
     assert kinds == ["acknowledged", "resolved"]
 
-    # A form post without the page's CSRF token is refused in words and changes nothing.
+    # The alert's own page (where e-mails and webhooks link to) tells its history in words.
     alert_id = card.get_attribute("data-alert-id")
+    page.goto(f"{api_url}/alerts/{alert_id}")
+    expect(page.get_by_role("heading", name="Alert", exact=True)).to_be_visible()
+    history = page.locator("ol.history li")
+    expect(history.first).to_contain_text("Opened by the platform")
+    expect(page.locator("ol.history")).to_contain_text("Acknowledged by you")
+    expect(page.locator("ol.history")).to_contain_text("Resolved by you")
+    expect(page.locator("[data-alert-id]")).to_contain_text("Actionable")
+    check_page(page, "alert")
+    missing = page.goto(f"{api_url}/alerts/{uuid.uuid4()}")
+    assert missing is not None and missing.status == 404
+    expect(page.get_by_role("heading", name="Alert not found")).to_be_visible()
+
+    # A form post without the page's CSRF token is refused in words and changes nothing.
     forged = page.request.post(f"{api_url}/inbox/{alert_id}/acknowledge", form={"csrf": "not-the-token"})
     assert forged.status == 403
     assert "did not come from this site" in forged.text()
