@@ -188,7 +188,8 @@ def test_an_alert_arrives_live_is_acknowledged_and_resolved(
     expect(page.locator("[data-alert-id]")).to_contain_text("Actionable")
     check_page(page, "alert")
     missing = page.goto(f"{api_url}/alerts/{uuid.uuid4()}")
-    assert missing is not None and missing.status == 404
+    assert missing is not None
+    assert missing.status == 404
     expect(page.get_by_role("heading", name="Alert not found")).to_be_visible()
 
     # A form post without the page's CSRF token is refused in words and changes nothing.
