@@ -1,6 +1,7 @@
-"""End to end through the real stack: a simulated hypoxic episode becomes one alert, an e-mail
-in the stack's maildir for the care team's clinician and a signed webhook received by a
-loopback server; acknowledging the alert stops its escalation.
+"""End to end through the real stack: a simulated hypoxic episode becomes one alert, an event
+on the clinician's open alert stream (SSE, what the live inbox listens to), an e-mail in the
+stack's maildir for the care team's clinician and a signed webhook received by a loopback
+server; acknowledging the alert stops its escalation.
 
 Two patients of one care team play the simulator's hypoxia scenario at once. The team's
 escalation tiers (rows of `escalation_tiers`) notify by e-mail and webhook when an alert opens
@@ -120,14 +121,50 @@ def _team(db: psycopg.Connection, patients: list[str], hook_url: str) -> tuple[s
     return username, address
 
 
-def _acknowledge_through_the_api(stack: Stack, username: str, alert_id: str) -> dict[str, Any]:
-    """The clinician logs in and acknowledges the alert: the API process's own path."""
+def _token(stack: Stack, username: str) -> str:
     api = f"http://127.0.0.1:{stack.ports.api}"
     token = httpx.post(f"{api}/api/v1/auth/token", data={"username": username, "password": PASSWORD}, timeout=30)
     assert token.status_code == 200, token.text
+    return str(token.json()["access_token"])
+
+
+class AlertStream:
+    """The clinician's open alert stream (`GET /api/v1/alerts/stream`) read on a thread of its
+    own, as an open inbox reads it; `events` holds each event's JSON data as it arrives."""
+
+    def __init__(self, stack: Stack, token: str) -> None:
+        self.url = f"http://127.0.0.1:{stack.ports.api}/api/v1/alerts/stream"
+        self.headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        self.events: list[dict[str, Any]] = []
+        self.connected = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        with (
+            httpx.Client(timeout=httpx.Timeout(30, read=60)) as client,
+            client.stream("GET", self.url, headers=self.headers) as response,
+        ):
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if line.startswith(": connected"):
+                    self.connected.set()
+                elif line.startswith("data: "):
+                    self.events.append(json.loads(line[len("data: ") :]))
+                if self.stop.is_set():
+                    return
+
+    def about(self, alert_id: str) -> list[str]:
+        return [e["kind"] for e in list(self.events) if e.get("alert_id") == alert_id]
+
+
+def _acknowledge_through_the_api(stack: Stack, token: str, alert_id: str) -> dict[str, Any]:
+    """The clinician acknowledges the alert: the API process's own path."""
+    api = f"http://127.0.0.1:{stack.ports.api}"
     answer = httpx.post(
         f"{api}/api/v1/alerts/{alert_id}/acknowledge",
-        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        headers={"Authorization": f"Bearer {token}"},
         timeout=30,
     )
     assert answer.status_code == 200, answer.text
@@ -192,6 +229,9 @@ def test_hypoxia_becomes_one_alert_an_email_a_signed_webhook_and_acknowledgement
 
     asyncio.run(provision_and_publish())
     username, address = _team(db, [acked, canary], hook_url)
+    token = _token(platform, username)
+    stream = AlertStream(platform, token)
+    assert stream.connected.wait(30), "the alert stream did not open"
 
     env = {**os.environ, "RPM_MQTT_HOST": "127.0.0.1", "RPM_MQTT_PORT": str(platform.ports.mqtt)}
     scenarios = [
@@ -213,7 +253,9 @@ def test_hypoxia_becomes_one_alert_an_email_a_signed_webhook_and_acknowledgement
         [(alert_id, _, _, _)] = _spo2_alerts(db, acked)
         assert wait_for(lambda: _mail_about(platform, address, alert_id), timeout=60), _outbox(db, alert_id)
         assert wait_for(lambda: _hooks_about(received, alert_id), timeout=60), _outbox(db, alert_id)
-        answer = _acknowledge_through_the_api(platform, username, alert_id)
+        # The open inbox heard of it over SSE, without asking.
+        assert wait_for(lambda: "opened" in stream.about(alert_id), timeout=30), stream.events[-5:]
+        answer = _acknowledge_through_the_api(platform, token, alert_id)
         assert answer["state"] == "acknowledged"
         assert answer["escalation_tier"] == 0, (
             "it escalated before the test could acknowledge it (a very slow machine?)"
@@ -237,7 +279,9 @@ def test_hypoxia_becomes_one_alert_an_email_a_signed_webhook_and_acknowledgement
         [(_, _, _, opened_at)] = _spo2_alerts(db, acked)
         tier1_due = opened_at + timedelta(seconds=TIER1_AFTER_S)
         assert wait_for(lambda: datetime.now(UTC) > tier1_due + timedelta(seconds=5), timeout=TIER1_AFTER_S + 30)
+        assert wait_for(lambda: "acknowledged" in stream.about(alert_id), timeout=30)
     finally:
+        stream.stop.set()
         sim.terminate()
         try:
             sim.wait(timeout=30)
