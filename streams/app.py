@@ -5,7 +5,9 @@ Agents:
   says why one agent and not one per job): `store` (role "store", batches into TimescaleDB)
   and `detect` (role "detect", batches through the detectors, detections to
   `rpm.detections.v1`); a batch is acknowledged once every lane is done with it;
-- `care-plans` (role "detect"): the compacted `rpm.care-plans.v1` into the care-plan table.
+- `care-plans` (role "detect"): the compacted `rpm.care-plans.v1` into the care-plan table;
+- `device-events` (role "store"): `rpm.device-events.v1` into the `devices` table (the battery
+  a device last reported; `streams.devices`).
 
 Tables (role "detect"), both keyed by patient id and co-partitioned with the readings
 (8 partitions, changelog topics created by `streams.changelogs`): `care-plans` (plan JSON)
@@ -17,7 +19,8 @@ for the patients of the partitions this worker owns.
 Every agent, timer and lane is supervised (`streams.supervision`): if one ends while the app
 is not stopping, the process exits with code 70 and a log line naming it. Readiness comes
 from progress (`core.progress`, `rpm_streams_ready`): the records of the worker's partitions
-not yet finished (in Kafka beyond the last one acknowledged, lane backlogs included) against
+not yet finished (in Kafka beyond the last one acknowledged, lane backlogs included; care-plan
+and device-event records likewise) against
 the time the worker last finished one.
 """
 
@@ -28,7 +31,7 @@ from typing import Any
 import faust
 
 from core.logging import get_logger
-from core.wire import CARE_PLANS, DETECTIONS, READINGS, REJECTED
+from core.wire import CARE_PLANS, DETECTIONS, DEVICE_EVENTS, READINGS, REJECTED
 from streams import metrics, supervision
 from streams.careplans.agents import apply_care_plans
 from streams.careplans.service import PlanBook
@@ -38,6 +41,8 @@ from streams.detection.agents import detection_lane, judge_due
 from streams.detection.pipeline import DetectionPipeline
 from streams.detection.repository import DeviceClasses
 from streams.detection.state_store import StateStore
+from streams.devices.agents import apply_device_events
+from streams.devices.repository import DeviceBatteries
 from streams.fanout import Fanout, Handler
 from streams.faults import Faults
 from streams.settings import StreamsSettings
@@ -108,6 +113,7 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
         writer = StorageWriter(s.database_url.get_secret_value())
         closers.append(writer.close)
         lanes.append(("store", _faulty("lane-store", faults, storage_lane(writer, dead_letters)), s.storage_batch_max))
+        _add_device_events(app, s, dead_letters, closers, inputs)
 
     if "detect" in s.roles:
         detect = _add_detection(app, s, dead_letters, closers, faults, inputs)
@@ -200,14 +206,15 @@ def _faulty(point: str, faults: Faults, handle: Handler) -> Handler:
 class Inputs:
     """What the worker holds of its input topics and has not finished, for readiness.
 
-    Per owned partition of the readings and care-plan topics: the consumer's high-water mark
-    (as of its last fetch) minus the offset after the newest record finished (acknowledged by
-    the fan-out, or applied by the care-plan agent); before any, the committed offset. So it
+    Per owned partition of the readings, care-plan and device-event topics: the consumer's
+    high-water mark (as of its last fetch) minus the offset after the newest record finished
+    (acknowledged by the fan-out, or applied by the care-plan or device-events agent); before
+    any, the committed offset. So it
     counts records in Kafka not yet taken, records taken and waiting for a lane, and records
     being processed.
     """
 
-    TOPICS = frozenset({READINGS.name, CARE_PLANS.name})
+    TOPICS = frozenset({READINGS.name, CARE_PLANS.name, DEVICE_EVENTS.name})
 
     def __init__(self, app: faust.App) -> None:
         self._app = app
@@ -237,6 +244,25 @@ class Inputs:
             done = max(self._next.get(tp, 0), committed.get(tp) or 0)
             total += max(0, highwater - done)
         return total
+
+
+def _add_device_events(
+    app: faust.App, s: StreamsSettings, dead_letters: DeadLetters, closers: list[Any], inputs: Inputs
+) -> None:
+    """The device-events agent (role "store": it writes to the database, like storage)."""
+    device_events = _raw_topic(app, DEVICE_EVENTS.name, DEVICE_EVENTS.partitions)
+    batteries = DeviceBatteries(s.database_url.get_secret_value())
+    closers.append(batteries.close)
+
+    async def device_event_outcomes(stream: Any) -> Any:
+        async for event, outcome in apply_device_events(stream, batteries, dead_letters):
+            inputs.finished(event)
+            yield outcome
+
+    @app.agent(device_events, name="device-events")
+    async def apply_events(stream: Any) -> Any:
+        async for outcome in supervision.agent(app, "device-events", device_event_outcomes(stream)):
+            yield outcome
 
 
 def _add_detection(

@@ -61,6 +61,12 @@ STATES_SAVED = Counter(
 )
 DETECTION_PATIENTS = Gauge("rpm_streams_detection_patients", "Patients whose detector state this worker holds")
 CARE_PLANS = Counter("rpm_streams_care_plans", "Care-plan records applied to the care-plan table", ["outcome"])
+DEVICE_EVENTS = Counter(
+    "rpm_streams_device_events",
+    "Records of rpm.device-events.v1 by kind (unknown: did not decode) and outcome (applied, stale: older "
+    "than the battery stored, unknown_device, ignored: kind not used yet, invalid, failed: dead-lettered)",
+    ["kind", "outcome"],
+)
 
 # Readiness from progress: rpm_streams_last_progress_timestamp_seconds, rpm_streams_input_waiting,
 # rpm_streams_ready (computed at scrape time; the app sets the stall time from its settings).
