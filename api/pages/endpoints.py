@@ -1,5 +1,7 @@
 """Page routes: `/` (log in), `/login`, `/logout`, `/workspace`.
 
+After logging in a clinician lands on `/workspace`, a patient on `/me` (their portal, ADR 0027).
+
 `/inbox` and `/patients` (api/pages/inbox.py, patients.py) are included in this router.
 Pages answer HTML, never problem documents; a page that needs a session and has none
 redirects to `/`. Not part of the OpenAPI document (that describes the JSON API).
@@ -24,10 +26,20 @@ from api.pages.session import copy_cookies as copy_cookies
 from api.pages.session import page_principal as page_principal
 from api.pages.session import render as render
 from api.patients import repository as patients_repository
-from api.security import PasswordWork
+from api.security import PasswordWork, decode_token
 from api.settings import ApiSettings
 
 router = APIRouter(include_in_schema=False)
+
+PATIENT_HOME = "/me"
+CLINICIAN_HOME = "/workspace"
+
+
+def home_for(role: str) -> str:
+    """Where a signed-in user starts: a patient in their portal, everyone else in the workspace."""
+    return PATIENT_HOME if role == "patient" else CLINICIAN_HOME
+
+
 # The inbox and my-patients pages come with this router (the app includes it once).
 router.include_router(inbox.router)
 router.include_router(patients.router)
@@ -38,7 +50,7 @@ async def login_page(request: Request) -> Response:
     carrier = Response()
     principal = await page_principal(request, carrier)
     if principal is not None:
-        return copy_cookies(carrier, RedirectResponse("/workspace", status_code=303))
+        return copy_cookies(carrier, RedirectResponse(home_for(principal.role), status_code=303))
     return render(request, "login.html", error=None, username="")
 
 
@@ -80,7 +92,9 @@ async def login(
         if outcome.retry_after is not None:
             response.headers["Retry-After"] = str(outcome.retry_after)
         return response
-    redirect = RedirectResponse("/workspace", status_code=303)
+    # The token was signed a moment ago by us; reading its role back costs no database round trip.
+    claims = decode_token(outcome.access_token, key=settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer)
+    redirect = RedirectResponse(home_for(claims.role), status_code=303)
     cookies.set_session(redirect, request, outcome)
     return redirect
 
@@ -116,6 +130,8 @@ async def workspace(request: Request) -> Response:
     principal = await page_principal(request, carrier)
     if principal is None:
         return RedirectResponse("/", status_code=303)
+    if principal.role == "patient":
+        return copy_cookies(carrier, RedirectResponse(PATIENT_HOME, status_code=303))
     if principal.role != "clinician":
         page = render(request, "not_clinician.html", principal=principal)
     else:

@@ -92,14 +92,16 @@ async def test_login_without_the_csrf_token_is_refused(
     assert not any(c.startswith("rpm_session=") for c in forged.headers.get_list("set-cookie"))
 
 
-async def test_a_patient_gets_the_plain_page(
+async def test_a_patient_is_sent_to_their_portal(
     client: httpx.AsyncClient, make_user: Callable[..., TestUser], make_patient: Callable[[], str]
 ) -> None:
     patient = make_user("patient", patient_id=make_patient())
-    assert (await page_login(client, patient)).status_code == 303
+    answer = await page_login(client, patient)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/me"
     page = await client.get("/workspace")
-    assert page.status_code == 200
-    assert "This workspace is for clinicians" in page.text
+    assert page.status_code == 303
+    assert page.headers["location"] == "/me"
 
 
 async def test_logout_ends_the_session(client: httpx.AsyncClient, make_user: Callable[..., TestUser]) -> None:
