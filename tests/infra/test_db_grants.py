@@ -53,6 +53,12 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("USAGE", "sequence audit_events_id_seq"),
         # api/checkins/repository.py: consent covers the check-in
         ("SELECT", "consents(patient_id, scope, granted_at, withdrawn_at)"),
+        # 0012, api/consents/repository.py: consent tiers with history; a withdrawal closes
+        # the open grant (a trigger refuses any other change), a new grant is a new row
+        ("SELECT", "consents(id, document_version, recorded_by)"),
+        ("INSERT", "consents(patient_id, scope, granted_at, document_version, recorded_by)"),
+        ("UPDATE", "consents(withdrawn_at)"),
+        ("USAGE", "sequence consents_id_seq"),
         # api/auth/repository.py: sessions and their rotating refresh tokens (0003); never
         # DELETE, never expires_at after the login
         ("SELECT", "sessions(id, user_id, created_at, expires_at, revoked_at, revoked_reason)"),
@@ -449,6 +455,30 @@ def test_the_api_cannot_stretch_or_erase_sessions(
     )
     row = db.execute("SELECT revoked_reason, expires_at FROM sessions WHERE id = %s", (session,)).fetchone()
     assert row == ("logout", now + timedelta(hours=1))
+
+
+def test_the_api_keeps_consent_history(login: dict[str, psycopg.Connection], db: psycopg.Connection) -> None:
+    """0012: the API withdraws an open grant and records new ones; it cannot reopen, move or
+    re-scope a grant (the trigger), nor delete one (no grant)."""
+    api = login["api"]
+    patient = create_patient(db)
+    now = datetime.now(UTC)
+    assert _refused(api, "UPDATE consents SET granted_at = %s WHERE patient_id = %s", now, patient)
+    assert _refused(api, "UPDATE consents SET scope = 'research' WHERE patient_id = %s", patient)
+    # What its code does is allowed: close the open grant, then record a new one.
+    api.execute("UPDATE consents SET withdrawn_at = %s WHERE patient_id = %s AND withdrawn_at IS NULL", (now, patient))
+    api.execute(
+        "INSERT INTO consents (patient_id, scope, granted_at, document_version) VALUES (%s, 'research', %s, %s)",
+        (patient, now, "research-v1"),
+    )
+    for reopen in ("NULL", "withdrawn_at + interval '1 day'"):
+        statement = f"UPDATE consents SET withdrawn_at = {reopen} WHERE patient_id = %s AND scope = 'remote_monitoring'"  # noqa: S608
+        with pytest.raises(errors.RaiseException, match="history"):
+            api.execute(statement, (patient,))
+    with pytest.raises(errors.CheckViolation):
+        api.execute("INSERT INTO consents (patient_id, scope, granted_at) VALUES (%s, 'marketing', %s)", (patient, now))
+    rows = db.execute("SELECT scope, withdrawn_at IS NULL FROM consents WHERE patient_id = %s ORDER BY id", (patient,))
+    assert rows.fetchall() == [("remote_monitoring", False), ("research", True)]
 
 
 def test_audit_rows_are_insert_only_and_stamped_by_the_database(
