@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from core.wire import DEVICE_EVENTS, REJECTED, DeviceEvent, RejectedMessage, encode, rejected_decoder, telemetry_topic
-from infra.stack import Stack
+from infra.stack import Stack, metric_value
 from streams.dead_letters import DeadLetters
 from streams.devices.agents import apply_one
 from streams.devices.repository import BatteryOutcome, DeviceBatteries
@@ -116,6 +116,8 @@ def test_a_record_that_is_not_a_device_event_is_dead_lettered_and_the_next_event
     assert "in the future" in by_payload[from_the_future.decode()]
     assert _battery(db, device) == (pytest.approx(0.6), at)
     assert wait_for(lambda: _counted(worker, "unknown", "invalid") >= before + 1, timeout=10)
+    # Readiness counts the topic: once the lane is through, nothing of it waits.
+    assert wait_for(lambda: metric_value(worker.ports.streams_metrics, "rpm_streams_input_waiting") == 0.0, 30)
 
 
 def test_an_event_of_an_unknown_device_changes_nothing_and_the_lane_goes_on(
