@@ -107,6 +107,15 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("USAGE", "sequence alert_events_id_seq"),
         ("SELECT", "notifications(alert_id, state)"),
         ("UPDATE", "notifications(state)"),
+        # 0013, api/accesslog/repository.py: a patient flags an access; an admin reviews it
+        (
+            "SELECT",
+            "privacy_flags(id, audit_event_id, patient_id, note, flagged_at, state, reviewed_by, reviewed_at, "
+            "outcome_note)",
+        ),
+        ("INSERT", "privacy_flags(audit_event_id, patient_id, note)"),
+        ("UPDATE", "privacy_flags(state, reviewed_by, reviewed_at, outcome_note)"),
+        ("USAGE", "sequence privacy_flags_id_seq"),
     ],
     "rpm_ingest": [
         ("CONNECT", "database"),
