@@ -44,6 +44,7 @@ DEVICE_CLASSES: Final[tuple[DeviceClass, ...]] = (
 
 _MINUTE: Final = 60
 _HOUR: Final = 3600
+MAX_NOTE_CHARS: Final = 2000
 
 
 def _require(condition: bool, message: str) -> None:
@@ -342,9 +343,13 @@ class CarePlan(msgspec.Struct, frozen=True, kw_only=True):
     # Wait this long after a schedule window closes before calling it missed: readings a
     # device stored while offline may still be on their way.
     adherence_grace_s: int = 5 * _MINUTE
+    # The care team's words to the patient on why the limits are what they are (shown on the
+    # patient's "My care plan" page, ADR 0027); plain text, no markup.
+    note: str = ""
 
     def __post_init__(self) -> None:
         _require(self.schema == CAREPLAN_SCHEMA, f"unsupported care plan schema {self.schema}")
+        _require(len(self.note) <= MAX_NOTE_CHARS, f"note is at most {MAX_NOTE_CHARS} characters")
         _require(bool(self.patient_id), "patient_id is required")
         try:
             ZoneInfo(self.timezone)

@@ -35,6 +35,12 @@ CHART_METRICS = (
 )
 
 
+def metric_limits(limits: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """The enabled limits of one metric among a plan's limits (`limits_of`); the patient's own
+    pages (api/portal) draw the same ones."""
+    return [lim for lim in limits if lim.get("metric") == metric and lim.get("enabled", True)]
+
+
 @router.get("/patients/{patient_id}", response_class=HTMLResponse)
 async def patient_page(
     request: Request,
@@ -75,8 +81,7 @@ async def patient_page(
                     float(lim[kind + "_at"]),
                     kind,
                 )
-                for lim in limits
-                if lim.get("metric") == metric and lim.get("enabled", True)
+                for lim in metric_limits(limits, metric)
                 for kind in ("raise", "clear")
             ]
             latest = samples[-1] if samples else None

@@ -1,0 +1,72 @@
+"""Patient-facing words of the consent page (issue 12; ADR 0024), and the consent documents.
+
+A document's text is kept under its version (`consent.doc.<version>.*`): a new version of a
+document is a new set of ids, and the old text stays here for as long as a grant names it.
+Which version is current for each tier is in api/consents/service.py (TIERS).
+"""
+
+from __future__ import annotations
+
+MESSAGES: dict[str, str] = {
+    "consent.title": "Consent",
+    "consent.intro": (
+        "You choose how we use your health data. You can change your mind at any time. "
+        "We keep a record of each choice you make."
+    ),
+    # The tiers, by name.
+    "consent.tier.collect": "Collect my monitoring data",
+    "consent.tier.share_care_team": "Share my data with my care team",
+    "consent.tier.research": "Use my data to improve care and for research",
+    # The documents, version 1.
+    "consent.doc.collect-v1.what": (
+        "Your devices send your readings to us. We keep them in your health record. "
+        "We use them to watch over your health."
+    ),
+    "consent.doc.collect-v1.withdraw": (
+        "If you say no, we stop taking new readings from your devices within {seconds} seconds. "
+        "Your care team will not see new readings, and they will not get alerts from them. "
+        "The readings we already have stay in your record."
+    ),
+    "consent.doc.share_care_team-v1.what": (
+        "The doctors and nurses of your care team can see your readings and alerts. They use them to look after you."
+    ),
+    "consent.doc.share_care_team-v1.withdraw": (
+        "If you say no, we write down your choice. Right now your care team can still see your record. "
+        "We are still building the part that stops them. Please talk to your care team about it."
+    ),
+    "consent.doc.research-v1.what": (
+        "We may use your data, without your name, to learn how to give better care. "
+        "It may also be used in approved research."
+    ),
+    "consent.doc.research-v1.withdraw": (
+        "If you say no, we will not use your data for new studies or reviews. "
+        "Work that already used your data will not be undone."
+    ),
+    # Labels.
+    "consent.what_it_means": "What this means",
+    "consent.if_withdrawn": "If you say no",
+    "consent.document": "Version {version}",
+    "consent.state.given": "You said yes on {date}.",
+    "consent.state.withdrawn": "You said no on {date}.",
+    "consent.state.not_given": "You have not said yes to this.",
+    "consent.state.enrolment": "You said yes when you joined the program.",
+    "consent.give": "Say yes",
+    "consent.withdraw": "Say no",
+    "consent.give.label": "Say yes to: {tier}",
+    "consent.withdraw.label": "Say no to: {tier}",
+    "consent.done.given": "Thank you. We saved your choice: yes to {tier}.",
+    "consent.done.withdrawn": "We saved your choice: no to {tier}.",
+    "consent.error.already_given": "You have already said yes to this.",
+    "consent.error.not_given": "You have not said yes to this, so there is nothing to stop.",
+    "consent.error.form": "This form is out of date. Please load the page again and try once more.",
+    "consent.error.unavailable": "We could not save your choice just now. Please try again in a minute.",
+    # History.
+    "consent.history": "My history",
+    "consent.history.none": "No choices yet.",
+    "consent.history.when": "When",
+    "consent.history.choice": "Choice",
+    "consent.history.version": "Version",
+    "consent.history.yes": "Yes to: {tier}",
+    "consent.history.no": "No to: {tier}",
+    "consent.history.at_enrolment": "At the start",
+}
