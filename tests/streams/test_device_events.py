@@ -86,7 +86,9 @@ def test_an_older_event_after_a_newer_one_changes_nothing(worker: Stack, db: psy
         ],
     )
     assert _applied(db, sentinel, 0.5)
-    assert _battery(db, device) == (pytest.approx(0.8), newer)
+    battery, battery_at = _battery(db, device)
+    assert battery == pytest.approx(0.8)
+    assert battery_at == newer
     assert wait_for(lambda: _counted(worker, "battery", "stale") >= before + 2, timeout=10)
 
 
@@ -114,7 +116,9 @@ def test_a_record_that_is_not_a_device_event_is_dead_lettered_and_the_next_event
     assert by_payload[garbage.decode()].startswith("not a device event")
     assert "between 0 and 1" in by_payload[too_full.decode()]
     assert "in the future" in by_payload[from_the_future.decode()]
-    assert _battery(db, device) == (pytest.approx(0.6), at)
+    battery, battery_at = _battery(db, device)
+    assert battery == pytest.approx(0.6)
+    assert battery_at == at
     assert wait_for(lambda: _counted(worker, "unknown", "invalid") >= before + 1, timeout=10)
     # Readiness counts the topic: once the lane is through, nothing of it waits.
     assert wait_for(lambda: metric_value(worker.ports.streams_metrics, "rpm_streams_input_waiting") == 0.0, 30)
