@@ -37,6 +37,7 @@ from api.pages import careplan as careplan_page
 from api.pages import endpoints as page_endpoints
 from api.pages import summary as summary_page
 from api.patients import endpoints as patient_endpoints
+from api.portal import endpoints as portal_endpoints
 from api.problems import install_problem_handlers
 from api.security import PasswordWork, dummy_hash
 from api.settings import ApiSettings
@@ -128,6 +129,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(access_endpoints.router, prefix=API_PREFIX)
     app.include_router(alert_endpoints.router, prefix=API_PREFIX)
     app.include_router(patient_endpoints.router, prefix=API_PREFIX)
+    app.include_router(portal_endpoints.router, prefix=API_PREFIX)
     # The clinician's pages (ADR 0022) and their vendored static files.
     app.include_router(page_endpoints.router)
     app.include_router(careplan_page.router)
