@@ -41,6 +41,7 @@ REASONS: Final = frozenset(
         "detection_refused",
         "detection_publish_failed",
         "invalid_care_plan",
+        "invalid_device_event",
         "internal_error",
     }
 )
