@@ -59,6 +59,7 @@ MESSAGES: dict[str, str] = {
     "consent.error.already_given": "You have already said yes to this.",
     "consent.error.not_given": "You have not said yes to this, so there is nothing to stop.",
     "consent.error.form": "This form is out of date. Please load the page again and try once more.",
+    "consent.error.not_patient": "This page is only for patients, to see their own choices.",
     "consent.error.unavailable": "We could not save your choice just now. Please try again in a minute.",
     # History.
     "consent.history": "My history",

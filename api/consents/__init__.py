@@ -1,0 +1,1 @@
+"""Consent in tiers: what a patient agreed to, in which document version, with its history."""

@@ -1,0 +1,147 @@
+"""The patient's consent page `/me/consent` (ADR 0024): each tier in plain words, where it
+stands, a yes/no form per tier, and the history.
+
+Calls the consents service (api/consents) as its JSON routes do; access, audit and the rules
+of giving and withdrawing are the service's. A change answers with a redirect to the page
+(post/redirect/get), which says what was saved or, by a fixed code, why not.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from api.auth.schemas import Principal
+from api.consents import service
+from api.consents.schemas import ConsentChange, ConsentsRead, Tier
+from api.db import Pool
+from api.dependencies import get_pool, get_settings, utc_now
+from api.pages import cookies
+from api.pages.session import copy_cookies, page_principal, render
+from api.portal.text import t
+from api.settings import ApiSettings
+
+router = APIRouter(include_in_schema=False)
+
+PAGE: Final = "/me/consent"
+# Refusal codes the page explains (anything else: the generic "could not save").
+_ERRORS: Final = {"already_given": "consent.error.already_given", "not_given": "consent.error.not_given"}
+
+
+def when(at: datetime | None) -> str:
+    return "" if at is None else at.strftime("%d %b %Y, %H:%M UTC")
+
+
+def _tier_words(tier: str) -> str:
+    return t(f"consent.tier.{tier}")
+
+
+def _page(
+    request: Request, principal: Principal, read: ConsentsRead, *, notice: str | None, error: str | None
+) -> HTMLResponse:
+    tiers = []
+    for state in read.tiers:
+        version = state.current_document_version
+        if state.state == "given":
+            status = t("consent.state.given", date=when(state.since))
+        elif state.state == "withdrawn":
+            status = t("consent.state.withdrawn", date=when(state.since))
+        else:
+            status = t("consent.state.not_given")
+        tiers.append(
+            {
+                "tier": state.tier,
+                "name": _tier_words(state.tier),
+                "state": state.state,
+                "status": status,
+                "what": t(f"consent.doc.{version}.what"),
+                "withdraw": t(f"consent.doc.{version}.withdraw", seconds=service.COLLECT_STOP_WITHIN_S),
+                "version": version,
+            }
+        )
+    history = [
+        {
+            "when": when(event.at),
+            "choice": t(
+                "consent.history.yes" if event.action == "given" else "consent.history.no",
+                tier=_tier_words(event.tier),
+            ),
+            "version": event.document_version or t("consent.history.at_enrolment"),
+        }
+        for event in read.history
+    ]
+    return render(
+        request,
+        "me_consent.html",
+        principal=principal,
+        section="consent",
+        t=t,
+        tiers=tiers,
+        history=history,
+        notice=notice,
+        error=error,
+    )
+
+
+def _message(request: Request, principal: Principal, status_code: int, title: str, message: str) -> HTMLResponse:
+    return render(request, "message.html", status_code=status_code, principal=principal, title=title, message=message)
+
+
+@router.get("/me/consent", response_class=HTMLResponse)
+async def consent_page(
+    request: Request,
+    pool: Annotated[Pool, Depends(get_pool)],
+    settings: Annotated[ApiSettings, Depends(get_settings)],
+) -> Response:
+    carrier = Response()
+    principal = await page_principal(request, carrier)
+    if principal is None:
+        return RedirectResponse("/", status_code=303)
+    async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
+        read = await service.read_mine(conn, principal)
+    if isinstance(read, service.Refusal):
+        page = _message(request, principal, read.status, "Consent", t("consent.error.not_patient"))
+        return copy_cookies(carrier, page)
+    notice = error = None
+    done, tier = request.query_params.get("done"), request.query_params.get("tier")
+    if done in ("given", "withdrawn") and tier in service.TIERS:
+        notice = t(f"consent.done.{done}", tier=_tier_words(tier))
+    code = request.query_params.get("error")
+    if code is not None:
+        error = t(_ERRORS.get(code, "consent.error.unavailable"))
+    return copy_cookies(carrier, _page(request, principal, read, notice=notice, error=error))
+
+
+@router.post("/me/consent/{tier}", response_class=HTMLResponse)
+async def consent_change(
+    request: Request,
+    tier: Annotated[Tier, Path()],
+    pool: Annotated[Pool, Depends(get_pool)],
+    settings: Annotated[ApiSettings, Depends(get_settings)],
+) -> Response:
+    carrier = Response()
+    principal = await page_principal(request, carrier)
+    if principal is None:
+        return RedirectResponse("/", status_code=303)
+    raw = await request.form()
+    form = {key: value for key, value in raw.items() if isinstance(value, str)}
+    if not cookies.csrf_ok(request, form.get("csrf")):
+        return copy_cookies(carrier, _message(request, principal, 403, "Form expired", t("consent.error.form")))
+    action = form.get("action")
+    if action not in ("give", "withdraw"):
+        return copy_cookies(carrier, RedirectResponse(f"{PAGE}?error=invalid", status_code=303))
+    # Longer than any version: cut, it then names no document and is refused as unknown.
+    version = form.get("document_version", "")[:64] or None
+    change = ConsentChange(action=action, document_version=version)
+    async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
+        outcome = await service.change_mine(conn, principal, tier, change, utc_now())
+    if isinstance(outcome, service.Refusal):
+        if outcome.status in (403, 404):
+            page = _message(request, principal, outcome.status, "Consent", t("consent.error.not_patient"))
+            return copy_cookies(carrier, page)
+        return copy_cookies(carrier, RedirectResponse(f"{PAGE}?error={outcome.code}", status_code=303))
+    done = "given" if action == "give" else "withdrawn"
+    return copy_cookies(carrier, RedirectResponse(f"{PAGE}?done={done}&tier={tier}", status_code=303))
