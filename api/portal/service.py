@@ -51,7 +51,7 @@ from api.portal.schemas import (
     Status,
 )
 from api.portal.text import catalogue, t
-from core.careplan import CarePlan
+from core.careplan import CarePlan, MeasurementSchedule
 from core.detectors.adherence import adherence_over, schedules_of
 from core.wire import Reading
 
@@ -291,6 +291,15 @@ def _joined(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _measure_words(m: MeasurementSchedule) -> str:
+    what = metric_name(m.metric).lower()
+    if m.times_of_day:
+        return t("plan.measure.times", what=what, times=_joined(_times(m.times_of_day)))
+    if m.times_per_day == 1:
+        return t("plan.measure.once", what=what)
+    return t("plan.measure.per_day", what=what, count=m.times_per_day)
+
+
 def limit_sentences(plan: CarePlan, limits: list[dict[str, Any]]) -> list[str]:
     out = []
     for lim in limits:
@@ -439,9 +448,7 @@ async def my_care_plan(conn: Conn, principal: Principal, now: datetime) -> MyCar
                 name=metric_name(m.metric),
                 times=_times(m.times_of_day),
                 per_day=m.times_per_day,
-                words=t("plan.measure.times", what=metric_name(m.metric).lower(), times=_joined(_times(m.times_of_day)))
-                if m.times_of_day
-                else t("plan.measure.per_day", what=metric_name(m.metric).lower(), count=m.times_per_day),
+                words=_measure_words(m),
             )
             for m in plan.measurements
         ],

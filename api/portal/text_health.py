@@ -146,6 +146,7 @@ MESSAGES: dict[str, str] = {
     "plan.measure.title": "What to measure",
     "plan.measure.times": "Measure your {what} at {times}.",
     "plan.measure.per_day": "Measure your {what} {count} times a day, at any time.",
+    "plan.measure.once": "Measure your {what} once a day, at any time.",
     "plan.measure.none": "Your plan has no set times to take readings.",
     "plan.dose.title": "Medicines",
     "plan.dose.times": "Take {dose} at {times}.",
