@@ -29,6 +29,7 @@ from api.careplans.publisher import CarePlanPublisher
 from api.careplans.service import WhatIfLimits
 from api.checkins import endpoints as checkin_endpoints
 from api.checkins.publisher import ReadingsPublisher
+from api.consents import endpoints as consent_endpoints
 from api.devices import endpoints as device_endpoints
 from api.headers import SecurityHeadersMiddleware
 from api.health import endpoints as health_endpoints
@@ -36,6 +37,7 @@ from api.inputs import screen_inputs
 from api.observations import endpoints as observation_endpoints
 from api.pages import access_log as access_log_page
 from api.pages import careplan as careplan_page
+from api.pages import consent as consent_page
 from api.pages import endpoints as page_endpoints
 from api.pages import summary as summary_page
 from api.patients import endpoints as patient_endpoints
@@ -131,6 +133,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(access_endpoints.router, prefix=API_PREFIX)
     app.include_router(alert_endpoints.router, prefix=API_PREFIX)
     app.include_router(patient_endpoints.router, prefix=API_PREFIX)
+    app.include_router(consent_endpoints.router, prefix=API_PREFIX)
     app.include_router(portal_endpoints.router, prefix=API_PREFIX)
     app.include_router(access_log_endpoints.router, prefix=API_PREFIX)
     # The clinician's pages (ADR 0022) and their vendored static files.
@@ -138,5 +141,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(careplan_page.router)
     app.include_router(summary_page.router)
     app.include_router(access_log_page.router)
+    app.include_router(consent_page.router)
     app.mount("/static", StaticFiles(directory=page_endpoints.STATIC_DIR), name="static")
     return app
