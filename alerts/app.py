@@ -13,7 +13,9 @@ A crash before the commit makes Kafka deliver the detections again; their ids ar
 Supervised tasks (core/supervision.py): the consumer, the timer (escalations due, snoozes
 ended), the figures (precision per rule, alerts per patient-day) and the notification sender
 (`alerts.notify.run_outbox` with its `NotifySettings`, ADR 0019), which drains the outbox this
-service fills; it is found at start-up, so this module does not import it.
+service fills; it is found at start-up, so this module does not import it. The reminder loop
+(`alerts.reminders.run_reminders`, ADR 0026) plans, sends and cancels the patients' reminders
+on the same pool and clock, unless `reminders_enabled` is off.
 Readiness (`rpm_alerts_ready`, core/progress.py): up, and either no detection waiting on
 Kafka or some committed within `alerts_stall_after_s`.
 """
@@ -34,6 +36,7 @@ from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool
 
 from alerts import metrics, repository, service
+from alerts.reminders import run_reminders
 from alerts.settings import AlertsSettings
 from core.alert_lifecycle import PERSON_DISPOSITIONS, alerts_per_patient_day, precision
 from core.db import create_pool
@@ -95,6 +98,8 @@ class AlertService:
         sender = self._notify_sender()
         if sender is not None:
             self._supervisor.spawn(sender, name="notify-outbox")
+        if s.reminders_enabled:
+            self._supervisor.spawn(run_reminders(self._pool, s, clock=self.clock), name="reminders")
         self.progress.up = True
         metrics.UP.set(1)
         log.info("alert service up", kafka=s.kafka_bootstrap, group=s.alerts_group_id, notify=sender is not None)

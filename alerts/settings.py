@@ -1,15 +1,16 @@
-"""Settings of the alert service (`python -m alerts`): its own, the database's, Kafka's and the
-notification sender's (`NotifySettings`: SMTP relay, links, retries, webhook destinations)."""
+"""Settings of the alert service (`python -m alerts`): its own, the database's, Kafka's, the
+notification sender's (`NotifySettings`: SMTP relay, links, retries, webhook destinations) and
+the reminder loop's (`RemindersSettings`, ADR 0026)."""
 
 from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from alerts.notify.settings import NotifySettings
+from alerts.reminders.settings import LoopSettings
 from core.settings import DatabaseSettings, KafkaSettings
 
 
-class AlertsSettings(DatabaseSettings, KafkaSettings, NotifySettings):
+class AlertsSettings(DatabaseSettings, KafkaSettings, LoopSettings):
     alerts_metrics_port: int = Field(19103, description="Port of the alert service's Prometheus metrics endpoint")
     alerts_metrics_host: str = Field("127.0.0.1", description="Address of the alert service's metrics endpoint")
     alerts_group_id: str = Field(
@@ -44,10 +45,11 @@ class AlertsSettings(DatabaseSettings, KafkaSettings, NotifySettings):
     @model_validator(mode="after")
     def _pool_holds_the_senders(self) -> AlertsSettings:
         # Each delivery in flight holds a connection (its row and alert stay locked while it
-        # is sent); the consumer, the timer and the figures need theirs beside them.
-        if self.notify_concurrency + 3 > self.db_pool_max:
+        # is sent); the consumer, the timer, the figures and the reminder loop need theirs
+        # beside them.
+        if self.notify_concurrency + 4 > self.db_pool_max:
             raise ValueError(
-                f"db_pool_max ({self.db_pool_max}) must be at least notify_concurrency + 3 "
-                f"({self.notify_concurrency + 3}): each delivery in flight holds a database connection"
+                f"db_pool_max ({self.db_pool_max}) must be at least notify_concurrency + 4 "
+                f"({self.notify_concurrency + 4}): each delivery in flight holds a database connection"
             )
         return self

@@ -116,6 +116,16 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("INSERT", "privacy_flags(audit_event_id, patient_id, note)"),
         ("UPDATE", "privacy_flags(state, reviewed_by, reviewed_at, outcome_note)"),
         ("USAGE", "sequence privacy_flags_id_seq"),
+        # 0014, api/reminders/repository.py: a patient's own reminders (marked seen) and profile
+        (
+            "SELECT",
+            "reminders(id, patient_id, schedule_key, slot_key, kind, metric, dose_id, channel, follow_up, "
+            "scheduled_at, window_start, window_end, due_at, state, outcome, sent_at, settled_at, seen_at)",
+        ),
+        ("UPDATE", "reminders(seen_at)"),
+        ("SELECT", "patient_preferences(patient_id, email, channels, quiet_start, quiet_end, time_zone, updated_at)"),
+        ("INSERT", "patient_preferences(patient_id, email, channels, quiet_start, quiet_end, time_zone, updated_at)"),
+        ("UPDATE", "patient_preferences(email, channels, quiet_start, quiet_end, time_zone, updated_at)"),
     ],
     "rpm_ingest": [
         ("CONNECT", "database"),
@@ -186,6 +196,23 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("SELECT", "webhooks(id, url, secret, enabled)"),
         # alerts per patient-day
         ("SELECT", "patients(id)"),
+        # 0014, alerts/reminders/repository.py: plans with schedules, whether a slot's reading
+        # came, the patient's choices; plan, send, cancel and settle reminders
+        ("SELECT", "care_plans(patient_id, version, plan)"),
+        ("SELECT", "observations(patient_id, metric, ts, dose_id)"),
+        ("SELECT", "patient_preferences(patient_id, email, channels, quiet_start, quiet_end, time_zone)"),
+        (
+            "SELECT",
+            "reminders(id, patient_id, schedule_key, slot_key, kind, metric, dose_id, channel, follow_up, "
+            "scheduled_at, window_start, window_end, due_at, state, outcome, attempts, sent_at)",
+        ),
+        (
+            "INSERT",
+            "reminders(patient_id, schedule_key, slot_key, kind, metric, dose_id, channel, follow_up, "
+            "scheduled_at, window_start, window_end, due_at)",
+        ),
+        ("UPDATE", "reminders(due_at, state, outcome, attempts, last_error, sent_at, settled_at)"),
+        ("USAGE", "sequence reminders_id_seq"),
     ],
     "rpm_reporting": [
         ("CONNECT", "database"),
@@ -600,8 +627,18 @@ def test_reporting_reads_dashboards_never_secrets(
 def test_alerts_never_reads_secrets_or_health_values(login: dict[str, psycopg.Connection]) -> None:
     alerts = login["alerts"]
     assert alerts.execute("SELECT 1").fetchone() == (1,)
-    for table in ("observations", "audit_events", "care_plans", "sessions"):
+    for table in ("audit_events", "sessions"):
         assert _refused(alerts, f"SELECT count(*) FROM {table}"), table  # noqa: S608 - fixed table names
+    # The reminder loop (0014) sees when a reading or dose came, never its value, and the plan
+    # but not who changed it.
+    assert _refused(alerts, "SELECT value FROM observations")
+    assert _refused(alerts, "SELECT device_id FROM observations")
+    assert _refused(alerts, "SELECT updated_by FROM care_plans")
+    assert _refused(alerts, "UPDATE care_plans SET plan = '{}'")
+    assert _refused(alerts, "UPDATE patient_preferences SET email = NULL")
+    assert _refused(alerts, "UPDATE reminders SET seen_at = now()")
+    alerts.execute("SELECT ts FROM observations WHERE patient_id = 'x' AND metric = 'spo2' LIMIT 1")
+    alerts.execute("SELECT patient_id, plan FROM care_plans LIMIT 1")
     assert _refused(alerts, "SELECT password_hash FROM users")
     assert _refused(alerts, "SELECT display_name FROM patients")
     assert _refused(alerts, "UPDATE alerts SET acknowledged_by = NULL")
