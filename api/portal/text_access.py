@@ -14,6 +14,7 @@ MESSAGES: dict[str, str] = {
     "when, and what they looked at.",
     "access.mine_note": "Your own visits are not shown unless you ask for them.",
     "access.times_in": "Times are shown in {zone} time.",
+    "access.times_utc": "Times are shown in UTC, the world standard time.",
     "access.empty": "No one has opened your record in this time.",
     "access.older": "Show older visits",
     "access.newest": "Back to the newest",
