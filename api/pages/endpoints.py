@@ -26,6 +26,7 @@ from api.pages.session import copy_cookies as copy_cookies
 from api.pages.session import page_principal as page_principal
 from api.pages.session import render as render
 from api.patients import repository as patients_repository
+from api.portal import pages as portal_pages
 from api.security import PasswordWork, decode_token
 from api.settings import ApiSettings
 
@@ -43,6 +44,8 @@ def home_for(role: str) -> str:
 # The inbox and my-patients pages come with this router (the app includes it once).
 router.include_router(inbox.router)
 router.include_router(patients.router)
+# The patient's own pages (/me, ADR 0027).
+router.include_router(portal_pages.router)
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -138,6 +138,13 @@ MESSAGES: dict[str, str] = {
         "When a device goes quiet, check that it is on and near your phone or hub. Charge it if the"
         " battery is low. If it still sends nothing, call your care team."
     ),
+    # Pages in words when something is missing.
+    "page.no_record.title": "No record yet",
+    "page.no_record": "Your account is not linked to a patient record yet. Please call your care team.",
+    "page.no_lesson.title": "Lesson not found",
+    "page.no_lesson": "There is no lesson at this address. Go to My care plan to see the lessons.",
+    "page.expired.title": "Form expired",
+    "page.expired": "This form has expired. Go back, reload the page and try again.",
     # --- My care plan --------------------------------------------------------------------
     "plan.title": "My care plan",
     "plan.intro": "This is the plan your care team made for you. Times are in the {zone} time zone.",

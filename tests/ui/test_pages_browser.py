@@ -83,14 +83,14 @@ def test_wrong_password_page(context: BrowserContext, api_url: str, make_user: C
     check_page(page, "login-error")
 
 
-def test_patient_gets_the_plain_page(
+def test_patient_lands_on_their_own_page(
     context: BrowserContext, api_url: str, make_user: Callable[..., TestUser], make_patient: Callable[[], str]
 ) -> None:
     patient = make_user("patient", patient_id=make_patient())
     page = context.new_page()
     log_in(page, api_url, patient)
-    expect(page.get_by_role("heading", level=1)).to_have_text("This workspace is for clinicians")
-    check_page(page, "not-clinician")
+    page.wait_for_url(f"{api_url}/me")
+    expect(page.get_by_role("heading", level=1)).to_have_text("My health")
 
 
 def test_care_plan_editor_what_if_then_save(
