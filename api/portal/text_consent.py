@@ -8,13 +8,13 @@ Which version is current for each tier is in api/consents/service.py (TIERS).
 from __future__ import annotations
 
 MESSAGES: dict[str, str] = {
-    "consent.title": "Consent",
+    "consent.title": "My consent",
     "consent.intro": (
         "You choose how we use your health data. You can change your mind at any time. "
         "We keep a record of each choice you make."
     ),
     # The tiers, by name.
-    "consent.tier.collect": "Collect my monitoring data",
+    "consent.tier.collect": "Collect my health readings",
     "consent.tier.share_care_team": "Share my data with my care team",
     "consent.tier.research": "Use my data to improve care and for research",
     # The documents, version 1.
@@ -23,7 +23,7 @@ MESSAGES: dict[str, str] = {
         "We use them to watch over your health."
     ),
     "consent.doc.collect-v1.withdraw": (
-        "If you say no, we stop taking new readings from your devices within {seconds} seconds. "
+        "We stop taking new readings from your devices within {seconds} seconds. "
         "Your care team will not see new readings, and they will not get alerts from them. "
         "The readings we already have stay in your record."
     ),
@@ -31,7 +31,7 @@ MESSAGES: dict[str, str] = {
         "The doctors and nurses of your care team can see your readings and alerts. They use them to look after you."
     ),
     "consent.doc.share_care_team-v1.withdraw": (
-        "If you say no, we write down your choice. Right now your care team can still see your record. "
+        "We write down your choice. Right now your care team can still see your record. "
         "We are still building the part that stops them. Please talk to your care team about it."
     ),
     "consent.doc.research-v1.what": (
@@ -39,13 +39,12 @@ MESSAGES: dict[str, str] = {
         "It may also be used in approved research."
     ),
     "consent.doc.research-v1.withdraw": (
-        "If you say no, we will not use your data for new studies or reviews. "
-        "Work that already used your data will not be undone."
+        "We will not use your data for new studies or reviews. Work that already used your data will not be undone."
     ),
     # Labels.
     "consent.what_it_means": "What this means",
     "consent.if_withdrawn": "If you say no",
-    "consent.document": "Version {version}",
+    "consent.document": "Text: {version}",
     "consent.state.given": "You said yes on {date}.",
     "consent.state.withdrawn": "You said no on {date}.",
     "consent.state.not_given": "You have not said yes to this.",
@@ -62,12 +61,12 @@ MESSAGES: dict[str, str] = {
     "consent.error.not_patient": "This page is only for patients, to see their own choices.",
     "consent.error.unavailable": "We could not save your choice just now. Please try again in a minute.",
     # History.
-    "consent.history": "My history",
+    "consent.history": "My past choices",
     "consent.history.none": "No choices yet.",
     "consent.history.when": "When",
     "consent.history.choice": "Choice",
-    "consent.history.version": "Version",
+    "consent.history.version": "Text",
     "consent.history.yes": "Yes to: {tier}",
     "consent.history.no": "No to: {tier}",
-    "consent.history.at_enrolment": "At the start",
+    "consent.history.at_enrolment": "When you joined",
 }

@@ -1,0 +1,97 @@
+"""The consent page `/me/consent` in a real browser on a phone-sized viewport: a patient reads
+each tier in plain words, withdraws collection, sees the new state and the history; axe-core
+finds no serious or critical violation; screenshots go to .rpm/screenshots/."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from playwright.sync_api import BrowserContext, expect
+
+from tests.api.conftest import TestUser
+from tests.ui.test_pages_browser import check_page, context, log_in  # noqa: F401 - context is a fixture
+
+COLLECT = "Collect my health readings"
+
+
+def test_a_patient_withdraws_collection_on_a_phone(
+    context: BrowserContext,  # noqa: F811 - the fixture imported above
+    api_url: str,
+    db: psycopg.Connection,
+    make_user: Callable[..., TestUser],
+    make_patient: Callable[[], str],
+) -> None:
+    patient_id = make_patient()
+    db.execute(
+        "INSERT INTO consents (patient_id, granted_at) VALUES (%s, %s)",
+        (patient_id, datetime.now(UTC) - timedelta(days=30)),
+    )
+    patient = make_user("patient", patient_id=patient_id)
+    page = context.new_page()
+    log_in(page, api_url, patient)
+    page.wait_for_url(f"{api_url}/me*")
+    page.goto(f"{api_url}/me/consent")
+    expect(page.get_by_role("heading", level=1)).to_have_text("My consent")
+    collect = page.locator("#consent-collect")
+    expect(collect.get_by_role("heading", level=2)).to_have_text(COLLECT)
+    expect(collect).to_contain_text("You said yes on")
+    expect(collect).to_contain_text("The readings we already have stay in your record.")
+    expect(page.locator("#consent-share_care_team")).to_contain_text(
+        "Right now your care team can still see your record."
+    )
+    expect(page.locator("#consent-research")).to_contain_text("You have not said yes to this.")
+    expect(page.get_by_role("link", name="Consent")).to_have_attribute("aria-current", "page")
+    check_page(page, "portal-consent")
+
+    page.get_by_role("button", name=f"Say no to: {COLLECT}").click()
+    page.wait_for_url(f"{api_url}/me/consent?done=withdrawn&tier=collect")
+    expect(page.get_by_role("status")).to_have_text(f"We saved your choice: no to {COLLECT}.")
+    expect(collect).to_contain_text("You said no on")
+    expect(page.get_by_role("button", name=f"Say yes to: {COLLECT}")).to_be_visible()
+    history = page.locator("table tbody tr")
+    expect(history).to_have_count(2)
+    expect(history.first).to_contain_text(f"No to: {COLLECT}")
+    expect(history.last).to_contain_text(f"Yes to: {COLLECT}")
+    expect(history.last).to_contain_text("When you joined")
+    check_page(page, "portal-consent-withdrawn")
+    row = db.execute(
+        "SELECT count(*) FILTER (WHERE withdrawn_at IS NULL), count(*) FROM consents WHERE patient_id = %s",
+        (patient_id,),
+    ).fetchone()
+    assert row == (0, 1)
+
+    # Saying yes again, with the keyboard only, opens a new grant to the current document.
+    page.get_by_role("button", name=f"Say yes to: {COLLECT}").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{api_url}/me/consent?done=given&tier=collect")
+    expect(page.get_by_role("status")).to_have_text(f"Thank you. We saved your choice: yes to {COLLECT}.")
+    expect(history).to_have_count(3)
+    expect(history.first).to_contain_text("collect-v1")
+    versions = db.execute(
+        "SELECT document_version FROM consents WHERE patient_id = %s AND withdrawn_at IS NULL", (patient_id,)
+    ).fetchall()
+    assert versions == [("collect-v1",)]
+
+
+def test_a_form_from_elsewhere_changes_nothing(
+    context: BrowserContext,  # noqa: F811 - the fixture imported above
+    api_url: str,
+    db: psycopg.Connection,
+    make_user: Callable[..., TestUser],
+    make_patient: Callable[[], str],
+) -> None:
+    patient_id = make_patient()
+    patient = make_user("patient", patient_id=patient_id)
+    page = context.new_page()
+    log_in(page, api_url, patient)
+    page.wait_for_url(f"{api_url}/me*")
+    answer = page.request.post(
+        f"{api_url}/me/consent/research",
+        form={"csrf": "not-the-token-of-this-session", "action": "give", "document_version": "research-v1"},
+    )
+    assert answer.status == 403
+    assert "out of date" in answer.text()
+    row = db.execute("SELECT count(*) FROM consents WHERE patient_id = %s", (patient_id,)).fetchone()
+    assert row == (0,)
