@@ -274,3 +274,50 @@ async def test_a_patient_flags_only_their_own_record_and_the_privacy_officer_rev
     states = [i["state"] for i in listed]
     assert states == sorted(states, key=lambda s: s != "open")
     assert flag["id"] in [i["id"] for i in listed if i["state"] == "reviewed"]
+
+
+def use(client: httpx.AsyncClient, cookies: dict[str, str]) -> None:
+    """The page session of one user (cookies on the client: per-request cookies are deprecated)."""
+    client.cookies.clear()
+    for key, value in cookies.items():
+        client.cookies.set(key, value)
+
+
+async def test_the_page_shows_the_log_and_flags_with_csrf(
+    client: httpx.AsyncClient,
+    ward: dict[str, Any],
+    auth_headers: Callable[..., dict[str, str]],
+    audit_rows: Callable[..., list[dict[str, Any]]],
+    db: psycopg.Connection,
+) -> None:
+    mine, theirs = ward["mine"], ward["theirs"]
+    doctor = auth_headers(ward["clinician"])
+    assert (await client.get(f"/api/v1/patients/{mine}/care-plan", headers=doctor)).is_success
+    assert (await client.get(f"/api/v1/patients/{theirs}/care-plan", headers=doctor)).is_success
+    token = auth_headers(ward["patient"])["Authorization"].removeprefix("Bearer ")
+    csrf = "c" * 32
+    cookies = {"rpm_session": token, "rpm_csrf": csrf}
+    use(client, cookies)
+    before = audit_count(db, ward["patient"])
+    page = await client.get("/me/access-log")
+    assert page.status_code == 200
+    assert "Dr Ada Lee (doctor or nurse) looked at your care plan." in page.text
+    assert audit_count(db, ward["patient"]) == before + 1
+    bad = await client.get("/me/access-log", params={"from": "2025-13-01"})
+    assert (bad.status_code, "Please write the dates like" in bad.text) == (200, True)
+
+    [event] = [e["id"] for e in audit_rows(patient_id=mine) if e["resource"] == "care_plan"]
+    [their_event] = [e["id"] for e in audit_rows(patient_id=theirs) if e["resource"] == "care_plan"]
+    forged = await client.post(f"/me/access-log/{event}/flag", data={"csrf": "x" * 32})
+    assert forged.status_code == 403
+    foreign = await client.post(f"/me/access-log/{their_event}/flag", data={"csrf": csrf})
+    assert foreign.status_code == 404
+    sent = await client.post(f"/me/access-log/{event}/flag", data={"csrf": csrf, "note": " "})
+    assert (sent.status_code, sent.headers["location"]) == (303, f"/me/access-log?flagged={event}#entry-{event}")
+    flags = db.execute("SELECT note, state FROM privacy_flags WHERE audit_event_id = %s", (event,)).fetchall()
+    assert flags == [(None, "open")]
+
+    doctor_cookies = {"rpm_session": doctor["Authorization"].removeprefix("Bearer "), "rpm_csrf": csrf}
+    use(client, doctor_cookies)
+    refused = await client.get("/me/access-log")
+    assert (refused.status_code, "This page is for patients." in refused.text) == (403, True)
