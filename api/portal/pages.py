@@ -48,6 +48,7 @@ def _panel(v: MyVital, span: str, now: datetime) -> dict[str, Any]:
         "v": v,
         "value": service.with_unit(v.metric, v.value),
         "chart": trend_chart(_samples(buckets), start, now, levels),
+        "few": len(buckets) == 1 and span == "24h",
         "aria": t("health.chart.aria", name=v.name, span=t(f"health.range.{span}"), count=len(buckets), limits=limits),
     }
 

@@ -132,6 +132,12 @@ def metric_name(metric: str) -> str:
     return t(key) if key in catalogue() else metric.replace("_", " ")
 
 
+def metric_in_sentence(metric: str) -> str:
+    """The metric as a noun inside a sentence: "Measure your blood pressure at ..."."""
+    key = f"what.{metric}"
+    return t(key) if key in catalogue() else metric_name(metric).lower()
+
+
 # --- limits ----------------------------------------------------------------------------------
 def limit_lines(plan: CarePlan, limits: list[dict[str, Any]], metric: str) -> list[LimitLine]:
     """The levels of the plan that tell the care team when this metric crosses them."""
@@ -172,9 +178,24 @@ def _alert_metrics(alert: AlertRead, rule_metrics: dict[str, tuple[str, ...]]) -
     return metrics
 
 
+def watch_words(plan: CarePlan, metric: str, flagged: set[str]) -> str | None:
+    """What the care team watches in a metric without a level: the heart-failure weight gain."""
+    if metric != "body_weight" or not plan.hf_weight.enabled:
+        return None
+    if metric in flagged:
+        return t("meaning.weight.told")
+    return t("meaning.weight", day=_num(plan.hf_weight.gain_1d_kg), week=_num(plan.hf_weight.gain_7d_kg))
+
+
 def vital_of(
-    v: VitalLatest, week: list[RollupBucket], lines: list[LimitLine], flagged: set[str], now: datetime
+    v: VitalLatest,
+    week: list[RollupBucket],
+    lines: list[LimitLine],
+    flagged: set[str],
+    now: datetime,
+    watch: str | None = None,
 ) -> MyVital:
+    """One vital in words; `watch` says what is watched when the metric has no level (weight gain)."""
     status, crossed = status_of(v.value, lines)
     safety = None
     if crossed is not None:
@@ -182,6 +203,8 @@ def vital_of(
         meaning = t(f"meaning.{status}.{told}", limit=with_unit(v.metric, crossed.value))
         key = f"safety.{v.metric}"
         safety = t(key) if key in catalogue() else None
+    elif status == "no_limit" and watch is not None:
+        meaning = watch
     else:
         meaning = t("meaning.within") if status == "within" else t("meaning.no_limit")
     if now - v.ts > STALE:
@@ -273,7 +296,15 @@ async def my_health(conn: Conn, principal: Principal, now: datetime) -> MyHealth
         patient_id=patient_id,
         generated_at=now,
         vitals=[
-            vital_of(v, week.get(v.metric, []), limit_lines(plan, limits, v.metric), flagged, now) for v in found.vitals
+            vital_of(
+                v,
+                week.get(v.metric, []),
+                limit_lines(plan, limits, v.metric),
+                flagged,
+                now,
+                watch_words(plan, v.metric, flagged),
+            )
+            for v in found.vitals
         ],
         news2=news2_of(found.news2),
         alerts=[alert_of(a, now) for a in found.open_alerts],
@@ -292,7 +323,7 @@ def _joined(items: list[str]) -> str:
 
 
 def _measure_words(m: MeasurementSchedule) -> str:
-    what = metric_name(m.metric).lower()
+    what = metric_in_sentence(m.metric)
     if m.times_of_day:
         return t("plan.measure.times", what=what, times=_joined(_times(m.times_of_day)))
     if m.times_per_day == 1:
@@ -307,7 +338,7 @@ def limit_sentences(plan: CarePlan, limits: list[dict[str, Any]]) -> list[str]:
             continue
         metric = str(lim["metric"])
         key = "plan.limit.low" if lim["direction"] == "low" else "plan.limit.high"
-        rule = t(key, what=metric_name(metric).lower(), limit=with_unit(metric, float(lim["raise_at"])))
+        rule = t(key, what=metric_in_sentence(metric), limit=with_unit(metric, float(lim["raise_at"])))
         minutes = int(lim.get("sustained_s", 0)) // 60
         out.append(t("plan.limit.for", rule=rule, minutes=minutes) if minutes >= 1 else rule)
     if plan.bp_crisis.enabled:

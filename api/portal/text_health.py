@@ -22,6 +22,12 @@ MESSAGES: dict[str, str] = {
     "health.chart.aria_limits": "Your limits are {values}.",
     "health.chart.aria_no_limits": "No limit is set.",
     "health.chart.none": "No readings in this time.",
+    "health.chart.few": "Only one reading in this time. Pick the last 7 days to see more.",
+    # A metric inside a sentence ("Measure your ...").
+    "what.bp_systolic": "blood pressure",
+    "what.bp_diastolic": "blood pressure",
+    "what.spo2": "oxygen level",
+    "what.consciousness": "alertness",
     # Metric names (short labels; the readability test skips entries under five words).
     "metric.heart_rate": "Heart rate",
     "metric.resp_rate": "Breathing rate",
@@ -52,6 +58,10 @@ MESSAGES: dict[str, str] = {
     ),
     "meaning.within": "Your reading is inside the limits your care team set. There is nothing more to do.",
     "meaning.no_limit": "Your care team has not set a limit for this reading. They can see it.",
+    "meaning.weight": (
+        "Your care team is told if your weight goes up by {day} kg in one day, or by {week} kg in one week."
+    ),
+    "meaning.weight.told": "Your weight went up fast. Your care team has been told.",
     "safety.heart_rate": "If you feel faint or have chest pain, call emergency services.",
     "safety.resp_rate": "If you find it hard to breathe, call emergency services.",
     "safety.spo2": "If you find it hard to breathe or your lips look blue, call emergency services.",
@@ -62,9 +72,9 @@ MESSAGES: dict[str, str] = {
     "safety.bp_diastolic": (
         "If you have chest pain or a bad headache, or find it hard to talk, call emergency services."
     ),
-    "safety.glucose": "If you feel shaky, sweaty or mixed up, call emergency services.",
+    "safety.glucose": "Do you feel shaky, sweaty or mixed up? Call emergency services.",
     "safety.body_weight": "If you are short of breath or your legs swell, call your care team today.",
-    "safety.consciousness": "If you feel very sleepy or mixed up, call emergency services.",
+    "safety.consciousness": "Do you feel very sleepy or mixed up? Call emergency services.",
     "trend.rising": "It went up over the last day.",
     "trend.falling": "It went down over the last day.",
     "trend.steady": "It stayed about the same over the last day.",

@@ -82,6 +82,11 @@ def test_patient_sees_readings_plan_and_a_lesson(
     expect(page.get_by_role("region", name="What your care team is looking at")).to_contain_text(
         "Your blood pressure was very high. Sit still for five minutes and measure again."
     )
+    weight = page.get_by_role("region", name="Weight")
+    expect(weight).to_contain_text(
+        "Your care team is told if your weight goes up by 1.4 kg in one day, or by 2.3 kg in one week."
+    )
+    expect(weight).to_contain_text("Only one reading in this time. Pick the last 7 days to see more.")
     devices = page.get_by_role("region", name="My devices")
     expect(devices).to_contain_text("Blood pressure cuff")
     expect(devices).to_contain_text("Battery 80 percent.")
@@ -98,7 +103,7 @@ def test_patient_sees_readings_plan_and_a_lesson(
     page.wait_for_url(f"{api_url}/me/care-plan")
     expect(page.get_by_role("heading", level=1)).to_have_text("My care plan")
     expect(page.get_by_text("Times are in the Europe/London time zone.")).to_be_visible()
-    expect(page.get_by_text("Measure your blood pressure, top number at 08:00 and 20:00.")).to_be_visible()
+    expect(page.get_by_text("Measure your blood pressure at 08:00 and 20:00.")).to_be_visible()
     expect(page.get_by_text("Take water tablet at 09:00.")).to_be_visible()
     expect(page.get_by_role("region", name="Why these limits")).to_contain_text("after your last visit")
     expect(page.get_by_role("region", name="How you are doing")).to_contain_text("Week starting")

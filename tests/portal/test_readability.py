@@ -1,0 +1,77 @@
+"""Every patient-facing string of every api/portal/text_*.py catalogue reads at or below school
+grade 8 (Flesch-Kincaid grade, textstat).
+
+How strings are measured:
+- `{placeholders}` are replaced by a short word ("ten") before scoring: a filled-in number or
+  date is read as one short word.
+- A string of fewer than 5 words (a label, a button, a metric name, "limit {value}") is not
+  scored on its own: the formula is meaningless on a few words (one long word can score grade
+  15). Those strings are grouped instead: all short strings of one catalogue are joined as
+  sentences of one text, and that text must also be at or below grade 8.
+- Units and symbols ("mmHg", "%") are short strings and only count within their group.
+The catalogues are found by glob, so a new api/portal/text_<part>.py is checked without
+editing this test.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+import textstat
+
+import api.portal
+from api.portal.text import catalogue, t
+
+MAX_GRADE = 8.0
+MIN_WORDS = 5
+PORTAL = Path(api.portal.__file__).resolve().parent
+MODULES = sorted(p.stem for p in PORTAL.glob("text_*.py"))
+PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
+
+
+def plain(text: str) -> str:
+    return PLACEHOLDER.sub("ten", text)
+
+
+def messages(module: str) -> dict[str, str]:
+    found: dict[str, str] = importlib.import_module(f"api.portal.{module}").MESSAGES
+    return found
+
+
+def test_catalogues_are_found() -> None:
+    assert "text_health" in MODULES
+    assert "text_learn" in MODULES
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_sentence_is_grade_8_or_below(module: str) -> None:
+    too_hard = {}
+    for msg_id, text in messages(module).items():
+        words = plain(text)
+        if len(words.split()) < MIN_WORDS:
+            continue
+        grade = textstat.flesch_kincaid_grade(words)
+        if grade > MAX_GRADE:
+            too_hard[msg_id] = (round(grade, 1), text)
+    assert too_hard == {}
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_short_strings_read_together_at_grade_8_or_below(module: str) -> None:
+    short = [plain(text).strip() for text in messages(module).values() if len(plain(text).split()) < MIN_WORDS]
+    short = [s for s in short if re.search(r"[A-Za-z]", s)]
+    if not short:
+        pytest.skip("no short strings")
+    text = " ".join(s if s.endswith((".", "?", "!")) else f"{s}." for s in short)
+    assert textstat.flesch_kincaid_grade(text) <= MAX_GRADE
+
+
+def test_ids_are_unique_across_catalogues_and_lookup_fails_loudly() -> None:
+    total = sum(len(messages(m)) for m in MODULES)
+    assert len(catalogue()) == total  # catalogue() raises on a duplicate id
+    assert t("health.measured", age="5 minutes ago") == "Measured 5 minutes ago."
+    with pytest.raises(KeyError):
+        t("no.such.message")
