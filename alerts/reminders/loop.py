@@ -190,7 +190,7 @@ class ReminderLoop:
                 )
                 self._count(r, rules.SKIPPED_SEND_FAILED)
             else:
-                await repository.defer(conn, r.id or 0, retry_at, attempts=attempts, error=str(exc)[:LAST_ERROR_CAP])
+                await repository.retry(conn, r.id or 0, retry_at, attempts, str(exc)[:LAST_ERROR_CAP])
                 self._count(r, "retry")
             log.warning("reminder e-mail not handed over", reminder_id=r.id, attempt=attempts, error=str(exc))
             return False

@@ -145,20 +145,31 @@ async def reading_times(conn: Conn, r: Reminder, lo: datetime, hi: datetime) -> 
 async def settle(
     conn: Conn, reminder_id: int, state: str, outcome: str, now: datetime, error: str | None = None
 ) -> None:
-    await conn.execute(
-        "UPDATE reminders SET state = %s, outcome = %s, settled_at = %s, "
-        "sent_at = CASE WHEN %s = 'sent' THEN %s ELSE sent_at END, last_error = coalesce(%s, last_error) "
-        "WHERE id = %s",
-        (state, outcome, now, state, now, error, reminder_id),
-    )
+    """End a queued reminder: sent (at `now`), cancelled or skipped, with its outcome. (The
+    loop may not read `last_error`: the statement only writes it.)"""
+    sent_at = now if state == "sent" else None
+    if error is None:
+        await conn.execute(
+            "UPDATE reminders SET state = %s, outcome = %s, settled_at = %s, sent_at = %s WHERE id = %s",
+            (state, outcome, now, sent_at, reminder_id),
+        )
+    else:
+        await conn.execute(
+            "UPDATE reminders SET state = %s, outcome = %s, settled_at = %s, sent_at = %s, last_error = %s "
+            "WHERE id = %s",
+            (state, outcome, now, sent_at, error, reminder_id),
+        )
 
 
-async def defer(
-    conn: Conn, reminder_id: int, until: datetime, *, attempts: int | None = None, error: str | None = None
-) -> None:
+async def defer(conn: Conn, reminder_id: int, until: datetime) -> None:
+    """Look at the reminder again at `until` (the end of quiet hours)."""
+    await conn.execute("UPDATE reminders SET due_at = %s WHERE id = %s", (until, reminder_id))
+
+
+async def retry(conn: Conn, reminder_id: int, until: datetime, attempts: int, error: str) -> None:
+    """Try the e-mail again at `until` after a temporary failure."""
     await conn.execute(
-        "UPDATE reminders SET due_at = %s, attempts = coalesce(%s, attempts), last_error = coalesce(%s, last_error) "
-        "WHERE id = %s",
+        "UPDATE reminders SET due_at = %s, attempts = %s, last_error = %s WHERE id = %s",
         (until, attempts, error, reminder_id),
     )
 
