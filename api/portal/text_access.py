@@ -78,7 +78,7 @@ MESSAGES: dict[str, str] = {
     "access.what.care_plan": "your care plan",
     "access.what.alert": "an alert about you",
     "access.what.devices": "your devices",
-    "access.what.emergency": "emergency access to your record",
+    "access.what.emergency": "your record in an emergency",
     "access.what.access_log": "the list of who viewed your record",
     "access.what.flag": "your note about a visit you did not know",
     "access.what.consent": "your consent choices",

@@ -131,7 +131,7 @@ async def test_break_glass_access_shows_the_reason(
     emergency = (await client.get(LOG, params={"break_glass": "true"}, headers=patient)).json()["items"]
     assert [(i["who"]["name"], i["sentence"], i["break_glass_reason"]) for i in emergency] == [
         ("Dr Sam Oduya", "Dr Sam Oduya (doctor or nurse) looked at your summary.", REASON),
-        ("Dr Sam Oduya", "Dr Sam Oduya (doctor or nurse) opened emergency access to your record.", REASON),
+        ("Dr Sam Oduya", "Dr Sam Oduya (doctor or nurse) opened your record in an emergency.", REASON),
     ]
     everything = (await client.get(LOG, headers=patient)).json()["items"]
     assert [i["break_glass"] for i in everything] == [False, True, True]

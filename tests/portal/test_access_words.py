@@ -25,7 +25,7 @@ from core.catalogue import CATALOGUE
         ("consents", {}, "your consent choices"),
         ("alert", {}, "an alert about you"),
         ("device", {}, "your devices"),
-        ("break_glass", {}, "emergency access to your record"),
+        ("break_glass", {}, "your record in an emergency"),
         ("audit_events", {}, "the list of who viewed your record"),
         ("access_log", {}, "the list of who viewed your record"),
         ("privacy_flag", {}, "your note about a visit you did not know"),
