@@ -26,7 +26,7 @@ from api.dependencies import get_pool, get_settings, utc_now
 from api.pages import cookies
 from api.pages.session import copy_cookies, page_principal, render
 from api.settings import ApiSettings
-from core.careplan import DEFAULT_LIMITS, Limit
+from core.careplan import DEFAULT_LIMITS, MAX_NOTE_CHARS, Limit
 
 router = APIRouter(include_in_schema=False)
 
@@ -69,6 +69,12 @@ def _proposed(plan: dict[str, Any], form: dict[str, str]) -> tuple[dict[str, Any
             limit[field] = value
         limit["enabled"] = form.get(f"{rule}.enabled") == "on"
     proposed["limits"] = limits
+    if "note" in form:
+        # The care team's words to the patient on their "My care plan" page (ADR 0027).
+        note = form["note"].replace("\r\n", "\n").strip()
+        if len(note) > MAX_NOTE_CHARS:
+            errors.append(f"The note to the patient is {len(note)} characters; at most {MAX_NOTE_CHARS} fit.")
+        proposed["note"] = note
     return proposed, errors
 
 
@@ -91,6 +97,8 @@ def _page(
         principal=principal,
         read=read,
         limits=limits_of(shown if shown is not None else read.plan),
+        note=str((shown if shown is not None else read.plan).get("note") or ""),
+        max_note=MAX_NOTE_CHARS,
         errors=errors or [],
         answer=answer,
         days=days,

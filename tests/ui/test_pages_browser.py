@@ -142,11 +142,13 @@ def test_care_plan_editor_what_if_then_save(
 
     page.locator("#spo2_low-raise").fill("85")
     page.locator("#spo2_low-clear").fill("87")
+    page.get_by_label("Note to the patient").fill("Your lungs need a lower oxygen limit.")
     page.get_by_role("button", name="Save plan").click()
     expect(page.get_by_role("status")).to_contain_text("The care plan was saved")
     page.reload()
     expect(page.get_by_text("Version 1")).to_be_visible()
     expect(page.locator("#spo2_low-raise")).to_have_value("85.0")
+    expect(page.get_by_label("Note to the patient")).to_have_value("Your lungs need a lower oxygen limit.")
 
 
 def test_care_plan_of_a_patient_outside_the_team_is_not_found(
