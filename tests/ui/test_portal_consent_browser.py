@@ -1,16 +1,30 @@
 """The consent page `/me/consent` in a real browser on a phone-sized viewport: a patient reads
 each tier in plain words, withdraws collection, sees the new state and the history; axe-core
-finds no serious or critical violation; screenshots go to .rpm/screenshots/."""
+finds no serious or critical violation; screenshots go to .rpm/screenshots/. End to end: after
+withdrawing on the page, the patient's device is refused `no_consent` by the real bridge within
+the bound (ADR 0024)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 from playwright.sync_api import BrowserContext, expect
 
+from core.devices import DeviceCredentials
+from infra.stack import Stack
 from tests.api.conftest import TestUser
+from tests.helpers import Device, create_patient, provision
+from tests.ingest.test_bridge import ingest_metric
+from tests.portal.test_consent_bridge import (
+    NO_CONSENT,
+    assert_refused_not_stored,
+    first_reading,
+    off_loop,
+    publish_until_refused,
+)
 from tests.ui.test_pages_browser import check_page, context, log_in  # noqa: F401 - context is a fixture
 
 COLLECT = "Collect my health readings"
@@ -95,3 +109,37 @@ def test_a_form_from_elsewhere_changes_nothing(
     assert "out of date" in answer.text()
     row = db.execute("SELECT count(*) FROM consents WHERE patient_id = %s", (patient_id,)).fetchone()
     assert row == (0,)
+
+
+def test_withdrawing_on_the_page_stops_the_patients_device(
+    context: BrowserContext,  # noqa: F811 - the fixture imported above
+    api_url: str,
+    stack: Stack,
+    db: psycopg.Connection,
+    make_user: Callable[..., TestUser],
+) -> None:
+    # The bridge and the worker of the session's stack (the page's API is already running);
+    # started off this thread, where the Playwright driver keeps its event loop.
+    off_loop(stack.start, ["ingest", "streams"])
+    patient_id = create_patient(db)
+    patient = make_user("patient", patient_id=patient_id)
+    creds = off_loop(provision, stack, patient_id)
+    assert isinstance(creds, DeviceCredentials)
+    device = Device(stack, creds.username, creds.password)
+    device.connect()
+    try:
+        first_reading(db, device, patient_id)
+        page = context.new_page()
+        log_in(page, api_url, patient)
+        page.wait_for_url(f"{api_url}/me*")
+        page.goto(f"{api_url}/me/consent")
+        counted_before = ingest_metric(stack, NO_CONSENT)
+        page.get_by_role("button", name=f"Say no to: {COLLECT}").click()
+        page.wait_for_url(f"{api_url}/me/consent?done=withdrawn&tier=collect")
+        withdrawn_at = time.monotonic()
+        expect(page.locator("#consent-collect")).to_contain_text("You said no on")
+
+        sent, refused_from = publish_until_refused(stack, device, withdrawn_at, counted_before)
+        assert_refused_not_stored(stack, db, patient_id, device, sent, refused_from, counted_before)
+    finally:
+        device.close()
