@@ -321,3 +321,41 @@ async def test_the_page_shows_the_log_and_flags_with_csrf(
     use(client, doctor_cookies)
     refused = await client.get("/me/access-log")
     assert (refused.status_code, "This page is for patients." in refused.text) == (403, True)
+
+
+async def test_role_by_route_matrix_every_request_audited_once(
+    client: httpx.AsyncClient,
+    ward: dict[str, Any],
+    make_user: Any,
+    auth_headers: Callable[..., dict[str, str]],
+    audit_rows: Callable[..., list[dict[str, Any]]],
+    db: psycopg.Connection,
+) -> None:
+    mine = ward["mine"]
+    assert (await client.get(f"/api/v1/patients/{mine}/summary", headers=auth_headers(ward["clinician"]))).is_success
+    [event] = [e["id"] for e in audit_rows(patient_id=mine) if e["resource"] == "patient_summary"]
+    flag = await client.post(f"{LOG}/{event}/flag", headers=auth_headers(ward["patient"]))
+    assert flag.status_code == 201
+    flag_id = flag.json()["id"]
+    users = {role: ward[role] for role in ("admin", "clinician", "outsider", "patient", "other")} | {
+        "ops": make_user("ops")
+    }
+    # route -> the status each role gets (everyone else: 403)
+    routes: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
+        ("GET", LOG, None, {"patient": 200, "other": 200}),
+        ("POST", f"{LOG}/{event}/flag", {"note": "again"}, {"patient": 200, "other": 404}),
+        ("GET", QUEUE, None, {"admin": 200}),
+        ("POST", f"{QUEUE}/{flag_id}/review", {"outcome_note": "Checked: allowed."}, {"admin": 200}),
+    ]
+    leaks: list[int] = []
+    for method, path, body, allowed in routes:
+        for role, user in users.items():
+            before = audit_count(db, user)
+            response = await client.request(method, path, json=body, headers=auth_headers(user))
+            expected = allowed.get(role, 403)
+            assert response.status_code == expected, (method, path, role, response.text)
+            assert audit_count(db, user) == before + 1, (method, path, role)
+            if response.status_code == 200 and path == LOG and role == "other":
+                # The other patient's own log: not one event of this record.
+                leaks += [item["id"] for item in response.json()["items"] if item["id"] == event]
+    assert leaks == []
