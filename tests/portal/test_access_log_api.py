@@ -5,6 +5,7 @@ the outcome; the log pages without repeats and reading it is audited once."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -316,6 +317,20 @@ async def test_the_page_shows_the_log_and_flags_with_csrf(
     assert (sent.status_code, sent.headers["location"]) == (303, f"/me/access-log?flagged={event}#entry-{event}")
     flags = db.execute("SELECT note, state FROM privacy_flags WHERE audit_event_id = %s", (event,)).fetchall()
     assert flags == [(None, "open")]
+
+    # More than a page (20): an older page by the cursor, and the way back.
+    db.execute(
+        "INSERT INTO audit_events (actor_id, actor_role, patient_id, action, resource, outcome) "
+        "SELECT %s, 'clinician', %s, 'read', 'device', 'allowed' FROM generate_series(1, 25)",
+        (ward["clinician"].id, mine),
+    )
+    first = await client.get("/me/access-log")
+    older = re.search(r'href="(/me/access-log\?cursor=[^"]+)"', first.text)
+    assert older is not None
+    second = await client.get(older.group(1))
+    assert second.status_code == 200
+    assert "Back to the newest" in second.text
+    assert "looked at your devices" in second.text
 
     doctor_cookies = {"rpm_session": doctor["Authorization"].removeprefix("Bearer "), "rpm_csrf": csrf}
     use(client, doctor_cookies)

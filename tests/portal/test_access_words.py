@@ -23,6 +23,8 @@ from core.catalogue import CATALOGUE
         ("me/care_plan", {}, "your care plan"),
         ("me/health", {}, "your health page"),
         ("consents", {}, "your consent choices"),
+        ("reminders", {}, "your reminders"),
+        ("profile", {}, "your contact details"),
         ("alert", {}, "an alert about you"),
         ("device", {}, "your devices"),
         ("break_glass", {}, "your record in an emergency"),
