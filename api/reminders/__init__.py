@@ -1,0 +1,1 @@
+"""A patient's own reminders and profile (ADR 0026)."""
