@@ -39,10 +39,12 @@ from api.pages import access_log as access_log_page
 from api.pages import careplan as careplan_page
 from api.pages import consent as consent_page
 from api.pages import endpoints as page_endpoints
+from api.pages import reminders as reminders_page
 from api.pages import summary as summary_page
 from api.patients import endpoints as patient_endpoints
 from api.portal import endpoints as portal_endpoints
 from api.problems import install_problem_handlers
+from api.reminders import endpoints as reminder_endpoints
 from api.security import PasswordWork, dummy_hash
 from api.settings import ApiSettings
 from core.db import create_pool
@@ -136,11 +138,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(consent_endpoints.router, prefix=API_PREFIX)
     app.include_router(portal_endpoints.router, prefix=API_PREFIX)
     app.include_router(access_log_endpoints.router, prefix=API_PREFIX)
+    app.include_router(reminder_endpoints.router, prefix=API_PREFIX)
     # The clinician's pages (ADR 0022) and their vendored static files.
     app.include_router(page_endpoints.router)
     app.include_router(careplan_page.router)
     app.include_router(summary_page.router)
     app.include_router(access_log_page.router)
     app.include_router(consent_page.router)
+    app.include_router(reminders_page.router)
     app.mount("/static", StaticFiles(directory=page_endpoints.STATIC_DIR), name="static")
     return app
