@@ -28,7 +28,11 @@ router = APIRouter(include_in_schema=False)
 
 PAGE: Final = "/me/consent"
 # Refusal codes the page explains (anything else: the generic "could not save").
-_ERRORS: Final = {"already_given": "consent.error.already_given", "not_given": "consent.error.not_given"}
+_ERRORS: Final = {
+    "already_given": "consent.error.already_given",
+    "not_given": "consent.error.not_given",
+    "unknown_document_version": "consent.error.new_text",
+}
 
 
 def when(at: datetime | None) -> str:
@@ -103,7 +107,7 @@ async def consent_page(
     async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
         read = await service.read_mine(conn, principal)
     if isinstance(read, service.Refusal):
-        page = _message(request, principal, read.status, "Consent", t("consent.error.not_patient"))
+        page = _message(request, principal, read.status, t("consent.title"), t("consent.error.not_patient"))
         return copy_cookies(carrier, page)
     notice = error = None
     done, tier = request.query_params.get("done"), request.query_params.get("tier")
@@ -129,7 +133,9 @@ async def consent_change(
     raw = await request.form()
     form = {key: value for key, value in raw.items() if isinstance(value, str)}
     if not cookies.csrf_ok(request, form.get("csrf")):
-        return copy_cookies(carrier, _message(request, principal, 403, "Form expired", t("consent.error.form")))
+        return copy_cookies(
+            carrier, _message(request, principal, 403, t("consent.error.form.title"), t("consent.error.form"))
+        )
     action = form.get("action")
     if action not in ("give", "withdraw"):
         return copy_cookies(carrier, RedirectResponse(f"{PAGE}?error=invalid", status_code=303))
@@ -140,7 +146,7 @@ async def consent_change(
         outcome = await service.change_mine(conn, principal, tier, change, utc_now())
     if isinstance(outcome, service.Refusal):
         if outcome.status in (403, 404):
-            page = _message(request, principal, outcome.status, "Consent", t("consent.error.not_patient"))
+            page = _message(request, principal, outcome.status, t("consent.title"), t("consent.error.not_patient"))
             return copy_cookies(carrier, page)
         return copy_cookies(carrier, RedirectResponse(f"{PAGE}?error={outcome.code}", status_code=303))
     done = "given" if action == "give" else "withdrawn"

@@ -57,6 +57,8 @@ MESSAGES: dict[str, str] = {
     "consent.done.withdrawn": "We saved your choice: no to {tier}.",
     "consent.error.already_given": "You have already said yes to this.",
     "consent.error.not_given": "You have not said yes to this, so there is nothing to stop.",
+    "consent.error.new_text": "The text has changed since you opened the page. Please read it again.",
+    "consent.error.form.title": "Form out of date",
     "consent.error.form": "This form is out of date. Please load the page again and try once more.",
     "consent.error.not_patient": "This page is only for patients, to see their own choices.",
     "consent.error.unavailable": "We could not save your choice just now. Please try again in a minute.",

@@ -109,6 +109,23 @@ def test_a_form_from_elsewhere_changes_nothing(
     assert "out of date" in answer.text()
     row = db.execute("SELECT count(*) FROM consents WHERE patient_id = %s", (patient_id,)).fetchone()
     assert row == (0,)
+    # A page opened before the text changed names an older version: nothing is saved, and the
+    # page asks to read the text again.
+    page.goto(f"{api_url}/me/consent")
+    csrf = next(c["value"] for c in context.cookies() if c["name"] == "rpm_csrf")
+    stale = page.request.post(
+        f"{api_url}/me/consent/research",
+        form={"csrf": csrf, "action": "give", "document_version": "research-v0"},
+        max_redirects=0,
+    )
+    assert stale.status == 303
+    assert stale.headers["location"] == "/me/consent?error=unknown_document_version"
+    page.goto(f"{api_url}{stale.headers['location']}")
+    expect(page.get_by_role("alert")).to_have_text(
+        "The text has changed since you opened the page. Please read it again."
+    )
+    row = db.execute("SELECT count(*) FROM consents WHERE patient_id = %s", (patient_id,)).fetchone()
+    assert row == (0,)
 
 
 def test_withdrawing_on_the_page_stops_the_patients_device(
