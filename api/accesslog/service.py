@@ -119,7 +119,7 @@ def entry_of(row: EventRow, principal: Principal) -> AccessLogEntry:
             "resource": row.resource,
             "did": did,
             "what": what,
-            "sentence": words.sentence(name, row.actor_role, is_me=is_me, did=did, what=what),
+            "sentence": words.sentence(name, row.actor_role, is_me=is_me, did=did, what=what, outcome=outcome),
             "outcome": outcome,
             "outcome_words": words.outcome_words(outcome),
             "break_glass": row.break_glass,

@@ -108,7 +108,10 @@ def who_name(*, is_me: bool, role: str | None, display_name: str | None) -> str:
     return display_name or t("access.who_unknown")
 
 
-def sentence(who: str, role: str | None, *, is_me: bool, did: str, what: str) -> str:
-    """ "Dr Ada Lee (doctor or nurse) looked at your summary." """
+def sentence(who: str, role: str | None, *, is_me: bool, did: str, what: str, outcome: str = "allowed") -> str:
+    """'Dr Ada Lee (doctor or nurse) looked at your summary.'; for a refused request '... tried to
+    open your summary. We did not let them in.' (a refusal did not do what it asked)."""
     label = who if is_me or role == "patient" or role is None else f"{who} ({role_words(role)})"
+    if outcome == "denied":
+        return t("access.sentence_blocked", who=label, what=what)
     return t("access.sentence", who=label, did=did, what=what)

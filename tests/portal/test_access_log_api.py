@@ -91,7 +91,8 @@ async def test_a_clinicians_reads_appear_with_name_and_role_and_another_patients
         ("Dr Ada Lee", "clinician", "your summary", "allowed"),
     ]
     assert items[3]["sentence"] == "Dr Ada Lee (doctor or nurse) looked at your summary."
-    assert items[0]["sentence"] == "Another patient looked at your summary."
+    assert items[0]["sentence"] == "Another patient tried to open your summary. We did not let them in."
+    assert items[1]["sentence"] == "Dr Sam Oduya (doctor or nurse) tried to open your summary. We did not let them in."
     assert "Pat Other" not in response.text
     assert all(i["break_glass"] is False and i["break_glass_reason"] is None for i in items)
     # Not one event about the other patient, though the same clinician read them.
