@@ -1,8 +1,8 @@
 """Who viewed my record in a real browser against a real API process (ADR 0025): a clinician
-reads the patient's summary through the API; the patient, on a phone-sized screen, sees that
-access in plain words with the clinician's name and role, filters to doctors and nurses, and
-flags it with a note; the privacy officer's queue has it. axe-core on the page before and after;
-phone-sized screenshots in .rpm/screenshots/."""
+reads the patient's summary through the API, another one under break-glass; the patient, on a
+phone-sized screen, sees both in plain words with name, role and the break-glass reason,
+filters to doctors and nurses, and flags the first with a note; the privacy officer's queue has
+it. axe-core on the page before and after; phone-sized screenshots in .rpm/screenshots/."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from playwright.sync_api import Browser, BrowserContext, expect
 from tests.api.conftest import TestUser
 from tests.api.support import PASSWORD
 from tests.ui.test_pages_browser import PHONE, check_page, log_in
+
+REASON = "Seen in the emergency room, no one from the care team on call"
 
 
 @pytest.fixture
@@ -43,12 +45,22 @@ def test_the_patient_sees_the_clinicians_access_and_flags_it(
 ) -> None:
     patient_id = make_patient()
     patient = make_user("patient", patient_id=patient_id)
-    clinician, admin = make_user("clinician"), make_user("admin")
+    clinician, outsider, admin = make_user("clinician"), make_user("clinician"), make_user("admin")
     db.execute("UPDATE users SET display_name = 'Dr Ada Lee' WHERE id = %s", (clinician.id,))
+    db.execute("UPDATE users SET display_name = 'Dr Sam Oduya' WHERE id = %s", (outsider.id,))
     make_care_team([clinician], [patient_id])
     with httpx.Client(base_url=api_url, timeout=10) as http:
         summary = http.get(f"/api/v1/patients/{patient_id}/summary", headers=bearer(http, clinician))
         assert summary.status_code == 200, summary.text
+        # A clinician outside the care team: emergency access with a reason, then the summary.
+        emergency = bearer(http, outsider)
+        grant = http.post(
+            f"/api/v1/patients/{patient_id}/break-glass",
+            json={"reason": REASON, "duration_minutes": 15},
+            headers=emergency,
+        )
+        assert grant.status_code == 201, grant.text
+        assert http.get(f"/api/v1/patients/{patient_id}/summary", headers=emergency).status_code == 200
 
         page = context.new_page()
         log_in(page, api_url, patient)
@@ -58,6 +70,8 @@ def test_the_patient_sees_the_clinicians_access_and_flags_it(
         entry = page.locator("li.card").filter(has_text="Dr Ada Lee (doctor or nurse) looked at your summary.")
         expect(entry).to_have_count(1)
         expect(entry.get_by_text("Allowed")).to_be_visible()
+        urgent = page.locator("li.card").filter(has_text="Dr Sam Oduya (doctor or nurse) looked at your summary.")
+        expect(urgent.get_by_text(f"The reason they gave: {REASON}")).to_be_visible()
         check_page(page, "portal-access-log")
 
         # Filter to doctors and nurses: the access is still there.
