@@ -17,8 +17,8 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from api.accesslog import repository, service
-from api.accesslog.schemas import MAX_EVENT_ID, MAX_NOTE, AccessLogQuery, FlagRequest
+from api.accesslog import repository, service, words
+from api.accesslog.schemas import MAX_EVENT_ID, MAX_NOTE, AccessLogEntry, AccessLogQuery, FlagRequest
 from api.auth.schemas import Principal
 from api.db import Pool
 from api.dependencies import get_pool, get_settings
@@ -31,6 +31,8 @@ router = APIRouter(include_in_schema=False)
 
 PAGE = "/me/access-log"
 ROLE_CHOICES = ("clinician", "admin", "ops", "patient")
+# Entries of one person this close together are one visit on the page (one card).
+VISIT_GAP = timedelta(minutes=2)
 
 
 def _zone(name: str | None) -> ZoneInfo:
@@ -60,6 +62,64 @@ def _dates(raw_from: str, raw_to: str, zone: ZoneInfo) -> tuple[datetime | None,
     except OverflowError:
         return None, None, False
     return start, end, True
+
+
+def _joined(parts: list[str]) -> str:
+    if len(parts) == 1:
+        return parts[0]
+    return t("access.list_and", first=", ".join(parts[:-1]), last=parts[-1])
+
+
+def _same_visit(newer: AccessLogEntry, older: AccessLogEntry) -> bool:
+    return (
+        (newer.who.name, newer.who.role, newer.who.is_me, newer.did, newer.outcome)
+        == (older.who.name, older.who.role, older.who.is_me, older.did, older.outcome)
+        and (newer.break_glass, newer.break_glass_reason) == (older.break_glass, older.break_glass_reason)
+        and timedelta(0) <= newer.at - older.at <= VISIT_GAP
+    )
+
+
+def visits(entries: list[AccessLogEntry]) -> list[list[AccessLogEntry]]:
+    """Newest-first entries in runs of one visit: the same person doing the same thing with the
+    same outcome, each within VISIT_GAP of the next (a clinician's patient page reads the plan,
+    the summary and five metrics at once: one card, not seven)."""
+    runs: list[list[AccessLogEntry]] = []
+    for entry in entries:
+        if runs and _same_visit(runs[-1][-1], entry):
+            runs[-1].append(entry)
+        else:
+            runs.append([entry])
+    return runs
+
+
+def _card(run: list[AccessLogEntry], zone: ZoneInfo) -> dict[str, Any]:
+    """One card: the newest entry's time, outcome and id (flagged for the whole visit); the parts
+    of the record in one sentence; the flag of the visit (an open one first)."""
+    newest = run[0]
+    flags = [e.flag for e in run if e.flag is not None]
+    flag = next((f for f in flags if f.state == "open"), None) or max(
+        flags, key=lambda f: f.reviewed_at or f.flagged_at, default=None
+    )
+    parts = list(dict.fromkeys(e.what for e in run))
+    sentence = (
+        newest.sentence
+        if len(parts) == 1
+        else words.sentence(
+            newest.who.name,
+            newest.who.role,
+            is_me=newest.who.is_me,
+            did=newest.did,
+            what=_joined(parts),
+            outcome=newest.outcome,
+        )
+    )
+    return {
+        "e": newest,
+        "sentence": sentence,
+        "flag": flag,
+        "when": newest.at.astimezone(zone).strftime("%a %d %b %Y, %H:%M"),
+        "reviewed_on": flag.reviewed_at.astimezone(zone).strftime("%d %b %Y") if flag and flag.reviewed_at else None,
+    }
 
 
 def _message(request: Request, principal: Principal | None, status: int, title: str, message: str) -> HTMLResponse:
@@ -112,16 +172,7 @@ async def access_log_page(
         return copy_cookies(carrier, _message(request, principal, outcome.status, t("access.title"), outcome.detail))
     kept = {k: v for k, v in {"who": filters["who"], "from": start, "to": end}.items() if v}
     kept |= {k: "on" for k in ("emergency", "mine") if filters[k]}
-    entries = [
-        {
-            "e": entry,
-            "when": entry.at.astimezone(zone).strftime("%a %d %b %Y, %H:%M"),
-            "reviewed_on": entry.flag.reviewed_at.astimezone(zone).strftime("%d %b %Y")
-            if entry.flag and entry.flag.reviewed_at
-            else None,
-        }
-        for entry in outcome.items
-    ]
+    entries = [_card(run, zone) for run in visits(outcome.items)]
     page = render(
         request,
         "access_log.html",

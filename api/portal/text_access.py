@@ -29,6 +29,7 @@ MESSAGES: dict[str, str] = {
     "access.filter_bad_date": "Please write the dates like 2025-01-31, with the first date before the last.",
     # One entry
     "access.sentence": "{who} {did} {what}.",
+    "access.list_and": "{first} and {last}",
     "access.sentence_blocked": "{who} tried to open {what}. We did not let them in.",
     "access.when": "When",
     "access.result": "Result",

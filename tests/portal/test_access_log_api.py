@@ -296,6 +296,8 @@ async def test_the_page_shows_the_log_and_flags_with_csrf(
     doctor = auth_headers(ward["clinician"])
     assert (await client.get(f"/api/v1/patients/{mine}/care-plan", headers=doctor)).is_success
     assert (await client.get(f"/api/v1/patients/{theirs}/care-plan", headers=doctor)).is_success
+    assert (await client.get(f"/api/v1/patients/{mine}/summary", headers=doctor)).is_success
+    assert (await client.get(f"/api/v1/patients/{mine}/summary", headers=doctor)).is_success
     token = auth_headers(ward["patient"])["Authorization"].removeprefix("Bearer ")
     csrf = "c" * 32
     cookies = {"rpm_session": token, "rpm_csrf": csrf}
@@ -303,7 +305,9 @@ async def test_the_page_shows_the_log_and_flags_with_csrf(
     before = audit_count(db, ward["patient"])
     page = await client.get("/me/access-log")
     assert page.status_code == 200
-    assert "Dr Ada Lee (doctor or nurse) looked at your care plan." in page.text
+    # One visit, one card: the same person reading several parts within minutes.
+    assert page.text.count("Dr Ada Lee (doctor or nurse) looked at your summary and your care plan.") == 1
+    assert page.text.count('class="access-sentence"') == 1
     assert audit_count(db, ward["patient"]) == before + 1
     bad = await client.get("/me/access-log", params={"from": "2025-13-01"})
     assert (bad.status_code, "Please write the dates like" in bad.text) == (200, True)
