@@ -47,9 +47,10 @@ def _local(ts: datetime, zone: ZoneInfo) -> str:
     return ts.astimezone(zone).strftime("%a %d %b, %H:%M")
 
 
-def _card(r: ReminderRead, zone: ZoneInfo) -> dict[str, Any]:
+def _card(r: ReminderRead, zone: ZoneInfo, now: datetime) -> dict[str, Any]:
     return {
         "r": r,
+        "open": r.state == "sent" and r.window_end > now,
         "due": _local(r.due_at, zone),
         "until": r.window_end.astimezone(zone).strftime("%H:%M"),
         "channel": t(f"reminders.channel.{r.channel}"),
@@ -69,8 +70,9 @@ async def reminders_page(
     if principal.role != "patient" or principal.patient_id is None:
         page = _message(request, principal, 403, t("reminders.title"), t("reminders.for_patients"))
         return copy_cookies(carrier, page)
+    now = utc_now()
     async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
-        listed = await service.list_reminders(conn, principal, ReminderQuery(), utc_now())
+        listed = await service.list_reminders(conn, principal, ReminderQuery(), now)
         # The zone only: the profile's read is not a second audited read of health data.
         zone_name = await _effective_zone(conn, principal.patient_id)
     if isinstance(listed, service.Refusal):  # pragma: no cover - the role was checked above
@@ -82,8 +84,8 @@ async def reminders_page(
         principal=principal,
         section="reminders",
         t=t,
-        pending=[_card(r, zone) for r in listed.pending],
-        recent=[_card(r, zone) for r in listed.recent],
+        pending=[_card(r, zone, now) for r in listed.pending],
+        recent=[_card(r, zone, now) for r in listed.recent],
         zone=zone.key,
     )
     return copy_cookies(carrier, page)

@@ -25,7 +25,7 @@ MESSAGES: Final[dict[str, str]] = {
     "reminders.follow_up": "Second nudge",
     # --- what happened ------------------------------------------------------------------------
     "reminders.outcome.queued": "Coming up",
-    "reminders.outcome.sent": "Sent. You can still do it now.",
+    "reminders.outcome.sent": "Sent to you.",
     "reminders.outcome.reading_after": "Sent. Your reading came in after it. Well done!",
     "reminders.outcome.no_reading": "Sent. No reading came in that time. That is OK, just try next time.",
     "reminders.outcome.cancelled_reading_arrived": "Not needed. Your reading came in first. Well done!",
@@ -45,7 +45,7 @@ MESSAGES: Final[dict[str, str]] = {
     "reminders.recent": "Recent reminders",
     "reminders.recent.none": "You have no reminders from the last week.",
     "reminders.due": "Due at {time}",
-    "reminders.until": "You can do it until {time}.",
+    "reminders.until": "There is still time. You can do it until {time}.",
     "reminders.times_in": "Times are in your time zone, {zone}.",
     "reminders.change": "Change how and when we remind you",
     "reminders.seen": "Mark as seen",
