@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from psycopg import AsyncCursor
 from psycopg.rows import class_row
 
-from api.alerts.repository import SEVERITY_RANK
+from api.alerts.repository import ALERT_COLUMNS, SEVERITY_RANK, alert_from_row, alert_read
+from api.alerts.schemas import AlertRead
 from api.db import Conn
 from api.patients.schemas import RollupBucket
 from core.wire import Reading
@@ -83,24 +85,74 @@ async def care_plans(conn: Conn, patient_ids: list[str]) -> dict[str, Any]:
     return {row[0]: row[1] for row in await cur.fetchall()}
 
 
+# The latest reading of each (patient, metric) taken after a time: one index probe per pair,
+# newest first.
+_LATEST: Final = """
+    SELECT p.patient_id, m.metric, last.value, last.ts
+    FROM unnest(%s::text[]) AS p (patient_id)
+    CROSS JOIN unnest(%s::text[]) AS m (metric)
+    CROSS JOIN LATERAL (
+        SELECT o.value, o.ts FROM observations AS o
+        WHERE o.patient_id = p.patient_id AND o.metric = m.metric AND o.ts > %s
+        ORDER BY o.ts DESC LIMIT 1
+    ) AS last
+"""
+_TRENDS: Final = """
+    SELECT metric, time_bucket('1 hour', ts) AS start, count(*), avg(value), min(value), max(value)
+    FROM observations
+    WHERE patient_id = %s AND metric = ANY(%s) AND ts >= %s AND ts < %s
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+"""
+_UNRESOLVED: Final = (
+    f"SELECT {ALERT_COLUMNS} FROM alerts WHERE patient_id = %s AND state <> 'resolved' "  # noqa: S608
+    f"ORDER BY {SEVERITY_RANK} DESC, opened_at, id LIMIT %s"
+)
+# Each device bound now (not revoked) with its last reading after a time (one probe per
+# (device, metric) down the unique index), its battery, and the distinct hours since another
+# time that hold one of its readings.
+_DEVICES_WITH_HOURS: Final = """
+    SELECT b.patient_id, b.device_id, d.device_class, last.ts, d.battery, d.battery_at, hours.n
+    FROM device_bindings AS b
+    JOIN devices AS d ON d.id = b.device_id
+    LEFT JOIN LATERAL (
+        SELECT max(o.ts) AS ts
+        FROM unnest(%s::text[]) AS m (metric)
+        CROSS JOIN LATERAL (
+            SELECT o.ts FROM observations AS o
+            WHERE o.patient_id = b.patient_id AND o.metric = m.metric
+              AND o.device_id = b.device_id AND o.ts > %s
+            ORDER BY o.ts DESC LIMIT 1
+        ) AS o
+    ) AS last ON true
+    CROSS JOIN LATERAL (
+        SELECT count(DISTINCT time_bucket('1 hour', o.ts)) AS n FROM observations AS o
+        WHERE o.patient_id = b.patient_id AND o.device_id = b.device_id AND o.ts >= %s
+    ) AS hours
+    WHERE b.patient_id = ANY(%s) AND b.valid_to IS NULL AND d.revoked_at IS NULL
+    ORDER BY b.patient_id, b.device_id
+"""
+_SCHEDULED: Final = """
+    SELECT o.metric, o.value, o.ts, o.dose_id
+    FROM observations AS o
+    WHERE o.patient_id = %(patient)s AND o.ts >= %(start)s AND o.ts < %(end)s
+      AND o.metric IN (
+        SELECT m ->> 'metric' FROM care_plans AS c,
+               jsonb_array_elements(coalesce(c.plan -> 'measurements', '[]'::jsonb)) AS m
+        WHERE c.patient_id = %(patient)s
+        UNION
+        SELECT 'medication_taken' FROM care_plans AS c
+        WHERE c.patient_id = %(patient)s AND jsonb_array_length(coalesce(c.plan -> 'medications', '[]'::jsonb)) > 0
+      )
+    ORDER BY o.ts
+"""
+
+
 async def latest_values(
     conn: Conn, patient_ids: list[str], metrics: list[str], since: datetime
 ) -> dict[tuple[str, str], tuple[float, datetime]]:
-    """The latest reading of each (patient, metric) taken after `since`: one index probe per
-    pair, newest first."""
-    cur = await conn.execute(
-        """
-        SELECT p.patient_id, m.metric, last.value, last.ts
-        FROM unnest(%s::text[]) AS p (patient_id)
-        CROSS JOIN unnest(%s::text[]) AS m (metric)
-        CROSS JOIN LATERAL (
-            SELECT o.value, o.ts FROM observations AS o
-            WHERE o.patient_id = p.patient_id AND o.metric = m.metric AND o.ts > %s
-            ORDER BY o.ts DESC LIMIT 1
-        ) AS last
-        """,
-        (patient_ids, metrics, since),
-    )
+    """The latest reading of each (patient, metric) taken after `since`."""
+    cur = await conn.execute(_LATEST, (patient_ids, metrics, since))
     return {(row[0], row[1]): (float(row[2]), row[3]) for row in await cur.fetchall()}
 
 
@@ -189,20 +241,38 @@ async def rollup(
         return await cur.fetchall()
 
 
-async def hourly_trends(
-    conn: Conn, patient_id: str, metrics: list[str], start: datetime, end: datetime
-) -> dict[str, list[RollupBucket]]:
-    """Hourly buckets of several metrics in [start, end), by metric, oldest first."""
-    cur = await conn.execute(
-        """
-        SELECT metric, time_bucket('1 hour', ts) AS start, count(*), avg(value), min(value), max(value)
-        FROM observations
-        WHERE patient_id = %s AND metric = ANY(%s) AND ts >= %s AND ts < %s
-        GROUP BY 1, 2
-        ORDER BY 1, 2
-        """,
-        (patient_id, metrics, start, end),
+# --- the summary's reads, sent together (pipeline mode) ----------------------------------------
+# Each `send_*` sends one query and returns its cursor without waiting; inside
+# `conn.pipeline()` they travel to the server together, and the `*_of` functions read the
+# answers afterwards. One round trip for the whole summary instead of one per query.
+async def send_patient(conn: Conn, patient_id: str) -> AsyncCursor[Any]:
+    return await conn.execute(
+        "SELECT p.display_name, c.plan FROM patients AS p LEFT JOIN care_plans AS c ON c.patient_id = p.id "
+        "WHERE p.id = %s",
+        (patient_id,),
     )
+
+
+async def patient_of(cur: AsyncCursor[Any]) -> tuple[str, Any]:
+    row = await cur.fetchone()
+    return ("", None) if row is None else (str(row[0]), row[1])
+
+
+async def send_latest(conn: Conn, patient_id: str, metrics: list[str], since: datetime) -> AsyncCursor[Any]:
+    return await conn.execute(_LATEST, ([patient_id], metrics, since))
+
+
+async def latest_of(cur: AsyncCursor[Any]) -> dict[str, tuple[float, datetime]]:
+    return {row[1]: (float(row[2]), row[3]) for row in await cur.fetchall()}
+
+
+async def send_trends(
+    conn: Conn, patient_id: str, metrics: list[str], start: datetime, end: datetime
+) -> AsyncCursor[Any]:
+    return await conn.execute(_TRENDS, (patient_id, metrics, start, end))
+
+
+async def trends_of(cur: AsyncCursor[Any]) -> dict[str, list[RollupBucket]]:
     out: dict[str, list[RollupBucket]] = {}
     for row in await cur.fetchall():
         out.setdefault(row[0], []).append(
@@ -211,19 +281,34 @@ async def hourly_trends(
     return out
 
 
-async def device_hours(
-    conn: Conn, patient_id: str, device_ids: list[str], start: datetime, end: datetime
-) -> dict[str, int]:
-    """Per device, how many distinct hours of [start, end) hold at least one of its readings."""
-    if not device_ids:
-        return {}
-    cur = await conn.execute(
-        """
-        SELECT device_id, count(DISTINCT time_bucket('1 hour', ts))
-        FROM observations
-        WHERE patient_id = %s AND ts >= %s AND ts < %s AND device_id = ANY(%s)
-        GROUP BY device_id
-        """,
-        (patient_id, start, end, device_ids),
-    )
-    return {str(row[0]): int(row[1]) for row in await cur.fetchall()}
+async def send_unresolved_alerts(conn: Conn, patient_id: str, limit: int) -> AsyncCursor[Any]:
+    return await conn.execute(_UNRESOLVED, (patient_id, limit))
+
+
+async def alerts_of(cur: AsyncCursor[Any]) -> list[AlertRead]:
+    return [alert_read(alert_from_row(row)) for row in await cur.fetchall()]
+
+
+async def send_devices(
+    conn: Conn, patient_id: str, metrics: list[str], since: datetime, hours_since: datetime
+) -> AsyncCursor[Any]:
+    return await conn.execute(_DEVICES_WITH_HOURS, (metrics, since, hours_since, [patient_id]))
+
+
+async def devices_of(cur: AsyncCursor[Any]) -> tuple[list[DeviceSeen], dict[str, int]]:
+    """The devices, and per device the distinct hours since `hours_since` holding a reading."""
+    devices, hours = [], {}
+    for row in await cur.fetchall():
+        devices.append(DeviceSeen(row[0], row[1], row[2], row[3], None if row[4] is None else float(row[4]), row[5]))
+        hours[str(row[1])] = int(row[6])
+    return devices, hours
+
+
+async def send_scheduled(conn: Conn, patient_id: str, start: datetime, end: datetime) -> AsyncCursor[Any]:
+    """Readings of the metrics the patient's stored plan schedules (measurements, and medication
+    events when it schedules doses), in [start, end)."""
+    return await conn.execute(_SCHEDULED, {"patient": patient_id, "start": start, "end": end})
+
+
+async def scheduled_of(cur: AsyncCursor[Any]) -> list[Reading]:
+    return [Reading(row[0], float(row[1]), row[2], row[3]) for row in await cur.fetchall()]

@@ -25,8 +25,6 @@ import msgspec
 import numpy as np
 
 from api.access.service import may_read_patient
-from api.alerts import repository as alerts_repository
-from api.alerts.schemas import UNRESOLVED, AlertRead, InboxQuery
 from api.audit import repository as audit_repository
 from api.audit.schemas import AuditEvent
 from api.auth.schemas import Principal
@@ -296,18 +294,37 @@ async def _adherence_readings(conn: Conn, plans: dict[str, CarePlan], now: datet
 
 # --- one patient -----------------------------------------------------------------------------
 async def summary(conn: Conn, principal: Principal, patient_id: str, now: datetime) -> PatientSummary | None:
-    """The one-screen summary, or None when the caller may not see this patient (audited)."""
+    """The one-screen summary, or None when the caller may not see this patient (audited).
+
+    After the access check, every read is sent at once in pipeline mode (one round trip): the
+    patient and plan, latest values, hourly trends, unresolved alerts, devices with their hours
+    of data, and the readings of the plan's schedules; then the audit event."""
     resource = "patient_summary"
     if not await may_read_patient(conn, principal, patient_id):
         await _audit(conn, principal, resource, patient_id, "denied", reason="not_visible")
         return None
-    name = await repository.patient_name(conn, patient_id) or ""
-    stored = await repository.care_plans(conn, [patient_id])
-    plan = plan_of(patient_id, stored.get(patient_id))
-    latest = await repository.latest_values(conn, [patient_id], list(VITAL_METRICS), now - VITALS_WINDOW)
-    mine = {m: v for (_, m), v in latest.items()}
     day_start = now - timedelta(hours=TREND_HOURS)
-    trends = await repository.hourly_trends(conn, patient_id, list(mine), day_start, now)
+    metrics = list(VITAL_METRICS)
+    async with conn.pipeline():
+        # Access is checked above (the patient, their care team, an admin or break-glass): the
+        # patient's alerts are read without the inbox's care-team scope.
+        sent = (
+            await repository.send_patient(conn, patient_id),
+            await repository.send_latest(conn, patient_id, metrics, now - VITALS_WINDOW),
+            await repository.send_trends(conn, patient_id, metrics, day_start, now),
+            await repository.send_unresolved_alerts(conn, patient_id, MAX_OPEN_ALERTS),
+            await repository.send_devices(conn, patient_id, metrics, now - DEVICES_WINDOW, day_start),
+            await repository.send_scheduled(
+                conn, patient_id, now - timedelta(days=ADHERENCE_DAYS) - TOLERANCE, now + TOLERANCE
+            ),
+        )
+        name, stored = await repository.patient_of(sent[0])
+        mine = await repository.latest_of(sent[1])
+        trends = await repository.trends_of(sent[2])
+        open_alerts = await repository.alerts_of(sent[3])
+        devices, hours = await repository.devices_of(sent[4])
+        scheduled = await repository.scheduled_of(sent[5])
+    plan = plan_of(patient_id, stored)
     vitals = []
     for metric in VITAL_METRICS:
         if metric not in mine:
@@ -327,17 +344,9 @@ async def summary(conn: Conn, principal: Principal, patient_id: str, now: dateti
                 direction=direction,
             )
         )
-    # Access is checked above (the patient, their care team, an admin or break-glass): the
-    # patient's alerts are read without the inbox's care-team scope.
-    query = InboxQuery(states=UNRESOLVED, patient_id=patient_id, limit=MAX_OPEN_ALERTS)
-    rows = await alerts_repository.list_alerts(conn, None, query, MAX_OPEN_ALERTS)
-    open_alerts: list[AlertRead] = [alerts_repository.alert_read(a) for a in rows]
-    devices = await repository.device_last_readings(conn, [patient_id], list(VITAL_METRICS), now - DEVICES_WINDOW)
     statuses = device_statuses(plan, devices, [{"rule": a.rule, "evidence": a.evidence} for a in open_alerts], now)
-    readings = await _adherence_readings(conn, {patient_id: plan}, now)
     continuous = [s.device_id for s in statuses if plan.silence_policy(s.device_class).mode == "continuous"]
-    hours = await repository.device_hours(conn, patient_id, continuous, day_start, now)
-    coverage = {d: round(hours.get(d, 0) / TREND_HOURS, 3) for d in continuous}
+    coverage = {d: round(min(hours.get(d, 0), TREND_HOURS) / TREND_HOURS, 3) for d in continuous}
     result = PatientSummary(
         patient_id=patient_id,
         display_name=name,
@@ -345,7 +354,7 @@ async def summary(conn: Conn, principal: Principal, patient_id: str, now: dateti
         vitals=vitals,
         news2=news2_read(plan, mine, now),
         open_alerts=open_alerts,
-        adherence=adherence_read(plan, readings.get(patient_id, []), now),
+        adherence=adherence_read(plan, scheduled, now),
         completeness=CompletenessRead(
             hours=TREND_HOURS,
             devices=coverage,

@@ -231,7 +231,8 @@ async def test_summary_holds_vitals_trends_news2_alerts_adherence_completeness_a
         len(morning) + len(evening),
         len(morning),
     )
-    assert s["completeness"]["devices"] == {wearable: pytest.approx(12 / 24, abs=1 / 24)}
+    # 12 h of readings touch 12 or 13 clock hours, depending on where the hour boundaries fall.
+    assert s["completeness"]["devices"] in ({wearable: round(12 / 24, 3)}, {wearable: round(13 / 24, 3)})
     devices = {d["device_id"]: d for d in s["devices"]}
     assert set(devices) == {wearable, cuff, bottle}
     assert devices[wearable]["battery"] == pytest.approx(0.42)
