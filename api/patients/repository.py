@@ -312,3 +312,10 @@ async def send_scheduled(conn: Conn, patient_id: str, start: datetime, end: date
 
 async def scheduled_of(cur: AsyncCursor[Any]) -> list[Reading]:
     return [Reading(row[0], float(row[1]), row[2], row[3]) for row in await cur.fetchall()]
+
+
+async def hourly_trends(
+    conn: Conn, patient_id: str, metrics: list[str], start: datetime, end: datetime
+) -> dict[str, list[RollupBucket]]:
+    """Hourly buckets of several metrics in [start, end), by metric, oldest first."""
+    return await trends_of(await send_trends(conn, patient_id, metrics, start, end))
