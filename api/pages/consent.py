@@ -3,7 +3,8 @@ stands, a yes/no form per tier, and the history.
 
 Calls the consents service (api/consents) as its JSON routes do; access, audit and the rules
 of giving and withdrawing are the service's. A change answers with a redirect to the page
-(post/redirect/get), which says what was saved or, by a fixed code, why not.
+(post/redirect/get), which says what was saved or, by a fixed code, why not. Withdrawing
+`collect` asks once more, on a page of its own, before anything is saved.
 """
 
 from __future__ import annotations
@@ -139,6 +140,19 @@ async def consent_change(
     action = form.get("action")
     if action not in ("give", "withdraw"):
         return copy_cookies(carrier, RedirectResponse(f"{PAGE}?error=invalid", status_code=303))
+    if tier == "collect" and action == "withdraw" and form.get("confirm") != "yes":
+        # Stopping collection stops the care team's view of new readings: one more look first.
+        page = render(
+            request,
+            "me_consent_confirm.html",
+            principal=principal,
+            section="consent",
+            t=t,
+            tier=tier,
+            tier_name=_tier_words(tier),
+            withdraw=t("consent.doc.collect-v1.withdraw", seconds=service.COLLECT_STOP_WITHIN_S),
+        )
+        return copy_cookies(carrier, page)
     # Longer than any version: cut, it then names no document and is refused as unknown.
     version = form.get("document_version", "")[:64] or None
     change = ConsentChange(action=action, document_version=version)

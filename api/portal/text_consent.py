@@ -62,6 +62,11 @@ MESSAGES: dict[str, str] = {
     "consent.error.form": "This form is out of date. Please load the page again and try once more.",
     "consent.error.not_patient": "This page is only for patients, to see their own choices.",
     "consent.error.unavailable": "We could not save your choice just now. Please try again in a minute.",
+    # Checking before collection stops.
+    "consent.confirm.title": "Stop collecting your readings?",
+    "consent.confirm.lead": "Please check before you say no.",
+    "consent.confirm.yes": "Yes, stop collecting",
+    "consent.confirm.no": "No, go back",
     # History.
     "consent.history": "My past choices",
     "consent.history.none": "No choices yet.",

@@ -59,7 +59,15 @@ def test_a_patient_withdraws_collection_on_a_phone(
     expect(page.get_by_role("link", name="Consent")).to_have_attribute("aria-current", "page")
     check_page(page, "portal-consent")
 
+    # Saying no to collection asks once more; going back saves nothing.
     page.get_by_role("button", name=f"Say no to: {COLLECT}").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Stop collecting your readings?")
+    expect(page.get_by_role("main")).to_contain_text("The readings we already have stay in your record.")
+    check_page(page, "portal-consent-confirm")
+    page.get_by_role("link", name="No, go back").click()
+    expect(page.locator("#consent-collect")).to_contain_text("You said yes on")
+    page.get_by_role("button", name=f"Say no to: {COLLECT}").click()
+    page.get_by_role("button", name="Yes, stop collecting").click()
     page.wait_for_url(f"{api_url}/me/consent?done=withdrawn&tier=collect")
     expect(page.get_by_role("status")).to_have_text(f"We saved your choice: no to {COLLECT}.")
     expect(collect).to_contain_text("You said no on")
@@ -152,6 +160,7 @@ def test_withdrawing_on_the_page_stops_the_patients_device(
         page.goto(f"{api_url}/me/consent")
         counted_before = ingest_metric(stack, NO_CONSENT)
         page.get_by_role("button", name=f"Say no to: {COLLECT}").click()
+        page.get_by_role("button", name="Yes, stop collecting").click()
         page.wait_for_url(f"{api_url}/me/consent?done=withdrawn&tier=collect")
         withdrawn_at = time.monotonic()
         expect(page.locator("#consent-collect")).to_contain_text("You said no on")
