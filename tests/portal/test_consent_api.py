@@ -264,3 +264,32 @@ async def test_withdrawing_collect_refuses_check_ins_at_once(
     assert withdrawn.status_code == 200, withdrawn.text
     checkin = await client.post(f"/api/v1/patients/{me}/consciousness", json={"level": "A"}, headers=headers)
     assert_problem(checkin, 403, "no_consent")
+
+
+async def test_a_clinician_outside_the_team_reads_consents_only_under_break_glass(
+    client: httpx.AsyncClient,
+    db: psycopg.Connection,
+    make_patient: Callable[[], str],
+    make_user: Callable[..., TestUser],
+    auth_headers: Callable[[TestUser], dict[str, str]],
+) -> None:
+    patient_id = make_patient()
+    enrolment_consent(db, patient_id)
+    outsider = make_user("clinician")
+    headers = auth_headers(outsider)
+    assert_problem(
+        await client.get(f"/api/v1/patients/{patient_id}/consents", headers=headers), 404, "patient_not_found"
+    )
+    grant = await client.post(
+        f"/api/v1/patients/{patient_id}/break-glass", json={"reason": "patient unconscious in A&E"}, headers=headers
+    )
+    assert grant.status_code == 201, grant.text
+    read = await client.get(f"/api/v1/patients/{patient_id}/consents", headers=headers)
+    assert read.status_code == 200, read.text
+    assert tiers(read.json())["collect"] == ("given", None)
+    row = db.execute(
+        "SELECT detail FROM audit_events WHERE actor_id = %s AND resource = 'consents' AND outcome = 'allowed'",
+        (outsider.id,),
+    ).fetchone()
+    assert row is not None
+    assert row[0]["break_glass"] is True
