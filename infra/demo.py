@@ -107,8 +107,10 @@ async def _create(stack: Stack, previous: dict[str, Any]) -> dict[str, Any]:
                 await conn.execute(
                     "INSERT INTO care_team_patients VALUES (%s, %s) ON CONFLICT DO NOTHING", (team[0], p.patient_id)
                 )
+                # Collection consent at enrolment, once: a demo patient who withdrew it in the
+                # portal stays withdrawn across `make run`s.
                 cur = await conn.execute(
-                    "SELECT 1 FROM consents WHERE patient_id = %s AND withdrawn_at IS NULL", (p.patient_id,)
+                    "SELECT 1 FROM consents WHERE patient_id = %s AND scope = 'remote_monitoring'", (p.patient_id,)
                 )
                 if await cur.fetchone() is None:
                     await conn.execute(

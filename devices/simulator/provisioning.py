@@ -45,7 +45,10 @@ def parse_mix(text: str | None) -> dict[str, float]:
 
 
 def plan_population(
-    n_patients: int, mix: dict[str, float], seed: int, prefix: str = "sim",
+    n_patients: int,
+    mix: dict[str, float],
+    seed: int,
+    prefix: str = "sim",
     only_classes: tuple[str, ...] = (),
 ) -> Roster:
     """Patients (cohorts allocated by largest remainder, shuffled by the seed) and the
@@ -87,19 +90,25 @@ async def provision(
     for n, patient in enumerate(roster.patients, 1):
         async with conn.transaction():
             await conn.execute(
-                "INSERT INTO patients (id, display_name, enrolled_at) VALUES (%s, %s, %s) "
-                "ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO patients (id, display_name, enrolled_at) VALUES (%s, %s, %s) ON CONFLICT (id) DO NOTHING",
                 (patient.patient_id, f"Simulated {patient.cohort.replace('_', ' ')} patient {n}", start),
             )
             await conn.execute(
                 "INSERT INTO consents (patient_id, scope, granted_at) SELECT %s, 'remote_monitoring', %s "
-                "WHERE NOT EXISTS (SELECT 1 FROM consents WHERE patient_id = %s AND scope = 'remote_monitoring' "
-                "AND withdrawn_at IS NULL)",
+                # Enrolment consent once: a patient who withdrew it stays withdrawn when provisioned again.
+                "WHERE NOT EXISTS (SELECT 1 FROM consents WHERE patient_id = %s AND scope = 'remote_monitoring')",
                 (patient.patient_id, start, patient.patient_id),
             )
             for d in by_patient.get(patient.patient_id, []):
-                creds = await provision_device(conn, admin, device_id=d.device_id, patient_id=patient.patient_id,
-                                               device_class=d.device_class, valid_from=start, model="rpm-sim")
+                creds = await provision_device(
+                    conn,
+                    admin,
+                    device_id=d.device_id,
+                    patient_id=patient.patient_id,
+                    device_class=d.device_class,
+                    valid_from=start,
+                    model="rpm-sim",
+                )
                 issued.append(DeviceEntry(d.device_id, patient.patient_id, d.device_class, creds.password))
         if progress is not None:
             progress(n, len(roster.patients))
@@ -115,21 +124,27 @@ def care_plans(roster: Roster, effective_from: datetime | None = None) -> list[C
     classes: dict[str, set[str]] = {}
     for d in roster.devices:
         classes.setdefault(d.patient_id, set()).add(d.device_class)
-    return [care_plan_for(p.patient_id, p.cohort, bool(p.on_oxygen), classes.get(p.patient_id, set()),
-                          effective_from=effective_from)
-            for p in roster.patients]
+    return [
+        care_plan_for(
+            p.patient_id, p.cohort, bool(p.on_oxygen), classes.get(p.patient_id, set()), effective_from=effective_from
+        )
+        for p in roster.patients
+    ]
 
 
 async def publish_care_plans(bootstrap: str, plans: list[CarePlan], *, timeout_s: float = 30.0) -> int:
     """Write the plans to `rpm.care-plans.v1` (key: patient id; acks from all replicas)."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                request_timeout_ms=int(timeout_s * 1000))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, request_timeout_ms=int(timeout_s * 1000)
+    )
     try:
         await producer.start()
-        futures = [await producer.send(CARE_PLANS.name, value=encode_care_plan(plan), key=plan.patient_id.encode())
-                   for plan in plans]
+        futures = [
+            await producer.send(CARE_PLANS.name, value=encode_care_plan(plan), key=plan.patient_id.encode())
+            for plan in plans
+        ]
         await asyncio.wait_for(asyncio.gather(*futures), timeout_s)
         return len(futures)
     finally:
