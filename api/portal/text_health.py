@@ -14,7 +14,6 @@ MESSAGES: dict[str, str] = {
     "health.range.24h": "Last 24 hours",
     "health.range.7d": "Last 7 days",
     "health.range.label": "Show the charts for",
-    "health.latest": "Latest reading",
     "health.measured": "Measured {age}.",
     "health.stale": "This reading is more than a day old. Please measure again when you can.",
     "health.chart.limit": "limit {value}",

@@ -11,8 +11,6 @@ from __future__ import annotations
 MESSAGES: dict[str, str] = {
     "learn.title": "Learn about your health",
     "learn.intro": "Pick a lesson. Each one takes about five minutes and ends with a few questions.",
-    "learn.yours": "This lesson fits your care plan.",
-    "learn.others": "Other lessons",
     "learn.check": "Check what you learned",
     "learn.submit": "Check my answers",
     "learn.right": "Right.",
