@@ -21,6 +21,9 @@ MESSAGES: dict[str, str] = {
     "health.chart.aria_limits": "Your limits are {values}.",
     "health.chart.aria_no_limits": "No limit is set.",
     "health.chart.none": "No readings in this time.",
+    "health.axis.24h": "24 hours ago",
+    "health.axis.7d": "7 days ago",
+    "health.axis.now": "Now",
     "health.chart.few": "Only one reading in this time. Pick the last 7 days to see more.",
     # A metric inside a sentence ("Measure your ...").
     "what.bp_systolic": "blood pressure",
