@@ -210,3 +210,30 @@ async def test_my_profile_defaults_saves_validates_and_is_audited_once(
     theirs = await client.get(PROFILE, headers=auth_headers(two["other"]))
     assert theirs.json()["email"] is None
     assert theirs.json()["channels"] == ["in_app"]
+
+
+async def test_staff_of_every_role_get_403_on_every_route_each_audited_once(
+    client: httpx.AsyncClient,
+    two: dict[str, Any],
+    db: psycopg.Connection,
+    make_user: Any,
+    auth_headers: Callable[..., dict[str, str]],
+) -> None:
+    now = datetime.now(UTC)
+    reminder = add_reminder(db, two["mine"], at=now - timedelta(minutes=30), state="sent", outcome="sent")
+    routes: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("GET", REMINDERS, None),
+        ("POST", f"{REMINDERS}/{reminder}/seen", None),
+        ("GET", PROFILE, None),
+        ("PUT", PROFILE, {"email": "x@example.org", "channels": ["email"]}),
+    ]
+    for role in ("clinician", "admin", "ops"):
+        user = make_user(role)
+        headers = auth_headers(user)
+        for method, path, body in routes:
+            answer = await client.request(method, path, json=body, headers=headers)
+            assert_problem(answer, 403, "not_a_patient")
+        assert [(o, p) for _, _, o, p in events(db, user)] == [("denied", None)] * len(routes)
+    # Nothing of the patient's changed.
+    assert db.execute("SELECT seen_at FROM reminders WHERE id = %s", (reminder,)).fetchone() == (None,)
+    assert db.execute("SELECT 1 FROM patient_preferences WHERE patient_id = %s", (two["mine"],)).fetchone() is None
