@@ -54,6 +54,10 @@ REMINDERS = Counter(
 PLANNED = Counter("rpm_alerts_reminders_planned", "Reminders planned (stored as queued)")
 
 
+def _key(r: Reminder) -> tuple[str, str, str, str, bool]:
+    return (r.patient_id, r.schedule_key, r.slot_key, r.channel, r.follow_up)
+
+
 def policy_of(settings: RemindersSettings) -> rules.Policy:
     return rules.Policy(
         horizon=timedelta(seconds=settings.reminders_horizon_s),
@@ -69,6 +73,8 @@ class ReminderLoop:
     settings: LoopSettings
     clock: Clock
     _plans: dict[str, CarePlan | None] = field(default_factory=dict)
+    # (patient, schedule, slot, channel, follow-up) of rows known to be stored -> window end
+    _stored: dict[tuple[str, str, str, str, bool], datetime] = field(default_factory=dict)
 
     async def run_once(self) -> None:
         """One round: plan, decide what is due, settle closed windows."""
@@ -90,8 +96,14 @@ class ReminderLoop:
                 if plan is None:
                     continue
                 self._plans[patient_id] = plan
-                planned.extend(rules.plan_reminders(plan, prefs.get(patient_id, Preferences()), now, policy))
+                for r in rules.plan_reminders(plan, prefs.get(patient_id, Preferences()), now, policy):
+                    if _key(r) not in self._stored:
+                        planned.append(r)
             new = await repository.insert_planned(conn, planned)
+        # Rows stored (now or by another process before) need no INSERT in later rounds; keys
+        # of windows long closed are forgotten.
+        self._stored.update((_key(r), r.window_end) for r in planned)
+        self._stored = {k: end for k, end in self._stored.items() if end > now - timedelta(days=1)}
         if new:
             PLANNED.inc(new)
             log.info("reminders planned", new=new)
@@ -111,14 +123,22 @@ class ReminderLoop:
 
     # --- decide ---------------------------------------------------------------------------------
     async def _decide_due(self) -> None:
-        async with self.pool.connection() as conn:
-            ids = await repository.due_ids(conn, self.clock(), self.settings.reminders_batch)
-        for reminder_id in ids:
-            try:
-                await until_done(DATABASE_DOWN)(self._decide_one, reminder_id)
-            except Exception as exc:
-                log.error("reminder round failed for one reminder", reminder_id=reminder_id, **failure(exc))
-                await until_done(DATABASE_DOWN)(self._give_up, reminder_id, f"internal error: {error_detail(exc)}")
+        """Every reminder that is due, a batch at a time (many slots share a time of day)."""
+        batch = self.settings.reminders_batch
+        seen: set[int] = set()
+        while True:
+            async with self.pool.connection() as conn:
+                ids = [i for i in await repository.due_ids(conn, self.clock(), batch) if i not in seen]
+            for reminder_id in ids:
+                seen.add(reminder_id)
+                try:
+                    await until_done(DATABASE_DOWN)(self._decide_one, reminder_id)
+                except Exception as exc:
+                    log.error("reminder round failed for one reminder", reminder_id=reminder_id, **failure(exc))
+                    detail = f"internal error: {error_detail(exc)}"
+                    await until_done(DATABASE_DOWN)(self._give_up, reminder_id, detail)
+            if len(ids) < batch:
+                return
 
     async def _give_up(self, reminder_id: int, error: str) -> None:
         async with self.pool.connection() as conn, conn.transaction():
