@@ -70,6 +70,17 @@ def _parse_rfc3339(value: Any) -> Any:
     return utc
 
 
+def known_metric(value: str) -> str:
+    """A metric of the catalogue; any other name is refused with the catalogue listed."""
+    if value not in CATALOGUE:
+        raise PydanticCustomError(
+            "unknown_metric",
+            "unknown metric '{metric}'; expected one of {expected}",
+            {"metric": value[:64], "expected": ", ".join(METRIC_NAMES)},
+        )
+    return value
+
+
 def resolve_range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
     """[start, end) with the defaults applied (end: now, start: end - 24 h), at most MAX_SPAN."""
     # Both are UTC and within [EARLIEST, LATEST] (see _parse_rfc3339): no overflow here.
@@ -116,16 +127,7 @@ class ObservationQuery(BaseModel):
         "(send the same metric, start and end with it)",
     )
 
-    @field_validator("metric")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        if value not in CATALOGUE:
-            raise PydanticCustomError(
-                "unknown_metric",
-                "unknown metric '{metric}'; expected one of {expected}",
-                {"metric": value[:64], "expected": ", ".join(METRIC_NAMES)},
-            )
-        return value
+    _known_metric = field_validator("metric")(known_metric)
 
     @model_validator(mode="after")
     def _resolve_range(self) -> ObservationQuery:

@@ -10,11 +10,10 @@ from datetime import datetime, timedelta
 from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 
 from api.alerts.schemas import AlertRead, Severity
-from api.observations.schemas import Rfc3339, UtcDatetime, resolve_range
-from core.catalogue import CATALOGUE, METRIC_NAMES
+from api.observations.schemas import Rfc3339, UtcDatetime, known_metric, resolve_range
+from core.catalogue import METRIC_NAMES
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 200
@@ -163,16 +162,7 @@ class RollupQuery(BaseModel):
         json_schema_extra={"format": "date-time"},
     )
 
-    @field_validator("metric")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        if value not in CATALOGUE:
-            raise PydanticCustomError(
-                "unknown_metric",
-                "unknown metric '{metric}'; expected one of {expected}",
-                {"metric": value[:64], "expected": ", ".join(METRIC_NAMES)},
-            )
-        return value
+    _known_metric = field_validator("metric")(known_metric)
 
     @model_validator(mode="after")
     def _resolve_range(self) -> RollupQuery:
