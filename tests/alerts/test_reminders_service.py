@@ -16,7 +16,7 @@ import pytest
 
 from core.careplan import CarePlan, MeasurementSchedule, encode_care_plan
 from infra.stack import Stack
-from tests.alerts.test_notify_delivery import mail_to
+from tests.alerts.test_notify_delivery import content, mail_to
 from tests.helpers import create_patient, unique, wait_for
 
 
@@ -79,9 +79,7 @@ def test_a_due_reminder_is_sent_once_by_each_chosen_channel(service: Stack, db: 
     clock.sleep(1.5)  # five more rounds of the loop: nothing is sent again
     [message] = mail_to(service, address)
     assert message["Subject"] == "Reminder: time to check your oxygen level"
-    body = message.get_body(("plain",))
-    assert body is not None
-    text = body.get_content()
+    text = content(message)
     assert "/me/reminders" in text
     assert patient not in text  # no patient id, no reading in an e-mail
     # Each first reminder planned its one follow-up, half-way to the window's end.
