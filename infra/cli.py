@@ -65,6 +65,10 @@ def stack_up(
     console.print(f"  API          {api}  (OpenAPI docs: {api}/docs)")
     console.print(f"  Clinician    {api}/  (log in; live inbox {api}/inbox, my patients {api}/patients)")
     console.print(
+        f"  Patient      {api}/  (log in as a demo patient: my health {api}/me, care plan {api}/me/care-plan, "
+        f"consent {api}/me/consent, who viewed my record {api}/me/access-log)"
+    )
+    console.print(
         f"  MQTT         127.0.0.1:{stack.ports.mqtt}   Kafka {stack.kafka_bootstrap}   "
         f"PostgreSQL 127.0.0.1:{stack.ports.postgres}"
     )
