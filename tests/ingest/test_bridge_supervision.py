@@ -142,6 +142,9 @@ def test_a_stalled_bridge_reports_not_ready_and_recovers(platform: Stack, db: ps
         RPM_DATABASE_URL=env["RPM_DATABASE_URL"].replace(f":{platform.ports.postgres}/", f":{proxy.port}/"),
         RPM_INGEST_METRICS_PORT=str(metrics_port),
         RPM_MQTT_CLIENT_ID=unique("rpm-ingest-stall"),
+        # Leave the shared subscription when stopped: an orphaned session of this one-off bridge
+        # would go on taking a share of every later test's messages, never to deliver them.
+        RPM_MQTT_LEAVE_ON_STOP="true",
         RPM_INGEST_STALL_AFTER_S="3",
         RPM_REGISTRY_REFRESH_S="3600",
     )

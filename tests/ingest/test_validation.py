@@ -235,7 +235,11 @@ def _check(raw: bytes) -> None:
 
 
 def _fuzz_metric(metric: str) -> None:
-    @settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    # 2,000 derandomised examples per metric (20,000 in all): the same inputs on every run, and
+    # about 6 s per metric where 10,000 took 30 s of the suite's time budget.
+    @settings(
+        max_examples=2_000, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     @given(value=values, unit=units, offset=offsets, extra=junk, mangle=st.integers(0, 6))
     def run(value: Any, unit: str, offset: int, extra: Any, mangle: int) -> None:
         reading = {
@@ -264,7 +268,7 @@ def _fuzz_metric(metric: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("metric", sorted(CATALOGUE))
-def test_fuzz_validator_10000_examples_per_metric(metric: str) -> None:
+def test_fuzz_validator_2000_examples_per_metric(metric: str) -> None:
     _fuzz_metric(metric)
 
 
