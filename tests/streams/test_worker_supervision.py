@@ -37,9 +37,11 @@ def _exit_code(worker: WorkerProcess, timeout: float) -> int | None:
 
 
 @pytest.mark.timeout(420)
-@pytest.mark.parametrize(
-    "point", ["lane-store", "lane-detect", "agent-readings", "agent-care-plans", "timer-detect-due"]
-)
+# One of each kind of supervised task: a lane (lane-detect runs through the same wrapper,
+# streams/app.py `_faulty`), an agent (the readings agent runs through the same
+# supervision.agent), and a timer. Each case restarts a worker twice (about 110 s); the
+# other points stay injectable with RPM_STREAMS_FAULT_INJECT.
+@pytest.mark.parametrize("point", ["lane-store", "agent-care-plans", "timer-detect-due"])
 def test_an_injected_fault_ends_the_worker_naming_the_task_and_loses_no_reading(worker: Stack, point: str) -> None:
     patient = f"fault-{uuid.uuid4().hex[:8]}"
     reading = batch(patient, vitals(datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)))
@@ -64,7 +66,7 @@ def test_an_injected_fault_ends_the_worker_naming_the_task_and_loses_no_reading(
             f"{lost_before_restart} before it; partitions owned: "
             f"{sorted(owned_partitions(worker.ports.streams_metrics))}); worker log:\n{restarted[-6000:]}"
         )
-    if point in ("lane-store", "agent-readings"):  # others may die before or after storage
+    if point == "lane-store":  # others may die before or after storage
         assert lost_before_restart == 0, "the faulty worker stored the reading it should have died on"
 
 
