@@ -594,9 +594,9 @@ PostgreSQL's NOTIFY, the API's listener, the scope check and the HTTP chunk.
   and the API's share of the two cores would be what is measured.
 - The patient summary is the heaviest of these reads: latest value of each vital over 7 days with its
   24-hour hourly trend, NEWS2, unresolved alerts, 7-day adherence, 24-hour completeness and the devices:
-  about ten queries one after the other in one request (access check, name, care plan, latest values,
-  hourly trends, alerts, devices, adherence readings, the audit row), so each wait for the CPU on a busy
-  machine is paid about ten times. The patient's HTML page renders the same picture and more, server-side.
+  the access check, then six reads sent together in one pipeline round trip (patient and plan, latest
+  values, hourly trends, alerts, devices with their hours of data, adherence readings), then the audit
+  row. The patient's HTML page renders the same picture and more, server-side.
 - Density: one set of wearable vitals every {args.interval_minutes} min over {args.days} days; a wearable
   reporting every minute for 30 days would be 15 times the rows per patient and was not tried.
 """
