@@ -19,11 +19,10 @@ from pydantic import ValidationError
 
 from api.accesslog import repository, service, words
 from api.accesslog.schemas import MAX_EVENT_ID, MAX_NOTE, AccessLogEntry, AccessLogQuery, FlagRequest
-from api.auth.schemas import Principal
 from api.db import Pool
 from api.dependencies import get_pool, get_settings
 from api.pages import cookies
-from api.pages.session import copy_cookies, page_principal, render
+from api.pages.session import copy_cookies, message_page, page_principal, render
 from api.portal.text import t
 from api.settings import ApiSettings
 
@@ -122,10 +121,6 @@ def _card(run: list[AccessLogEntry], zone: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def _message(request: Request, principal: Principal | None, status: int, title: str, message: str) -> HTMLResponse:
-    return render(request, "message.html", status_code=status, principal=principal, title=title, message=message)
-
-
 @router.get(PAGE, response_class=HTMLResponse)
 async def access_log_page(
     request: Request,
@@ -144,7 +139,7 @@ async def access_log_page(
     if principal is None:
         return RedirectResponse("/", status_code=303)
     if principal.role != "patient" or principal.patient_id is None:
-        return copy_cookies(carrier, _message(request, principal, 403, t("access.title"), t("access.for_patients")))
+        return copy_cookies(carrier, message_page(request, principal, 403, t("access.title"), t("access.for_patients")))
     filters = {
         "who": who if who in ROLE_CHOICES else "",
         "from": start,
@@ -169,7 +164,9 @@ async def access_log_page(
             query = AccessLogQuery.model_validate(asked)
         outcome = await service.read_log(conn, principal, query)
     if isinstance(outcome, service.Refusal):  # pragma: no cover - the role was checked above
-        return copy_cookies(carrier, _message(request, principal, outcome.status, t("access.title"), outcome.detail))
+        return copy_cookies(
+            carrier, message_page(request, principal, outcome.status, t("access.title"), outcome.detail)
+        )
     kept = {k: v for k, v in {"who": filters["who"], "from": start, "to": end}.items() if v}
     kept |= {k: "on" for k in ("emergency", "mine") if filters[k]}
     entries = [_card(run, zone) for run in visits(outcome.items)]
@@ -207,7 +204,7 @@ async def flag_from_page(
     if principal is None:
         return RedirectResponse("/", status_code=303)
     if not cookies.csrf_ok(request, csrf):
-        return copy_cookies(carrier, _message(request, principal, 403, t("access.title"), t("access.flag_expired")))
+        return copy_cookies(carrier, message_page(request, principal, 403, t("access.title"), t("access.flag_expired")))
     try:
         body = FlagRequest(note=note)
     except ValidationError:
@@ -216,9 +213,9 @@ async def flag_from_page(
         outcome = await service.flag_event(conn, principal, event_id, body)
     if isinstance(outcome, service.Refusal):
         if outcome.status == 404:
-            page = _message(request, principal, 404, t("access.not_found_title"), t("access.not_found"))
+            page = message_page(request, principal, 404, t("access.not_found_title"), t("access.not_found"))
         else:
-            page = _message(request, principal, outcome.status, t("access.title"), t("access.for_patients"))
+            page = message_page(request, principal, outcome.status, t("access.title"), t("access.for_patients"))
         return copy_cookies(carrier, page)
     target = f"{PAGE}?{urlencode({'flagged': event_id})}#entry-{event_id}"
     return copy_cookies(carrier, RedirectResponse(target, status_code=303))

@@ -21,7 +21,7 @@ from api.consents.schemas import ConsentChange, ConsentsRead, Tier
 from api.db import Pool
 from api.dependencies import get_pool, get_settings, utc_now
 from api.pages import cookies
-from api.pages.session import copy_cookies, page_principal, render
+from api.pages.session import copy_cookies, message_page, page_principal, render
 from api.portal.text import t
 from api.settings import ApiSettings
 
@@ -91,10 +91,6 @@ def _page(
     )
 
 
-def _message(request: Request, principal: Principal, status_code: int, title: str, message: str) -> HTMLResponse:
-    return render(request, "message.html", status_code=status_code, principal=principal, title=title, message=message)
-
-
 @router.get("/me/consent", response_class=HTMLResponse)
 async def consent_page(
     request: Request,
@@ -108,7 +104,7 @@ async def consent_page(
     async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
         read = await service.read_mine(conn, principal)
     if isinstance(read, service.Refusal):
-        page = _message(request, principal, read.status, t("consent.title"), t("consent.error.not_patient"))
+        page = message_page(request, principal, read.status, t("consent.title"), t("consent.error.not_patient"))
         return copy_cookies(carrier, page)
     notice = error = None
     done, tier = request.query_params.get("done"), request.query_params.get("tier")
@@ -135,7 +131,7 @@ async def consent_change(
     form = {key: value for key, value in raw.items() if isinstance(value, str)}
     if not cookies.csrf_ok(request, form.get("csrf")):
         return copy_cookies(
-            carrier, _message(request, principal, 403, t("consent.error.form.title"), t("consent.error.form"))
+            carrier, message_page(request, principal, 403, t("consent.error.form.title"), t("consent.error.form"))
         )
     action = form.get("action")
     if action not in ("give", "withdraw"):
@@ -160,7 +156,7 @@ async def consent_change(
         outcome = await service.change_mine(conn, principal, tier, change, utc_now())
     if isinstance(outcome, service.Refusal):
         if outcome.status in (403, 404):
-            page = _message(request, principal, outcome.status, t("consent.title"), t("consent.error.not_patient"))
+            page = message_page(request, principal, outcome.status, t("consent.title"), t("consent.error.not_patient"))
             return copy_cookies(carrier, page)
         return copy_cookies(carrier, RedirectResponse(f"{PAGE}?error={outcome.code}", status_code=303))
     done = "given" if action == "give" else "withdrawn"

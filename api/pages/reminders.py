@@ -20,7 +20,7 @@ from api.auth.schemas import Principal
 from api.db import Conn, Pool
 from api.dependencies import get_pool, get_settings, utc_now
 from api.pages import cookies
-from api.pages.session import copy_cookies, page_principal, render
+from api.pages.session import copy_cookies, message_page, page_principal, render
 from api.portal.text import t
 from api.reminders import repository, service
 from api.reminders.schemas import ProfileRead, ProfileUpdate, ReminderQuery, ReminderRead
@@ -37,10 +37,6 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
-
-
-def _message(request: Request, principal: Principal | None, status: int, title: str, message: str) -> HTMLResponse:
-    return render(request, "message.html", status_code=status, principal=principal, title=title, message=message)
 
 
 def _local(ts: datetime, zone: ZoneInfo) -> str:
@@ -68,7 +64,7 @@ async def reminders_page(
     if principal is None:
         return RedirectResponse("/", status_code=303)
     if principal.role != "patient" or principal.patient_id is None:
-        page = _message(request, principal, 403, t("reminders.title"), t("reminders.for_patients"))
+        page = message_page(request, principal, 403, t("reminders.title"), t("reminders.for_patients"))
         return copy_cookies(carrier, page)
     now = utc_now()
     async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
@@ -76,7 +72,9 @@ async def reminders_page(
         # The zone only: the profile's read is not a second audited read of health data.
         zone_name = await _effective_zone(conn, principal.patient_id)
     if isinstance(listed, service.Refusal):  # pragma: no cover - the role was checked above
-        return copy_cookies(carrier, _message(request, principal, listed.status, t("reminders.title"), listed.detail))
+        return copy_cookies(
+            carrier, message_page(request, principal, listed.status, t("reminders.title"), listed.detail)
+        )
     zone = _zone(zone_name)
     page = render(
         request,
@@ -111,12 +109,12 @@ async def seen_from_page(
     if principal is None:
         return RedirectResponse("/", status_code=303)
     if not cookies.csrf_ok(request, csrf):
-        return copy_cookies(carrier, _message(request, principal, 403, t("reminders.title"), t("profile.expired")))
+        return copy_cookies(carrier, message_page(request, principal, 403, t("reminders.title"), t("profile.expired")))
     async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
         outcome = await service.mark_seen(conn, principal, reminder_id, utc_now())
     if isinstance(outcome, service.Refusal):
         text = t("reminders.for_patients")
-        return copy_cookies(carrier, _message(request, principal, outcome.status, t("reminders.title"), text))
+        return copy_cookies(carrier, message_page(request, principal, outcome.status, t("reminders.title"), text))
     return copy_cookies(carrier, RedirectResponse(f"{REMINDERS_PAGE}#reminder-{reminder_id}", status_code=303))
 
 
@@ -169,7 +167,9 @@ async def profile_page(
         profile = await service.read_profile(conn, principal)
         plan_zone = await _plan_zone(conn, principal)
     if isinstance(profile, service.Refusal):
-        return copy_cookies(carrier, _message(request, principal, 403, t("profile.title"), t("profile.for_patients")))
+        return copy_cookies(
+            carrier, message_page(request, principal, 403, t("profile.title"), t("profile.for_patients"))
+        )
     saved = request.query_params.get("saved") == "1"
     return copy_cookies(carrier, _profile_page(request, principal, _form_of(profile), plan_zone, saved=saved))
 
@@ -225,7 +225,7 @@ async def profile_submit(
     raw = await request.form()
     fields = {key: value for key, value in raw.items() if isinstance(value, str)}
     if not cookies.csrf_ok(request, fields.get("csrf")):
-        return copy_cookies(carrier, _message(request, principal, 403, t("profile.title"), t("profile.expired")))
+        return copy_cookies(carrier, message_page(request, principal, 403, t("profile.title"), t("profile.expired")))
     form = {
         "email": fields.get("email", "")[:320],
         "in_app": fields.get("in_app") == "on",
@@ -259,5 +259,7 @@ async def profile_submit(
             return copy_cookies(carrier, page)
         outcome = await service.update_profile(conn, principal, body, utc_now())
     if isinstance(outcome, service.Refusal):
-        return copy_cookies(carrier, _message(request, principal, 403, t("profile.title"), t("profile.for_patients")))
+        return copy_cookies(
+            carrier, message_page(request, principal, 403, t("profile.title"), t("profile.for_patients"))
+        )
     return copy_cookies(carrier, RedirectResponse(f"{PROFILE_PAGE}?saved=1", status_code=303))

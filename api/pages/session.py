@@ -28,6 +28,11 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     return response
 
 
+def message_page(request: Request, principal: Principal | None, status: int, title: str, message: str) -> HTMLResponse:
+    """A page that only says something (a refusal, a thing not found) with its status."""
+    return render(request, "message.html", status_code=status, principal=principal, title=title, message=message)
+
+
 async def page_principal(request: Request, response: Response) -> Principal | None:
     """The signed-in user from the session cookie; an expired access token is refreshed once
     with the refresh cookie (new cookies are set on `response`)."""
