@@ -157,7 +157,7 @@ async def team_tiers(conn: Conn, patient_id: str) -> list[TeamTiers]:
     """The patient's care teams with their escalation tiers."""
     cur = await conn.execute(
         "SELECT p.care_team_id, t.tier, t.after_s, t.min_severity, t.channels, t.recipients "
-        "FROM care_team_patients p LEFT JOIN escalation_tiers t ON t.care_team_id = p.care_team_id "
+        "FROM care_team_patients_shared p LEFT JOIN escalation_tiers t ON t.care_team_id = p.care_team_id "
         "WHERE p.patient_id = %s ORDER BY p.care_team_id, t.tier",
         (patient_id,),
     )

@@ -88,7 +88,10 @@ def triage(row: OutboxRow, now: datetime, settings: NotifySettings) -> Decision:
 
 def recheck(alert: AlertNow, now: datetime) -> Decision:
     """The re-check under the lock, just before a delivery (pure): the alert may have been
-    acknowledged, resolved or snoozed since the row was claimed."""
+    acknowledged, resolved or snoozed since the row was claimed, or its patient may have
+    withdrawn sharing with the care team (ADR 0024)."""
+    if not alert.shared:
+        return Decision("cancel", reason="the patient no longer shares with the care team")
     if alert.state in ("acknowledged", "resolved"):
         return Decision("cancel", reason=f"alert {alert.state} before the send")
     if alert.state == "snoozed" and alert.snoozed_until is not None and alert.snoozed_until > now:

@@ -90,9 +90,12 @@ _OURS: Final = "id = %(id)s AND state = 'sending' AND attempts = %(attempt)s"
 # take it over while we send, whatever its lease says) and the alert FOR SHARE: an
 # acknowledgement, snooze or resolution (an UPDATE of the alert row) that has not committed
 # yet is waited for and then seen; one that comes later waits until this transaction, which
-# holds the delivery and its settlement, commits.
+# holds the delivery and its settlement, commits. `shared`: whether the patient still shares
+# with their care team (ADR 0024; the view of migration 0015): a notification queued before a
+# withdrawal is not sent after it.
 _LOCK_FOR_SEND: Final = """
-SELECT a.state, a.snoozed_until
+SELECT a.state, a.snoozed_until,
+       EXISTS (SELECT 1 FROM care_team_patients_shared s WHERE s.patient_id = a.patient_id)
 FROM notifications n
 JOIN alerts a ON a.id = n.alert_id
 WHERE n.id = %(id)s AND n.state = 'sending' AND n.attempts = %(attempt)s
@@ -107,6 +110,7 @@ class AlertNow:
 
     state: str
     snoozed_until: datetime | None
+    shared: bool = True  # the patient shares with their care team (ADR 0024)
 
 
 async def lock_for_send(conn: AsyncConnection[Any], notification_id: int, attempt: int) -> AlertNow | None:
@@ -114,7 +118,7 @@ async def lock_for_send(conn: AsyncConnection[Any], notification_id: int, attemp
     transaction ends; None when the row is no longer this attempt's."""
     cur = await conn.execute(_LOCK_FOR_SEND, {"id": notification_id, "attempt": attempt})
     row = await cur.fetchone()
-    return None if row is None else AlertNow(str(row[0]), row[1])
+    return None if row is None else AlertNow(str(row[0]), row[1], bool(row[2]))
 
 
 async def cancel_attempt(conn: AsyncConnection[Any], notification_id: int, attempt: int, why: str) -> bool:

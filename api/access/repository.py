@@ -17,13 +17,14 @@ async def patient_exists(conn: Conn, patient_id: str) -> bool:
 
 
 async def clinician_cares_for(conn: Conn, user_id: uuid.UUID, patient_id: str) -> bool:
-    """True when the user is a member of a care team the patient is on."""
+    """True when the user is a member of a care team the patient is on and shares with (the
+    view of migration 0015: not when the patient withdrew `share_care_team`, ADR 0024)."""
     cur = await conn.execute(
         """
         SELECT EXISTS (
             SELECT 1
             FROM care_team_members AS m
-            JOIN care_team_patients AS p ON p.care_team_id = m.care_team_id
+            JOIN care_team_patients_shared AS p ON p.care_team_id = m.care_team_id
             WHERE m.user_id = %s AND p.patient_id = %s
         )
         """,

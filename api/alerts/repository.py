@@ -30,7 +30,7 @@ SEVERITY_RANK: Final = (
 )
 RANKS: Final = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 _TEAM_PATIENTS: Final = (
-    "SELECT p.patient_id FROM care_team_members m JOIN care_team_patients p ON p.care_team_id = m.care_team_id "
+    "SELECT p.patient_id FROM care_team_members m JOIN care_team_patients_shared p ON p.care_team_id = m.care_team_id "
     "WHERE m.user_id = %(user_id)s"
 )
 
@@ -211,7 +211,7 @@ async def is_team_member(conn: Conn, patient_id: str, user_id: uuid.UUID) -> boo
     """True when the user is an enabled clinician or admin of one of the patient's care teams."""
     cur = await conn.execute(
         "SELECT EXISTS (SELECT 1 FROM care_team_members m "
-        "JOIN care_team_patients p ON p.care_team_id = m.care_team_id JOIN users u ON u.id = m.user_id "
+        "JOIN care_team_patients_shared p ON p.care_team_id = m.care_team_id JOIN users u ON u.id = m.user_id "
         "WHERE p.patient_id = %s AND m.user_id = %s AND NOT u.disabled AND u.role IN ('clinician', 'admin'))",
         (patient_id, user_id),
     )

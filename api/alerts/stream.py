@@ -12,6 +12,11 @@ every client is then told to catch up from the database (ids above the last one 
 so a restart of the database loses no event. An unexpected end of the listening task is
 logged as critical.
 
+A patient giving or withdrawing sharing with their care team (ADR 0024) notifies the same
+channel with `{"scopes_changed": true}` (trigger of migration 0015): every client re-reads its
+scope before the next event, so a withdrawal reaches open streams at once, not at the next
+periodic refresh.
+
 The SSE `id:` of an event is its `alert_events.id`. A client resuming with an id first gets
 the rows in scope above it from the database, then live ones; a bounded set of the ids sent
 keeps the two from sending one twice.
@@ -56,9 +61,16 @@ class Resync:
     """Told to every client after the listener reconnected: events may have been missed."""
 
 
+@dataclass(frozen=True, slots=True)
+class ScopesChanged:
+    """Told to every client when a patient gave or withdrew sharing: re-read the scope."""
+
+
 @dataclass(eq=False, slots=True)
 class Subscriber:
-    queue: asyncio.Queue[dict[str, Any] | Resync | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    queue: asyncio.Queue[dict[str, Any] | Resync | ScopesChanged | None] = field(
+        default_factory=lambda: asyncio.Queue(QUEUE_SIZE)
+    )
     dropped: bool = False
 
 
@@ -153,7 +165,7 @@ class AlertEventHub:
             sub.queue.get_nowait()
         sub.queue.put_nowait(None)
 
-    def _fan_out(self, item: dict[str, Any] | Resync) -> None:
+    def _fan_out(self, item: dict[str, Any] | Resync | ScopesChanged) -> None:
         for sub in list(self._subscribers):
             try:
                 sub.queue.put_nowait(item)
@@ -189,7 +201,11 @@ class AlertEventHub:
         if not self._subscribers:
             return
         try:
-            event_id = int(json.loads(payload)["id"])
+            notice = json.loads(payload)
+            if isinstance(notice, dict) and notice.get("scopes_changed") is True:
+                self._fan_out(ScopesChanged())
+                return
+            event_id = int(notice["id"])
         except (ValueError, KeyError, TypeError):
             log.warning("alert event notification not understood", payload_length=len(payload))
             return
@@ -297,8 +313,10 @@ async def alert_event_stream(
                 continue
             if item is None:  # dropped: too slow, or the process is stopping
                 return
-            if scope.due():
+            if scope.due() or isinstance(item, ScopesChanged):
                 await scope.refresh(pool)
+            if isinstance(item, ScopesChanged):
+                continue
             if isinstance(item, Resync):
                 async for text in catch_up():
                     yield text

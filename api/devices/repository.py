@@ -70,7 +70,7 @@ async def list_devices(
     if clinician is not None:
         where.append(
             """EXISTS (SELECT 1 FROM device_bindings AS cb
-                       JOIN care_team_patients AS p ON p.patient_id = cb.patient_id
+                       JOIN care_team_patients_shared AS p ON p.patient_id = cb.patient_id
                        JOIN care_team_members AS m ON m.care_team_id = p.care_team_id
                        WHERE cb.device_id = d.id AND (cb.valid_to IS NULL OR cb.valid_to > now())
                          AND m.user_id = %(user)s)"""

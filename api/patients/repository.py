@@ -21,12 +21,12 @@ from core.wire import Reading
 
 
 async def team_patients(conn: Conn, user_id: uuid.UUID) -> dict[str, str]:
-    """Id -> name of the patients on the user's care teams."""
+    """Id -> name of the patients on the user's care teams who share with them (ADR 0024)."""
     cur = await conn.execute(
         """
         SELECT DISTINCT p.id, p.display_name
         FROM care_team_members AS m
-        JOIN care_team_patients AS t ON t.care_team_id = m.care_team_id
+        JOIN care_team_patients_shared AS t ON t.care_team_id = m.care_team_id
         JOIN patients AS p ON p.id = t.patient_id
         WHERE m.user_id = %s
         """,

@@ -126,6 +126,10 @@ def test_recheck_under_the_lock_cancels_acknowledged_and_defers_snoozed() -> Non
     assert recheck(AlertNow("snoozed", later), NOW) == Decision("defer", later, "alert snoozed before the send")
     assert recheck(AlertNow("snoozed", NOW - timedelta(seconds=1)), NOW).action == "send"  # snooze over
     assert recheck(AlertNow("open", None), NOW).action == "send"
+    # The patient withdrew sharing with the care team after the row was queued (ADR 0024).
+    assert recheck(AlertNow("open", None, shared=False), NOW) == Decision(
+        "cancel", None, "the patient no longer shares with the care team"
+    )
 
 
 def test_production_refuses_loopback_webhooks_and_placeholder_smtp_passwords() -> None:

@@ -42,10 +42,10 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         # api/auth/repository.py: the user a login or a token names; rehash of an old hash.
         ("SELECT", "users(id, username, password_hash, role, display_name, patient_id, disabled)"),
         ("UPDATE", "users(password_hash)"),
-        # api/access/repository.py
+        # api/access/repository.py; 0015: the care teams' patients who share with them (ADR 0024)
         ("SELECT", "patients(id)"),
         ("SELECT", "care_team_members(care_team_id, user_id)"),
-        ("SELECT", "care_team_patients(care_team_id, patient_id)"),
+        ("SELECT", "view care_team_patients_shared"),
         # api/observations/repository.py
         ("SELECT", "observations(patient_id, metric, ts, value, device_id)"),
         # api/audit/repository.py: insert only, not the columns the database fills
@@ -179,7 +179,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("INSERT", "alert_events(alert_id, at, actor_id, from_state, to_state, note, patient_id, kind, detail)"),
         ("USAGE", "sequence alert_events_id_seq"),
         # who is notified: care teams, tiers, members, addresses, webhook ids (not their secrets)
-        ("SELECT", "care_team_patients(care_team_id, patient_id)"),
+        ("SELECT", "view care_team_patients_shared"),
         ("SELECT", "care_team_members(care_team_id, user_id)"),
         ("SELECT", "users(id, role, disabled)"),
         ("SELECT", "escalation_tiers(care_team_id, tier, after_s, min_severity, channels, recipients)"),
@@ -531,10 +531,13 @@ def test_audit_rows_are_insert_only_and_stamped_by_the_database(
     assert row[1] == "rpm_api_login"
     assert abs(row[0] - datetime.now(UTC)) < timedelta(minutes=5)
     api = login["api"]
-    assert _refused(api, "INSERT INTO audit_events (at, action, resource, outcome) VALUES "
-                         "('2001-01-01', 'read', 'x', 'allowed')")
-    assert _refused(api, "INSERT INTO audit_events (db_role, action, resource, outcome) VALUES "
-                         "('rpm_super', 'read', 'x', 'allowed')")
+    assert _refused(
+        api, "INSERT INTO audit_events (at, action, resource, outcome) VALUES ('2001-01-01', 'read', 'x', 'allowed')"
+    )
+    assert _refused(
+        api,
+        "INSERT INTO audit_events (db_role, action, resource, outcome) VALUES ('rpm_super', 'read', 'x', 'allowed')",
+    )
     for process, conn in login.items():
         assert _refused(conn, "UPDATE audit_events SET outcome = 'denied' WHERE action = %s", action), process
         assert _refused(conn, "DELETE FROM audit_events WHERE action = %s", action), process
@@ -603,9 +606,7 @@ def test_streams_stores_readings_and_reads_device_classes_only(
     assert asyncio.run(classes()) == {device: "bp_cuff"}
 
 
-def test_reporting_reads_dashboards_never_secrets(
-    login: dict[str, psycopg.Connection], db: psycopg.Connection
-) -> None:
+def test_reporting_reads_dashboards_never_secrets(login: dict[str, psycopg.Connection], db: psycopg.Connection) -> None:
     reporting = login["reporting"]
     patient = create_patient(db)
     assert _refused(reporting, "SELECT password_hash FROM users")
