@@ -1,4 +1,4 @@
-"""SQL of the audit query (`audit_events`, read-only here)."""
+"""SQL of the admins' reads: the audit query (`audit_events`, read-only here) and patient names."""
 
 from __future__ import annotations
 
@@ -45,3 +45,11 @@ async def query_events(conn: Conn, query: AuditQuery, limit: int) -> list[AuditE
             },
         )
         return await cur.fetchall()
+
+
+async def patient_names(conn: Conn, patient_ids: list[str]) -> dict[str, str]:
+    """Display names of these patients, by id (for admins' pages; unknown ids are left out)."""
+    if not patient_ids:
+        return {}
+    cur = await conn.execute("SELECT id, display_name FROM patients WHERE id = ANY(%s)", (patient_ids,))
+    return {str(row[0]): str(row[1]) for row in await cur.fetchall() if row[1]}

@@ -2,7 +2,8 @@
 
 After logging in a clinician lands on `/workspace`, a patient on `/me` (their portal, ADR 0027).
 
-`/inbox` and `/patients` (api/pages/inbox.py, patients.py) are included in this router.
+`/inbox` and `/patients` (api/pages/inbox.py, patients.py) and the admins' `/admin/privacy-flags`
+(api/pages/privacy_flags.py) are included in this router.
 Pages answer HTML, never problem documents; a page that needs a session and has none
 redirects to `/`. Not part of the OpenAPI document (that describes the JSON API).
 """
@@ -20,7 +21,7 @@ from api.auth import service
 from api.auth.ratelimit import LoginRateLimiter
 from api.db import Pool
 from api.dependencies import client_address, get_login_limiter, get_password_work, get_pool, get_settings, utc_now
-from api.pages import cookies, inbox, patients
+from api.pages import cookies, inbox, patients, privacy_flags
 from api.pages.session import STATIC_DIR as STATIC_DIR  # re-exported: the app mounts it
 from api.pages.session import copy_cookies as copy_cookies
 from api.pages.session import page_principal as page_principal
@@ -44,6 +45,8 @@ def home_for(role: str) -> str:
 # The inbox and my-patients pages come with this router (the app includes it once).
 router.include_router(inbox.router)
 router.include_router(patients.router)
+# The privacy officer's queue (admins, ADR 0025).
+router.include_router(privacy_flags.router)
 # The patient's own pages (/me, ADR 0027).
 router.include_router(portal_pages.router)
 
