@@ -52,6 +52,14 @@ async def give(
     )
 
 
+async def record_enrolment_grant(conn: Conn, patient_id: str, scope: str, at: datetime) -> None:
+    """A grant given at enrolment and never written down (no document version, nobody
+    recording it through the portal), so that a withdrawal has a grant to close."""
+    await conn.execute(
+        "INSERT INTO consents (patient_id, scope, granted_at) VALUES (%s, %s, %s)", (patient_id, scope, at)
+    )
+
+
 async def withdraw(conn: Conn, patient_id: str, scope: str, at: datetime) -> int:
     """Close every open grant of the tier (normally one; grants recorded at enrolment by other
     tools may have left two); a grant that starts later than `at` closes where it starts."""

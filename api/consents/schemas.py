@@ -18,18 +18,23 @@ class ConsentTierRead(BaseModel):
     tier: Tier
     state: TierState = Field(
         description="`given`: an open grant covers now; `withdrawn`: the last grant was withdrawn; "
-        "`not_given`: never granted"
+        "`not_given`: never granted. `share_care_team` with no choice recorded reads `given` with "
+        "`document_version` null: enrolment in the monitoring programme agreed to it (ADR 0024)"
     )
     document_version: str | None = Field(
         description="The document version of the open grant (or of the last one); null for a grant recorded "
         "at enrolment, before versioned documents"
     )
-    since: UtcDatetime | None = Field(description="When the open grant was given, or the last one withdrawn")
+    since: UtcDatetime | None = Field(
+        description="When the open grant was given, or the last one withdrawn; for a tier given at enrolment "
+        "with no grant recorded, when the patient joined (their first grant), null if unknown"
+    )
     current_document_version: str = Field(description="The version a new grant agrees to")
     enforced: bool = Field(
         description="Whether withdrawing this tier changes what the platform does today. `collect`: the bridge "
-        "stops taking the patient's readings (ADR 0024 states the bound); `share_care_team` is recorded and shown "
-        "but not yet enforced; `research`: nothing uses data for research today"
+        "stops taking the patient's readings (ADR 0024 states the bound); `share_care_team`: the care team no "
+        "longer sees the patient (record, inbox, lists, alert stream, notifications) except through break-glass; "
+        "`research`: nothing uses data for research today"
     )
 
 

@@ -12,7 +12,13 @@ What a withdrawal does today:
   received after the withdrawal are dead-lettered `no_consent` once the bridge has reloaded,
   that is within COLLECT_STOP_WITHIN_S. Check-ins are refused at once (api.checkins). Stored
   readings stay.
-- `share_care_team`: recorded and shown, not yet enforced (the care team still reads the record).
+- `share_care_team`: the care team stops seeing the patient: api.access.service.patient_access
+  answers "no" to their clinicians (break-glass still works), and the patient leaves their
+  inbox, my patients, the alert stream and notifications. The rule has one home, the view
+  `care_team_patients_shared` (migration 0015), which every care-team query reads. A patient
+  who never recorded a choice on this tier shares (enrolment agreed to it): the tier reads
+  `given` with no document version, since they joined; withdrawing it records that enrolment
+  grant (no version, from when they joined) and closes it.
 - `research`: recorded; nothing uses data for research today.
 
 Who: a patient gives and withdraws their own consents only (`/me`); a patient, a clinician of
@@ -50,10 +56,13 @@ class TierSpec:
 
 TIERS: Final[dict[Tier, TierSpec]] = {
     "collect": TierSpec("remote_monitoring", "collect-v1", enforced=True),
-    "share_care_team": TierSpec("share_care_team", "share_care_team-v1", enforced=False),
+    "share_care_team": TierSpec("share_care_team", "share_care_team-v1", enforced=True),
     "research": TierSpec("research", "research-v1", enforced=False),
 }
 _TIER_OF_SCOPE: Final = {spec.scope: tier for tier, spec in TIERS.items()}
+# Tiers agreed to at enrolment when nothing was recorded on them (the view of migration 0015
+# holds the same rule for sharing).
+_GIVEN_AT_ENROLMENT: Final[frozenset[Tier]] = frozenset({"share_care_team"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +86,8 @@ def consents_of(patient_id: str, grants: list[Grant]) -> ConsentsRead:
         elif rows:
             last = max(rows, key=lambda g: (g.withdrawn_at or g.granted_at, g.id))
             state, version, since = "withdrawn", last.document_version, last.withdrawn_at
+        elif tier in _GIVEN_AT_ENROLMENT:
+            state, since = "given", joined(grants)
         tiers.append(
             ConsentTierRead(
                 tier=tier,
@@ -103,6 +114,11 @@ def consents_of(patient_id: str, grants: list[Grant]) -> ConsentsRead:
             events.append(((g.withdrawn_at, g.id, 1), withdrawn))
     events.sort(key=lambda e: e[0], reverse=True)
     return ConsentsRead(patient_id=patient_id, tiers=tiers, history=[e for _, e in events])
+
+
+def joined(grants: list[Grant]) -> datetime | None:
+    """When the patient joined, as far as consents tell: their first grant of any tier."""
+    return min((g.granted_at for g in grants), default=None)
 
 
 async def _audit(
@@ -186,10 +202,16 @@ async def change_mine(
             if open_rows:
                 await repository.withdraw(conn, patient_id, spec.scope, now)
             await repository.give(conn, patient_id, spec.scope, spec.current_version, now, principal.user_id)
-    elif not open_rows:
-        refusal = Refusal(409, "not_given", f"{tier} is not given; there is nothing to withdraw")
-    else:
+    elif open_rows:
         await repository.withdraw(conn, patient_id, spec.scope, now)
+    elif tier in _GIVEN_AT_ENROLMENT and not any(g.scope == spec.scope for g in grants):
+        # Given at enrolment without a row: the row is recorded as it stood (no version, from
+        # when the patient joined) and closed now, so the history and the view both say so.
+        await repository.record_enrolment_grant(conn, patient_id, spec.scope, joined(grants) or now)
+        await repository.withdraw(conn, patient_id, spec.scope, now)
+        asked["enrolment_grant_recorded"] = True
+    else:
+        refusal = Refusal(409, "not_given", f"{tier} is not given; there is nothing to withdraw")
     if refusal is not None:
         await _audit(conn, principal, "update", patient_id, "denied", reason=refusal.code, **asked)
         return refusal

@@ -4,7 +4,7 @@ stands, a yes/no form per tier, and the history.
 Calls the consents service (api/consents) as its JSON routes do; access, audit and the rules
 of giving and withdrawing are the service's. A change answers with a redirect to the page
 (post/redirect/get), which says what was saved or, by a fixed code, why not. Withdrawing
-`collect` asks once more, on a page of its own, before anything is saved.
+`collect` or `share_care_team` asks once more, on a page of its own, before anything is saved.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from api.settings import ApiSettings
 router = APIRouter(include_in_schema=False)
 
 PAGE: Final = "/me/consent"
+# Saying no to these asks once more first (texts consent.confirm.<tier>.*).
+_CONFIRM: Final[frozenset[str]] = frozenset({"collect", "share_care_team"})
 # Refusal codes the page explains (anything else: the generic "could not save").
 _ERRORS: Final = {
     "already_given": "consent.error.already_given",
@@ -48,9 +50,13 @@ def _page(
     request: Request, principal: Principal, read: ConsentsRead, *, notice: str | None, error: str | None
 ) -> HTMLResponse:
     tiers = []
+    recorded = {event.tier for event in read.history}
     for state in read.tiers:
         version = state.current_document_version
-        if state.state == "given":
+        if state.state == "given" and state.tier not in recorded:
+            # Agreed to at enrolment with nothing written down (ADR 0024: sharing).
+            status = t("consent.state.enrolment")
+        elif state.state == "given":
             status = t("consent.state.given", date=when(state.since))
         elif state.state == "withdrawn":
             status = t("consent.state.withdrawn", date=when(state.since))
@@ -136,8 +142,9 @@ async def consent_change(
     action = form.get("action")
     if action not in ("give", "withdraw"):
         return copy_cookies(carrier, RedirectResponse(f"{PAGE}?error=invalid", status_code=303))
-    if tier == "collect" and action == "withdraw" and form.get("confirm") != "yes":
-        # Stopping collection stops the care team's view of new readings: one more look first.
+    if tier in _CONFIRM and action == "withdraw" and form.get("confirm") != "yes":
+        # Stopping collection or sharing stops the care team's view of new readings: one more look first.
+        current = service.TIERS[tier].current_version
         page = render(
             request,
             "me_consent_confirm.html",
@@ -146,7 +153,7 @@ async def consent_change(
             t=t,
             tier=tier,
             tier_name=_tier_words(tier),
-            withdraw=t("consent.doc.collect-v1.withdraw", seconds=service.COLLECT_STOP_WITHIN_S),
+            withdraw=t(f"consent.doc.{current}.withdraw", seconds=service.COLLECT_STOP_WITHIN_S),
         )
         return copy_cookies(carrier, page)
     # Longer than any version: cut, it then names no document and is refused as unknown.

@@ -30,9 +30,14 @@ MESSAGES: dict[str, str] = {
     "consent.doc.share_care_team-v1.what": (
         "The doctors and nurses of your care team can see your readings and alerts. They use them to look after you."
     ),
+    # What saying no does (ADR 0024). The text of version 1 changed when sharing began to be
+    # enforced: what the patient agrees to (`.what`) is the same, only what a "no" does is new.
     "consent.doc.share_care_team-v1.withdraw": (
-        "We write down your choice. Right now your care team can still see your record. "
-        "We are still building the part that stops them. Please talk to your care team about it."
+        "Your care team will no longer see your readings. "
+        "They will not be told when a reading is outside your limits. "
+        "Your devices still send readings unless you also stop collecting. "
+        'In an emergency, a doctor or nurse can still open your record. You will see that in "Who viewed my record". '
+        "You can share again at any time."
     ),
     "consent.doc.research-v1.what": (
         "We may use your data, without your name, to learn how to give better care. "
@@ -62,10 +67,12 @@ MESSAGES: dict[str, str] = {
     "consent.error.form": "This form is out of date. Please load the page again and try once more.",
     "consent.error.not_patient": "This page is only for patients, to see their own choices.",
     "consent.error.unavailable": "We could not save your choice just now. Please try again in a minute.",
-    # Checking before collection stops.
-    "consent.confirm.title": "Stop collecting your readings?",
+    # Checking before collection or sharing stops.
+    "consent.confirm.collect.title": "Stop collecting your readings?",
+    "consent.confirm.collect.yes": "Yes, stop collecting",
+    "consent.confirm.share_care_team.title": "Stop sharing with your care team?",
+    "consent.confirm.share_care_team.yes": "Yes, stop sharing",
     "consent.confirm.lead": "Please check before you say no.",
-    "consent.confirm.yes": "Yes, stop collecting",
     "consent.confirm.no": "No, go back",
     # History.
     "consent.history": "My past choices",

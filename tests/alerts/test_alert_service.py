@@ -386,3 +386,30 @@ def test_a_snooze_that_ends_puts_the_alert_back_to_open(service: Stack, db: psyc
     assert alert.snoozed_until is None
     assert alert.next_escalation_at is not None  # escalation runs again
     assert [k for k, _, _ in events_of(db, alert.id)] == ["opened", "unsnoozed"]
+
+
+def test_a_patient_who_withdrew_sharing_gets_alerts_but_their_care_team_is_not_notified(
+    service: Stack, db: psycopg.Connection
+) -> None:
+    # ADR 0024: sharing withdrawn as the API records it (a closed grant, none open).
+    withdrawn, sharing = create_patient(db), create_patient(db)
+    db.execute(
+        "INSERT INTO consents (patient_id, scope, granted_at, withdrawn_at) "
+        "VALUES (%s, 'share_care_team', now() - interval '1 day', now())",
+        (withdrawn,),
+    )
+    team = make_team(db, [withdrawn, sharing])
+    db.execute(
+        "INSERT INTO webhooks (care_team_id, url, secret) VALUES (%s, 'http://127.0.0.1:9/hook', %s)",
+        (team.id, "s" * 40),
+    )
+    first, second = detection(withdrawn, severity="critical"), detection(sharing, severity="critical")
+    send(service, first, second)
+    assert wait_for(lambda: processed(db, first.detection_id) and processed(db, second.detection_id), timeout=60)
+    [alert] = alerts_of(db, withdrawn)
+    [control] = alerts_of(db, sharing)
+    # The alert is kept (admins see it; the patient sees it on My health), with no e-mail and no
+    # webhook for the care team; the sharing patient's alert of the same team notifies as usual.
+    assert alert.state == "open"
+    assert outbox(db, alert.id) == []
+    assert [row[1] for row in outbox(db, control.id)] == ["email", "webhook"]

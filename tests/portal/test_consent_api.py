@@ -75,9 +75,10 @@ async def test_tiers_are_given_and_withdrawn_with_history_kept_and_each_call_aud
     assert first.status_code == 200, first.text
     body = first.json()
     assert body["patient_id"] == me
+    # Sharing with no choice recorded reads as given at enrolment (ADR 0024).
     assert tiers(body) == {
         "collect": ("given", None),
-        "share_care_team": ("not_given", None),
+        "share_care_team": ("given", None),
         "research": ("not_given", None),
     }
     assert {t["tier"]: t["current_document_version"] for t in body["tiers"]} == {
@@ -87,7 +88,7 @@ async def test_tiers_are_given_and_withdrawn_with_history_kept_and_each_call_aud
     }
     assert {t["tier"]: t["enforced"] for t in body["tiers"]} == {
         "collect": True,
-        "share_care_team": False,
+        "share_care_team": True,
         "research": False,
     }
     assert [(e["tier"], e["action"]) for e in body["history"]] == [("collect", "given")]

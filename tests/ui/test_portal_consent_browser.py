@@ -28,6 +28,7 @@ from tests.portal.test_consent_bridge import (
 from tests.ui.test_pages_browser import check_page, context, log_in  # noqa: F401 - context is a fixture
 
 COLLECT = "Collect my health readings"
+SHARE = "Share my data with my care team"
 
 
 def test_a_patient_withdraws_collection_on_a_phone(
@@ -52,9 +53,8 @@ def test_a_patient_withdraws_collection_on_a_phone(
     expect(collect.get_by_role("heading", level=2)).to_have_text(COLLECT)
     expect(collect).to_contain_text("You said yes on")
     expect(collect).to_contain_text("The readings we already have stay in your record.")
-    expect(page.locator("#consent-share_care_team")).to_contain_text(
-        "Right now your care team can still see your record."
-    )
+    # Enrolled before tiers: sharing was agreed to when the patient joined (ADR 0024).
+    expect(page.locator("#consent-share_care_team")).to_contain_text("You said yes when you joined the program.")
     expect(page.locator("#consent-research")).to_contain_text("You have not said yes to this.")
     expect(page.get_by_role("link", name="Consent")).to_have_attribute("aria-current", "page")
     check_page(page, "portal-consent")
@@ -95,6 +95,71 @@ def test_a_patient_withdraws_collection_on_a_phone(
         "SELECT document_version FROM consents WHERE patient_id = %s AND withdrawn_at IS NULL", (patient_id,)
     ).fetchall()
     assert versions == [("collect-v1",)]
+
+
+def test_a_patient_stops_sharing_with_their_care_team_after_one_more_look(
+    context: BrowserContext,  # noqa: F811 - the fixture imported above
+    api_url: str,
+    db: psycopg.Connection,
+    make_user: Callable[..., TestUser],
+    make_patient: Callable[[], str],
+    make_care_team: Callable[..., object],
+) -> None:
+    patient_id = make_patient()
+    db.execute(
+        "INSERT INTO consents (patient_id, granted_at) VALUES (%s, %s)",
+        (patient_id, datetime.now(UTC) - timedelta(days=30)),
+    )
+    patient = make_user("patient", patient_id=patient_id)
+    clinician = make_user("clinician")
+    make_care_team([clinician], [patient_id])
+    page = context.new_page()
+    log_in(page, api_url, patient)
+    page.wait_for_url(f"{api_url}/me*")
+    page.goto(f"{api_url}/me/consent")
+    share = page.locator("#consent-share_care_team")
+    expect(share).to_contain_text("You said yes when you joined the program.")
+    expect(share).not_to_contain_text("still see your record")
+
+    # Saying no asks once more, in plain words; going back saves nothing.
+    page.get_by_role("button", name=f"Say no to: {SHARE}").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Stop sharing with your care team?")
+    main = page.get_by_role("main")
+    for words in (
+        "Your care team will no longer see your readings.",
+        "They will not be told when a reading is outside your limits.",
+        "Your devices still send readings unless you also stop collecting.",
+        "In an emergency, a doctor or nurse can still open your record.",
+        'You will see that in "Who viewed my record".',
+        "You can share again at any time.",
+    ):
+        expect(main).to_contain_text(words)
+    check_page(page, "portal-consent-share-confirm")
+    page.get_by_role("link", name="No, go back").click()
+    expect(share).to_contain_text("You said yes when you joined the program.")
+    assert db.execute("SELECT count(*) FROM consents WHERE patient_id = %s", (patient_id,)).fetchone() == (1,)
+
+    page.get_by_role("button", name=f"Say no to: {SHARE}").click()
+    page.get_by_role("button", name="Yes, stop sharing").click()
+    page.wait_for_url(f"{api_url}/me/consent?done=withdrawn&tier=share_care_team")
+    expect(page.get_by_role("status")).to_have_text(f"We saved your choice: no to {SHARE}.")
+    expect(share).to_contain_text("You said no on")
+    history = page.locator("table tbody tr")
+    expect(history).to_have_count(3)
+    expect(history.nth(0)).to_contain_text(f"No to: {SHARE}")
+    expect(history.nth(1)).to_contain_text(f"Yes to: {SHARE}")
+    expect(history.nth(1)).to_contain_text("When you joined")
+    check_page(page, "portal-consent-share-withdrawn")
+    # The care team no longer reaches the record (the rule's view, migration 0015).
+    row = db.execute("SELECT count(*) FROM care_team_patients_shared WHERE patient_id = %s", (patient_id,)).fetchone()
+    assert row == (0,)
+
+    # Sharing again is one click, and the care team is back at once.
+    page.get_by_role("button", name=f"Say yes to: {SHARE}").click()
+    page.wait_for_url(f"{api_url}/me/consent?done=given&tier=share_care_team")
+    expect(share).to_contain_text("You said yes on")
+    row = db.execute("SELECT count(*) FROM care_team_patients_shared WHERE patient_id = %s", (patient_id,)).fetchone()
+    assert row == (1,)
 
 
 def test_a_form_from_elsewhere_changes_nothing(
