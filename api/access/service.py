@@ -1,8 +1,11 @@
 """The access rule for a patient's record, per role.
 
 - admin: any existing patient (administration and support; every read is still audited);
-- clinician: patients of the care teams they belong to, and a patient outside them while an
-  unexpired break-glass grant of theirs covers that patient (ADR 0021);
+- clinician: patients of the care teams they belong to who share with their care team (ADR
+  0024: not after the patient withdrew `share_care_team`; the view `care_team_patients_shared`
+  of migration 0015 holds the rule, read by `repository.clinician_cares_for` and by every list
+  of "my care teams' patients"), and any other patient while an unexpired break-glass grant of
+  theirs covers that patient (ADR 0021);
 - patient: only themselves;
 - ops: no patient records at all (they run the pipeline, not the care).
 

@@ -23,7 +23,9 @@ TierPath = Annotated[Tier, Path(description="`collect`, `share_care_team` or `re
 TIERS_DESCRIPTION = (
     "Tiers: `collect` (collect monitoring data: withdrawing it stops the bridge taking the patient's readings "
     f"within {service.COLLECT_STOP_WITHIN_S} s, they are then dead-lettered `no_consent`; stored readings stay), "
-    "`share_care_team` (recorded and shown, not yet enforced), `research` (recorded). "
+    "`share_care_team` (share with my care team: withdrawing it takes the patient from their care team's reach, "
+    "record, lists, alert stream and notifications, except through break-glass; a patient who never recorded a "
+    "choice on it shares, as agreed at enrolment), `research` (recorded). "
 )
 
 
