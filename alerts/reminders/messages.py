@@ -3,6 +3,9 @@
 Privacy as for alert e-mail (ADR 0019): e-mail is not a secure channel, so a reminder names
 the kind of measurement or that a medicine is due, and the time, and nothing else: no
 reading, no name of a medicine (the dose id may name it), no patient id. Short, plain words.
+
+The words are in the patient-text catalogue (core/texts/text_reminder_email.py, ids
+`reminder_email.*`), so they are translated and checked for readability with the portal's.
 """
 
 from __future__ import annotations
@@ -16,24 +19,19 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from alerts.reminders.rules import Reminder
+from core.texts import catalogue, t
 
-METRIC_WORDS: Final[dict[str, str]] = {
-    "heart_rate": "heart rate",
-    "resp_rate": "breathing rate",
-    "spo2": "oxygen level",
-    "body_temp": "temperature",
-    "bp_systolic": "blood pressure",
-    "bp_diastolic": "blood pressure",
-    "body_weight": "weight",
-    "glucose": "blood sugar",
-}
+# Stands for `{what}` while the HTML part is escaped, then becomes <strong>what</strong>.
+_WHAT_MARK: Final = "\x00"
 
 
 def what_in_words(reminder: Reminder) -> str:
     """'check your blood pressure' / 'take your medicine'."""
     if reminder.kind == "dose":
-        return "take your medicine"
-    return f"check your {METRIC_WORDS.get(reminder.metric, 'reading')}"
+        return t("reminder_email.what.dose")
+    msg_id = f"reminder_email.what.{reminder.metric}"
+    # A metric without words of its own (a new one) reads "check your reading".
+    return t(msg_id if msg_id in catalogue() else "reminder_email.what.other")
 
 
 def reminder_email(
@@ -43,36 +41,30 @@ def reminder_email(
     at = reminder.scheduled_at.astimezone(zone).strftime("%H:%M")
     window_end = reminder.window_end.astimezone(zone).strftime("%H:%M")
     link = f"{link_base.rstrip('/')}/me/reminders"
-    first = "A gentle nudge: it" if reminder.follow_up else "It"
+    time_to = "reminder_email.time_to.follow_up" if reminder.follow_up else "reminder_email.time_to"
     msg = EmailMessage()
-    msg["Subject"] = f"Reminder: time to {what}"
+    msg["Subject"] = t("reminder_email.subject", what=what)
     msg["From"] = sender
     msg["To"] = to
     msg["Date"] = format_datetime(now.astimezone(UTC))
     msg["Message-ID"] = make_msgid(domain=parseaddr(sender)[1].rpartition("@")[2] or "localhost")
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies
     msg["X-RPM-Reminder-Id"] = str(reminder.id)
-    lines = [f"{first} is time to {what}."]
+    opening = [t(time_to, what=what)]
     if reminder.kind == "measurement":
-        lines.append("Your device sends the reading to your care team.")
-    lines += [
-        f"It was planned for {at}. You can still do it until {window_end}.",
-        "",
-        f"See your reminders: {link}",
-        "",
-        "You can change how and when we remind you on your profile page.",
-        "This e-mail has no health details on purpose.",
-    ]
-    text = "\n".join(lines) + "\n"
-    msg.set_content(text)
+        opening.append(t("reminder_email.device_sends"))
+    planned = t("reminder_email.planned", at=at, until=window_end)
+    closing = [t("reminder_email.change"), t("reminder_email.no_details")]
+    lines = [*opening, planned, "", t("reminder_email.see", link=link), "", *closing]
+    msg.set_content("\n".join(lines) + "\n")
     e = html.escape
+    first = e(t(time_to, what=_WHAT_MARK)).replace(_WHAT_MARK, f"<strong>{e(what)}</strong>")
     msg.add_alternative(
         "<!doctype html><html><body>"
-        f"<p>{e(first)} is time to <strong>{e(what)}</strong>.</p>"
-        f"<p>It was planned for {e(at)}. You can still do it until {e(window_end)}.</p>"
-        f'<p><a href="{e(link)}">See your reminders</a></p>'
-        "<p>You can change how and when we remind you on your profile page. "
-        "This e-mail has no health details on purpose.</p>"
+        f"<p>{' '.join([first, *(e(x) for x in opening[1:])])}</p>"
+        f"<p>{e(planned)}</p>"
+        f'<p><a href="{e(link)}">{e(t("reminder_email.see.link"))}</a></p>'
+        f"<p>{e(' '.join(closing))}</p>"
         "</body></html>",
         subtype="html",
     )

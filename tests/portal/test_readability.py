@@ -1,5 +1,5 @@
-"""Every patient-facing string of every api/portal/text_*.py catalogue reads at or below school
-grade 8 (Flesch-Kincaid grade, textstat).
+"""Every patient-facing string of the catalogue (every api/portal/text_*.py and core/texts/text_*.py
+module, e.g. the reminder e-mail's) reads at or below school grade 8 (Flesch-Kincaid grade, textstat).
 
 How strings are measured:
 - `{placeholders}` are replaced by a short word ("ten") before scoring: a filled-in number or
@@ -9,26 +9,25 @@ How strings are measured:
   15). Those strings are grouped instead: all short strings of one catalogue are joined as
   sentences of one text, and that text must also be at or below grade 8.
 - Units and symbols ("mmHg", "%") are short strings and only count within their group.
-The catalogues are found by glob, so a new api/portal/text_<part>.py is checked without
-editing this test.
+The modules are found by `catalogue_modules()` (by name, in both packages), so a new
+api/portal/text_<part>.py or core/texts/text_<part>.py is checked without editing this test.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
-from pathlib import Path
 
 import pytest
 import textstat
 
-import api.portal
-from api.portal.text import catalogue, t
+from api.portal.text import catalogue, catalogue_modules, t
+from core.texts import catalogue as core_catalogue
+from core.texts import t as core_t
 
 MAX_GRADE = 8.0
 MIN_WORDS = 5
-PORTAL = Path(api.portal.__file__).resolve().parent
-MODULES = sorted(p.stem for p in PORTAL.glob("text_*.py"))
+MODULES = [m.__name__ for m in catalogue_modules()]
 PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
 
 
@@ -37,13 +36,16 @@ def plain(text: str) -> str:
 
 
 def messages(module: str) -> dict[str, str]:
-    found: dict[str, str] = importlib.import_module(f"api.portal.{module}").MESSAGES
+    found: dict[str, str] = importlib.import_module(module).MESSAGES
     return found
 
 
 def test_catalogues_are_found() -> None:
-    assert "text_health" in MODULES
-    assert "text_learn" in MODULES
+    assert "api.portal.text_health" in MODULES
+    assert "api.portal.text_learn" in MODULES
+    # The reminder e-mail the alert service sends is in the same catalogue (ADR 0026, 0027).
+    assert "core.texts.text_reminder_email" in MODULES
+    assert len(MODULES) == len(set(MODULES))
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -73,5 +75,8 @@ def test_ids_are_unique_across_catalogues_and_lookup_fails_loudly() -> None:
     total = sum(len(messages(m)) for m in MODULES)
     assert len(catalogue()) == total  # catalogue() raises on a duplicate id
     assert t("health.measured", age="5 minutes ago") == "Measured 5 minutes ago."
+    # The alert service reads its part through core.texts: the same ids and texts.
+    assert core_catalogue().items() <= catalogue().items()
+    assert t("reminder_email.subject", what="x") == core_t("reminder_email.subject", what="x")
     with pytest.raises(KeyError):
         t("no.such.message")
