@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,6 +26,7 @@ from api.patients.schemas import RollupBucket
 from api.portal import learn, service
 from api.portal.schemas import MyVital
 from api.portal.text import t
+from api.reminders import repository as reminders_repository
 from api.settings import ApiSettings
 
 router = APIRouter(include_in_schema=False)
@@ -112,6 +114,26 @@ async def my_health_page(
     return copy_cookies(carrier, page)
 
 
+def changed_words(version: int, updated_at: datetime | None, zone_name: str | None) -> str | None:
+    """'Plan version 3, last changed 4 May 2026 at 09:30, Europe/Oslo time.': in the patient's
+    zone, always named (so "UTC time" when that is the zone, or the name is unknown). None for
+    the default plan, which was never changed."""
+    if updated_at is None:
+        return None
+    try:
+        zone = ZoneInfo(zone_name) if zone_name else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    local = updated_at.astimezone(zone)
+    return t(
+        "plan.version",
+        version=version,
+        date=local.strftime("%d %B %Y").lstrip("0"),
+        time=local.strftime("%H:%M"),
+        zone=zone.key,
+    )
+
+
 @router.get("/me/care-plan", response_class=HTMLResponse)
 async def my_care_plan_page(
     request: Request,
@@ -124,6 +146,10 @@ async def my_care_plan_page(
         return principal
     async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
         plan = await service.my_care_plan(conn, principal, utc_now())
+        # The zone only (not an audited read): the one the patient chose on their profile.
+        prefs = (
+            None if principal.patient_id is None else await reminders_repository.preferences(conn, principal.patient_id)
+        )
     if isinstance(plan, service.Refusal):
         return copy_cookies(carrier, _no_record(request, principal))
     lessons = [(learn.slug(c), t(f"learn.{c}.title"), c in plan.conditions) for c in learn.CONDITIONS]
@@ -134,6 +160,8 @@ async def my_care_plan_page(
         section="care-plan",
         t=t,
         plan=plan,
+        # The profile's zone; none chosen means the plan's (as for reminders, ADR 0026).
+        changed=changed_words(plan.version, plan.updated_at, (prefs.time_zone if prefs else None) or plan.timezone),
         lessons=sorted(lessons, key=lambda lesson: not lesson[2]),
         planned=any(w.expected for w in plan.weeks),
     )

@@ -161,7 +161,7 @@ MESSAGES: dict[str, str] = {
     "plan.title": "My care plan",
     "plan.intro": "This is the plan your care team made for you. Times are in the {zone} time zone.",
     "plan.default": "Your care team has not made a plan for you yet. These are the usual limits.",
-    "plan.version": "Plan version {version}, last changed {date}.",
+    "plan.version": "Plan version {version}, last changed {date} at {time}, {zone} time.",
     "plan.measure.title": "What to measure",
     "plan.measure.times": "Measure your {what} at {times}.",
     "plan.measure.per_day": "Measure your {what} {count} times a day, at any time.",
