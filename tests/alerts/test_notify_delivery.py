@@ -508,3 +508,34 @@ def test_two_senders_send_each_notification_once(senders: Stack, db: psycopg.Con
     ids = asyncio.run(go())
     assert len(mail_to(senders, team.email)) == len(rules)
     assert [outbox(db, i) for i in ids] == [[("email", "sent", 1, None)]] * len(rules)
+
+
+def test_notifications_queued_before_the_patient_withdrew_sharing_are_not_sent(
+    senders: Stack, db: psycopg.Connection
+) -> None:
+    """ADR 0024: the patient withdrew sharing with the care team after tier 0 was queued; the
+    re-check under the lock cancels the e-mail and the webhook."""
+    clock = Clock()
+
+    async def go() -> tuple[Team, str, list[Received]]:
+        async with Receiver().serving() as hook, sender(senders, settings(senders), clock) as send:
+            team = make_team(db, ["email", "webhook"], hook.url)
+            alert_id = await open_alert(send.pool, detection(team.patient), clock)
+            assert [s for _, s, _, _ in outbox(db, alert_id)] == ["queued", "queued"]
+            db.execute(  # as the API records the withdrawal of an enrolment grant
+                "INSERT INTO consents (patient_id, scope, granted_at, withdrawn_at) "
+                "VALUES (%s, 'share_care_team', now() - interval '1 day', now())",
+                (team.patient,),
+            )
+            for _ in range(3):
+                await send.run_once()
+            return team, alert_id, hook.requests
+
+    team, alert_id, requests = asyncio.run(go())
+    assert requests == []
+    assert mail_to(senders, team.email) == []
+    assert [(c, s, e) for c, s, _, e in outbox(db, alert_id)] == [
+        ("email", "cancelled", "the patient no longer shares with the care team"),
+        ("webhook", "cancelled", "the patient no longer shares with the care team"),
+    ]
+    assert "notified" not in history(db, alert_id)
