@@ -25,6 +25,10 @@ def main() -> None:
         # Our structlog/stdlib logging is configured above; uvicorn must not replace it.
         log_config=None,
         server_header=False,
+        # uvloop's event loop and httptools' parser: about a tenth off every request's time
+        # against asyncio and h11 (docs/benchmarks/api.md).
+        loop="uvloop",
+        http="httptools",
     )
 
 

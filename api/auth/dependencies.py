@@ -34,7 +34,15 @@ async def resolve_principal(request: Request, token: str) -> Principal | service
     settings: ApiSettings = get_settings(request)
     pool: Pool = get_pool(request)
     async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
-        outcome = await service.authenticate(conn, settings=settings, token=token, client_ip=client_address(request))
+        # One read: in autocommit it is one round trip, with no BEGIN before it and no COMMIT
+        # after (this runs before every authenticated request).
+        await conn.set_autocommit(True)
+        try:
+            outcome = await service.authenticate(
+                conn, settings=settings, token=token, client_ip=client_address(request)
+            )
+        finally:
+            await conn.set_autocommit(False)
     if isinstance(outcome, Principal):
         request.state.principal = outcome
     return outcome

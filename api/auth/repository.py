@@ -26,6 +26,23 @@ async def get_user_by_id(conn: Conn, user_id: uuid.UUID) -> User | None:
         return await cur.fetchone()
 
 
+async def get_user_and_session(conn: Conn, user_id: uuid.UUID, session_id: str) -> tuple[User | None, Session | None]:
+    """The user and, when it belongs to them, the session, in one query (one round trip per
+    authenticated request)."""
+    u = ", ".join(f"u.{c}" for c in _USER_COLUMNS.split(", "))
+    s = ", ".join(f"s.{c}" for c in _SESSION_COLUMNS.split(", "))
+    cur = await conn.execute(
+        f"SELECT {u}, {s} FROM users AS u LEFT JOIN sessions AS s ON s.id = %s AND s.user_id = u.id "  # noqa: S608 - constant column lists
+        "WHERE u.id = %s",
+        (session_id, user_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None, None
+    width = len(_USER_COLUMNS.split(", "))
+    return User(*row[:width]), None if row[width] is None else Session(*row[width:])
+
+
 async def update_password_hash(conn: Conn, user_id: uuid.UUID, password_hash: str) -> None:
     await conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (password_hash, user_id))
 

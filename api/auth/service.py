@@ -306,10 +306,9 @@ async def authenticate(conn: Conn, *, settings: ApiSettings, token: str, client_
         claims = decode_token(token, key=settings.jwt_secret.get_secret_value(), issuer=settings.jwt_issuer)
     except TokenError as exc:
         return Refused(401, exc.code, exc.detail)
-    user = await repository.get_user_by_id(conn, claims.user_id)
+    user, session = await repository.get_user_and_session(conn, claims.user_id, claims.session_id)
     if user is None or user.disabled or user.role != claims.role:
         return Refused(401, "invalid_token", "the session is no longer valid; log in again")
-    session = await repository.get_session(conn, claims.session_id)
     if session is None or session.user_id != user.id:
         return Refused(401, "invalid_token", "the session is no longer valid; log in again")
     if session.revoked_at is not None:

@@ -86,7 +86,7 @@ async def patient_summary(
     settings: Annotated[ApiSettings, Depends(get_settings)],
 ) -> PatientSummary:
     async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
-        found = await service.summary(conn, principal, patient_id, utc_now())
+        found = await service.summary(conn, principal, patient_id, utc_now(), commit=True)
     # Raised after the block so the audit event of the denied read is committed.
     if found is None:
         raise _not_found(patient_id)

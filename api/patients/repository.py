@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from psycopg import AsyncCursor
@@ -274,9 +274,13 @@ async def send_trends(
 
 async def trends_of(cur: AsyncCursor[Any]) -> dict[str, list[RollupBucket]]:
     out: dict[str, list[RollupBucket]] = {}
+    # model_construct: the row's types are known (24 buckets per vital, validation was the
+    # cost); the bucket start goes to UTC as UtcDatetime would.
     for row in await cur.fetchall():
         out.setdefault(row[0], []).append(
-            RollupBucket(start=row[1], n=int(row[2]), mean=float(row[3]), min=float(row[4]), max=float(row[5]))
+            RollupBucket.model_construct(
+                start=row[1].astimezone(UTC), n=int(row[2]), mean=float(row[3]), min=float(row[4]), max=float(row[5])
+            )
         )
     return out
 
