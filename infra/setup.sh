@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(mosquitto mosquitto-clients postgresql-15 postgresql-server-dev-15 postgresql-contrib
           build-essential cmake dpkg-dev libssl-dev libkrb5-dev ca-certificates
-          chromium)  # chromium: the browser tests of the clinician pages (tests/ui), driven by Playwright
+          chromium   # chromium: the browser tests of the clinician pages (tests/ui), driven by Playwright
+          prometheus)  # prometheus: the local stack's metrics server, and promtool for the metrics tests
 # npm fetches axe-core for those tests; Node may come from elsewhere than Debian, so only ask
 # for Debian's when no npm is on the PATH.
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
@@ -24,7 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   echo "setup: installing Debian packages: ${missing[*]}"
-  # Packages must not start their default services (ports 1883/5432 are not ours):
+  # Packages must not start their default services (ports 1883/5432/9090 are not ours):
   # a temporary policy-rc.d refuses service starts during this install only.
   policy=/usr/sbin/policy-rc.d
   own_policy=0
