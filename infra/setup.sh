@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(mosquitto mosquitto-clients postgresql-15 postgresql-server-dev-15 postgresql-contrib
           build-essential cmake dpkg-dev libssl-dev libkrb5-dev ca-certificates
           chromium   # chromium: the browser tests of the clinician pages (tests/ui), driven by Playwright
+          docker-compose   # docker-compose: 'config' validates infra/compose without an engine (tests/infra)
           prometheus)  # prometheus: the local stack's metrics server, and promtool for the metrics tests
 # npm fetches axe-core for those tests; Node may come from elsewhere than Debian, so only ask
 # for Debian's when no npm is on the PATH.
