@@ -15,7 +15,9 @@ ended), the figures (precision per rule, alerts per patient-day) and the notific
 (`alerts.notify.run_outbox` with its `NotifySettings`, ADR 0019), which drains the outbox this
 service fills; it is found at start-up, so this module does not import it. The reminder loop
 (`alerts.reminders.run_reminders`, ADR 0026) plans, sends and cancels the patients' reminders
-on the same pool and clock, unless `reminders_enabled` is off.
+on the same pool and clock, unless `reminders_enabled` is off; so does the retention task
+(`alerts.retention.run_retention`, ADR 0028), which drops raw observations older than
+`retention_days`, unless `retention_enabled` is off.
 Readiness (`rpm_alerts_ready`, core/progress.py): up, and either no detection waiting on
 Kafka or some committed within `alerts_stall_after_s`.
 """
@@ -37,6 +39,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from alerts import metrics, repository, service
 from alerts.reminders import run_reminders
+from alerts.retention import run_retention
 from alerts.settings import AlertsSettings
 from core.alert_lifecycle import PERSON_DISPOSITIONS, alerts_per_patient_day, precision
 from core.db import create_pool
@@ -100,6 +103,8 @@ class AlertService:
             self._supervisor.spawn(sender, name="notify-outbox")
         if s.reminders_enabled:
             self._supervisor.spawn(run_reminders(self._pool, s, clock=self.clock), name="reminders")
+        if s.retention_enabled:
+            self._supervisor.spawn(run_retention(self._pool, s, clock=self.clock), name="retention")
         self.progress.up = True
         metrics.UP.set(1)
         log.info("alert service up", kafka=s.kafka_bootstrap, group=s.alerts_group_id, notify=sender is not None)

@@ -1,16 +1,17 @@
 """Settings of the alert service (`python -m alerts`): its own, the database's, Kafka's, the
 notification sender's (`NotifySettings`: SMTP relay, links, retries, webhook destinations) and
-the reminder loop's (`RemindersSettings`, ADR 0026)."""
+the reminder loop's (`RemindersSettings`, ADR 0026) and the retention task's (`RetentionSettings`, ADR 0028)."""
 
 from __future__ import annotations
 
 from pydantic import Field, model_validator
 
 from alerts.reminders.settings import LoopSettings
+from alerts.retention.settings import RetentionSettings
 from core.settings import DatabaseSettings, KafkaSettings
 
 
-class AlertsSettings(DatabaseSettings, KafkaSettings, LoopSettings):
+class AlertsSettings(DatabaseSettings, KafkaSettings, LoopSettings, RetentionSettings):
     alerts_metrics_port: int = Field(19103, description="Port of the alert service's Prometheus metrics endpoint")
     alerts_metrics_host: str = Field("127.0.0.1", description="Address of the alert service's metrics endpoint")
     alerts_group_id: str = Field(

@@ -126,6 +126,9 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("SELECT", "patient_preferences(patient_id, email, channels, quiet_start, quiet_end, time_zone, updated_at)"),
         ("INSERT", "patient_preferences(patient_id, email, channels, quiet_start, quiet_end, time_zone, updated_at)"),
         ("UPDATE", "patient_preferences(email, channels, quiet_start, quiet_end, time_zone, updated_at)"),
+        # 0016: the hourly and daily rollups (continuous aggregates where the edition has them)
+        ("SELECT", "view observations_hourly"),
+        ("SELECT", "view observations_daily"),
     ],
     "rpm_ingest": [
         ("CONNECT", "database"),
@@ -213,6 +216,10 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ),
         ("UPDATE", "reminders(due_at, state, outcome, attempts, last_error, sent_at, settled_at)"),
         ("USAGE", "sequence reminders_id_seq"),
+        # 0016, alerts/retention: drop chunks older than the retention period, or keep the
+        # edition's retention policy; both refuse a period below the floor (ADR 0028)
+        ("EXECUTE", "function drop_observation_chunks(timestamp with time zone)"),
+        ("EXECUTE", "function set_observation_retention_policy(interval)"),
     ],
     "rpm_reporting": [
         ("CONNECT", "database"),
