@@ -1,4 +1,4 @@
-"""The `rpm` command line: run the local stack, provision devices, drive the simulator."""
+"""The `rpm` command line: run the local stack, provision devices, drive the simulator, Grafana as code."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core.devices import DEVICE_CLASSES, ProvisioningError, provision_device, revoke_device
+from infra.grafana.cli import app as grafana_app
 from infra.stack import PLATFORM_COMPONENTS, ROOT, SERVICE_COMPONENTS, Stack, StackError
 
 app = typer.Typer(help="Remote patient monitoring platform", no_args_is_help=True)
@@ -25,6 +26,7 @@ stack_app = typer.Typer(help="The local stack (state in .rpm/)", no_args_is_help
 devices_app = typer.Typer(help="Device provisioning", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(devices_app, name="devices")
+app.add_typer(grafana_app, name="grafana")
 console = Console(soft_wrap=True)
 
 
