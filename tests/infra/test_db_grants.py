@@ -239,6 +239,14 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("SELECT", "consents(patient_id, scope, granted_at, withdrawn_at)"),
         ("SELECT", "feedback(survey_id, submitted_at, score)"),
         ("SELECT", "audit_events(at, action, resource, outcome)"),
+        # 0017, the Grafana dashboards (infra/grafana): device fleet, escalations, engagement,
+        # and the care plan's limits for the patient drill-down (a view of just those numbers)
+        ("SELECT", "observations(device_id, seq)"),
+        ("SELECT", "devices(battery, battery_at)"),
+        ("SELECT", "notifications(alert_id, tier, channel, state, created_at, sent_at)"),
+        ("SELECT", "reminders(kind, metric, channel, follow_up, scheduled_at, state, outcome)"),
+        ("SELECT", "audit_events(actor_role)"),
+        ("SELECT", "view care_plan_limits"),
     ],
     # The shared role of old, and everyone: nothing.
     "rpm_app": [],
