@@ -42,6 +42,7 @@ def _rule(
         .uid(uid)
         .folder_uid(FOLDER_UID)
         .rule_group(GROUP)
+        .org_id(1)
         .condition("C")
         .queries(
             [

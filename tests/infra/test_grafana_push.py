@@ -152,6 +152,7 @@ def test_push_sends_what_the_grafana_http_api_expects(grafana: StandInGrafana) -
     assert set(rules) == {"rpm-ingest-stalled", "rpm-lag-growing", "rpm-database-down"}
     for rule in rules.values():
         assert rule["folderUID"] == "rpm"
+        assert rule["orgID"] == 1
         assert rule["ruleGroup"] == "rpm-ops"
         assert rule["condition"] == "C"
         assert rule["data"][1]["datasourceUid"] == "__expr__"
