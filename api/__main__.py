@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import uvicorn
+from prometheus_client import start_http_server
 
 from api.app import create_app
 from api.settings import ApiSettings
@@ -16,6 +17,8 @@ def main() -> None:
     configure_logging(settings.log_level, json=settings.log_json)
     # psycopg's pool logs every connection checkout at INFO: keep its warnings, drop the chatter.
     logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
+    # Metrics on their own port, like every process's (api/metrics.py says why).
+    start_http_server(settings.api_metrics_port, addr=settings.api_metrics_host)
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

@@ -34,6 +34,7 @@ from api.devices import endpoints as device_endpoints
 from api.headers import SecurityHeadersMiddleware
 from api.health import endpoints as health_endpoints
 from api.inputs import screen_inputs
+from api.metrics import RequestMetricsMiddleware
 from api.observations import endpoints as observation_endpoints
 from api.pages import access_log as access_log_page
 from api.pages import careplan as careplan_page
@@ -125,6 +126,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, handle_validation)
     # Outermost: crashes answered by the problem middleware get the headers too.
     app.add_middleware(SecurityHeadersMiddleware, trusted_proxies=settings.trusted_proxy_networks)
+    # Outermost of all: every request counted by route template with the status it ended with
+    # (api/metrics.py; the metrics themselves are served on RPM_API_METRICS_PORT, not here).
+    app.add_middleware(RequestMetricsMiddleware)
     app.include_router(health_endpoints.router)
     app.include_router(auth_endpoints.router, prefix=API_PREFIX)
     app.include_router(observation_endpoints.router, prefix=API_PREFIX)

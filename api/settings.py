@@ -49,6 +49,10 @@ class ApiSettings(DatabaseSettings, KafkaSettings, BrokerAdminSettings):
     jwt_issuer: str = Field("rpm-api", description="`iss` and `aud` claim of the tokens this API issues and accepts")
     api_host: str = Field("127.0.0.1", description="Interface uvicorn binds to")
     api_port: int = Field(18000, ge=1, le=65535, description="TCP port uvicorn listens on")
+    api_metrics_port: int = Field(
+        19104, ge=1, le=65535, description="Port of the API's Prometheus metrics endpoint (not the API's own port)"
+    )
+    api_metrics_host: str = Field("127.0.0.1", description="Address of the API's Prometheus metrics endpoint")
     api_trusted_proxies: str = Field(
         "",
         description="Comma-separated addresses or CIDR networks of reverse proxies whose X-Forwarded-For "

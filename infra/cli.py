@@ -77,8 +77,10 @@ def stack_up(
     console.print(
         f"  Metrics      http://127.0.0.1:{stack.ports.ingest_metrics}/metrics (ingest), "
         f"http://127.0.0.1:{stack.ports.streams_metrics}/metrics (streams), "
-        f"http://127.0.0.1:{stack.ports.alerts_metrics}/metrics (alerts)"
+        f"http://127.0.0.1:{stack.ports.alerts_metrics}/metrics (alerts), "
+        f"http://127.0.0.1:{stack.ports.api_metrics}/metrics (api)"
     )
+    console.print(f"  Prometheus   http://127.0.0.1:{stack.ports.prometheus}  (scrapes every process's metrics)")
     console.print(
         f"  Alert e-mail SMTP 127.0.0.1:{stack.ports.smtp} (the stack's own server); "
         f"each message lands as one file in {stack.maildir}/new"

@@ -40,7 +40,7 @@ DYNSEC_PLUGIN: Final = Path(
     os.environ.get("RPM_MOSQUITTO_DYNSEC_PLUGIN", "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
 )
 PLATFORM_COMPONENTS: Final = ("ingest", "streams", "alerts", "api")
-SERVICE_COMPONENTS: Final = ("mosquitto", "kafka", "postgres", "smtp")
+SERVICE_COMPONENTS: Final = ("mosquitto", "kafka", "postgres", "smtp", "prometheus")
 
 
 class StackError(RuntimeError):
@@ -64,6 +64,8 @@ class Ports:
     streams_metrics: int = 19102
     alerts_metrics: int = 19103
     smtp: int = 18025  # the local SMTP server (infra/smtp.py), alert e-mail lands in <state>/mail
+    api_metrics: int = 19104  # the API's /metrics, on its own port like every process's (ADR 0030)
+    prometheus: int = 19090  # the local Prometheus (infra/prometheus), scraping every process's /metrics
 
     @classmethod
     def free(cls) -> Ports:
@@ -256,6 +258,7 @@ class Stack:
             "RPM_STREAMS_METRICS_PORT": str(self.ports.streams_metrics),
             "RPM_STREAMS_DATA_DIR": str(self.state / "streams"),
             "RPM_ALERTS_METRICS_PORT": str(self.ports.alerts_metrics),
+            "RPM_API_METRICS_PORT": str(self.ports.api_metrics),
             **(self.notify_env() if process == "alerts" else {}),
         }
 
@@ -459,6 +462,53 @@ class Stack:
         self._wait(name, proc, lambda: smtp_greets(self.ports.smtp), 20)
         self._say(f"  smtp       ready on 127.0.0.1:{self.ports.smtp} (alert e-mail lands in {self.maildir}/new)")
 
+    # --- Prometheus (Debian's binary, our configuration, data in the state dir) -------------------
+    def start_prometheus(self) -> None:
+        from infra import prometheus
+
+        name = "prometheus"
+        if self.pid(name):
+            return
+        self._require_free(name, self.ports.prometheus)
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise StackError(name, "binary not found: prometheus (run infra/setup.sh)")
+        user = _unprivileged_user("prometheus")
+        if user is not None and not _reachable_by(self.state, user):
+            raise StackError(
+                name,
+                f"the state directory {self.state} is not reachable by the unprivileged user 'prometheus' "
+                "(a parent directory lacks search permission); set RPM_STATE_DIR to a path under /var/lib or /tmp",
+            )
+        pdir = self.state / "prometheus"
+        (pdir / "data").mkdir(parents=True, exist_ok=True)
+        conf = pdir / "prometheus.yml"
+        conf.write_text(prometheus.render_config(self.metrics_ports()))
+        _chown_tree(pdir, user)
+        argv = [
+            binary,
+            f"--config.file={conf}",
+            f"--storage.tsdb.path={pdir / 'data'}",
+            "--storage.tsdb.retention.time=7d",
+            f"--web.listen-address=127.0.0.1:{self.ports.prometheus}",
+            "--web.enable-lifecycle",
+        ]
+        proc = self._spawn(name, argv, user=user, marker=f"--config.file={conf}")
+        self._wait(name, proc, lambda: prometheus.ready(self.ports.prometheus), 30)
+        self._say(
+            f"  prometheus ready on http://127.0.0.1:{self.ports.prometheus} "
+            f"(scrapes {', '.join(prometheus.JOBS)} every {prometheus.SCRAPE_INTERVAL_S} s)"
+        )
+
+    def metrics_ports(self) -> dict[str, int]:
+        """Each platform process's /metrics port (Prometheus's scrape targets)."""
+        return {
+            "ingest": self.ports.ingest_metrics,
+            "streams": self.ports.streams_metrics,
+            "alerts": self.ports.alerts_metrics,
+            "api": self.ports.api_metrics,
+        }
+
     # --- PostgreSQL + TimescaleDB --------------------------------------------------------------
     def start_postgres(self) -> None:
         name = "postgres"
@@ -606,9 +656,13 @@ class Stack:
         if self.pid("api"):
             return
         self._require_free("api", self.ports.api)
+        self._require_free("api", self.ports.api_metrics)
         proc = self._python("api", "api")
         self._wait("api", proc, lambda: http_status(self.ports.api, "/healthz") == 200, 30)
-        self._say(f"  api        ready on http://127.0.0.1:{self.ports.api}")
+        self._say(
+            f"  api        ready on http://127.0.0.1:{self.ports.api} "
+            f"(metrics http://127.0.0.1:{self.ports.api_metrics}/metrics)"
+        )
 
     def start_simulator(self, credentials: Path, *args: str) -> None:
         if self.pid("simulator"):
@@ -642,7 +696,7 @@ class Stack:
             raise StackError("watchdog", f"exited with code {proc.returncode}", tail(self.logs / "watchdog.log"))
         self._say("  watchdog   restarts a crashed platform process (restarts in make status)")
 
-    STARTERS: Final = ("mosquitto", "kafka", "postgres", "smtp", "ingest", "streams", "alerts", "api")
+    STARTERS: Final = ("mosquitto", "kafka", "postgres", "smtp", "prometheus", "ingest", "streams", "alerts", "api")
 
     def start(self, components: Iterable[str] = STARTERS) -> None:
         for component in components:
@@ -654,6 +708,7 @@ class Stack:
         order = [
             "watchdog",
             "simulator",
+            "prometheus",
             "api",
             "alerts",
             "streams",
@@ -728,11 +783,23 @@ class Stack:
         check("streams", lambda: progress_probe(self.ports.streams_metrics, "streams"))
         check("alerts", lambda: progress_probe(self.ports.alerts_metrics, "alerts"))
         check("api", lambda: (http_status(self.ports.api, "/readyz") == 200, f"http://127.0.0.1:{self.ports.api}"))
+        if self._pidfile("prometheus").exists():
+            check("prometheus", self._prometheus_probe)
         if self._pidfile("simulator").exists():
             check("simulator", lambda: (True, "publishing"))
         if self._pidfile("watchdog").exists():
             check("watchdog", lambda: (True, "restarting crashed platform processes"))
         return result
+
+    def _prometheus_probe(self) -> tuple[bool, str]:
+        from infra import prometheus
+
+        if not prometheus.ready(self.ports.prometheus):
+            return False, f"http://127.0.0.1:{self.ports.prometheus} not ready"
+        found = prometheus.targets(self.ports.prometheus)
+        down = sorted(t["labels"].get("job", "?") for t in found if t.get("health") != "up")
+        seen = f"{len(found) - len(down)}/{len(found)} targets up" + (f" (down: {', '.join(down)})" if down else "")
+        return True, f"http://127.0.0.1:{self.ports.prometheus}, {seen}"
 
     def readings_last_minute(self) -> int:
         with psycopg.connect(self.admin_db_url, connect_timeout=2) as conn:

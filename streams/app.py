@@ -234,7 +234,7 @@ class Inputs:
         for tp in [tp for tp in self._next if tp not in assigned]:
             del self._next[tp]
         committed = getattr(consumer, "_committed_offset", {})
-        total = 0
+        per_topic = dict.fromkeys(sorted(self.TOPICS), 0)
         for tp in assigned:
             if tp.topic not in self.TOPICS:
                 continue
@@ -242,8 +242,10 @@ class Inputs:
             if highwater is None:
                 continue
             done = max(self._next.get(tp, 0), committed.get(tp) or 0)
-            total += max(0, highwater - done)
-        return total
+            per_topic[tp.topic] += max(0, highwater - done)
+        for topic, lag in per_topic.items():
+            metrics.CONSUMER_LAG.labels(topic=topic).set(lag)
+        return sum(per_topic.values())
 
 
 def _add_device_events(

@@ -29,6 +29,25 @@ STORAGE_LAG = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
+END_TO_END_LATENCY = Histogram(
+    "rpm_streams_end_to_end_latency_seconds",
+    "From a reading's device time to its batch committed in observations (a device's buffered or resent "
+    "readings count with their age)",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600),
+)
+CONSUMER_LAG = Gauge(
+    "rpm_streams_consumer_lag",
+    "Records of an input topic on this worker's partitions not yet finished (Kafka high-water mark minus "
+    "the offset after the newest finished record)",
+    ["topic"],
+)
+SILENT_DEVICES = Gauge(
+    "rpm_streams_silent_devices",
+    "Devices of this worker's patients silent past their class's limit, by level (warn, urgent), as of the "
+    "last timer pass",
+    ["level"],
+)
+
 DETECTION_RECORDS = Counter(
     "rpm_streams_detection_records", "Kafka reading records run through the detectors (quarantined ones excluded)"
 )
@@ -37,7 +56,11 @@ DETECTION_SKIPPED = Counter(
     "Reading records the detection lane left out (quarantined; undecodable: the storage lane dead-letters those)",
     ["reason"],
 )
-DETECTIONS = Counter("rpm_streams_detections", "Detections published to rpm.detections.v1", ["rule", "kind"])
+DETECTIONS = Counter(
+    "rpm_streams_detections",
+    "Detections published to rpm.detections.v1, by rule, kind (raise, clear) and severity",
+    ["rule", "kind", "severity"],
+)
 DETECTION_FAILURES = Counter(
     "rpm_streams_detection_failures", "Patients' record groups the detectors refused (dead-lettered)", ["reason"]
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from infra.prometheus import Prometheus
 from infra.stack import Ports, Stack
 
 
@@ -42,6 +43,17 @@ def platform(stack: Stack) -> Stack:
     """The whole platform: services plus ingest bridge, Faust worker and API."""
     stack.start(["ingest", "streams", "api"])
     return stack
+
+
+@pytest.fixture(scope="session")
+def prometheus(platform: Stack) -> Prometheus:
+    """The stack's own Prometheus scraping every platform process (the alert service started
+    too), returned once each target is up and scraped twice: `prometheus.query("...")` runs
+    PromQL against what the running processes really expose (dashboard panels, for example)."""
+    platform.start(["alerts", "prometheus"])
+    running = Prometheus(platform.ports.prometheus)
+    running.wait_until_up(timeout=90)
+    return running
 
 
 @pytest.fixture

@@ -42,6 +42,7 @@ from api.audit import repository as audit_repository
 from api.audit.schemas import AuditEvent, Outcome
 from api.auth.schemas import Principal
 from api.db import Conn
+from api.metrics import observe_acknowledged
 from core import alert_lifecycle as lifecycle
 
 RESOURCE: Final = "alert"
@@ -262,6 +263,11 @@ async def act(
     await repository.insert_events(conn, done.alert, done.events)
     cancelled = await repository.cancel_queued(conn, alert.id) if done.cancel_queued else 0
     await audit("allowed", reached, from_state=alert.state, to_state=done.alert.state, cancelled=cancelled)
+    if isinstance(move, AcknowledgeBody):
+        # Counted as the transaction ends (the caller commits it straight after).
+        observe_acknowledged(
+            done.alert.rule, str(done.alert.severity), done.alert.opened_at, done.alert.acknowledged_at
+        )
     return await _detail(conn, done.alert)
 
 

@@ -43,6 +43,7 @@ from psycopg_pool import PoolTimeout
 
 from api.alerts import repository
 from api.db import Pool
+from api.metrics import SSE_CLIENTS
 from core.logging import get_logger
 
 CHANNEL: Final = "rpm_alert_events"
@@ -152,15 +153,21 @@ class AlertEventHub:
             sub.queue.put_nowait(None)
         else:
             self._subscribers.add(sub)
+            SSE_CLIENTS.inc()
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
-        self._subscribers.discard(sub)
+        self._forget(sub)
+
+    def _forget(self, sub: Subscriber) -> None:
+        if sub in self._subscribers:
+            self._subscribers.discard(sub)
+            SSE_CLIENTS.dec()
 
     def _drop(self, sub: Subscriber) -> None:
         """End a client's stream: it gets a `None` after what it already has is cleared."""
         sub.dropped = True
-        self._subscribers.discard(sub)
+        self._forget(sub)
         while not sub.queue.empty():
             sub.queue.get_nowait()
         sub.queue.put_nowait(None)

@@ -39,6 +39,7 @@ from core.detectors.model import Detection
 from core.detectors.service import DetectorState, detect_due, detect_readings, observe_devices
 from core.logging import get_logger
 from core.retry import bounded
+from core.rules import Rule
 from core.supervision import error_detail
 from core.wire import DetectionRecord, Reading, ReadingBatch, encode
 from streams import metrics
@@ -132,6 +133,18 @@ def to_record(d: Detection, *, received_at: datetime | None, produced_at: dateti
         received_at=received_at,
         produced_at=produced_at,
     )
+
+
+def silent_devices(state: DetectorState) -> dict[str, int]:
+    """The patient's devices silent now, by level: urgent when the urgent episode is open, else warn."""
+    counts = {"warn": 0, "urgent": 0}
+    for seen in state.silence.devices.values():
+        rules = {episode.rule for episode in seen.open}
+        if Rule.DEVICE_SILENT_URGENT in rules:
+            counts["urgent"] += 1
+        elif Rule.DEVICE_SILENT_WARN in rules:
+            counts["warn"] += 1
+    return counts
 
 
 def partition_is_current(
@@ -274,6 +287,7 @@ class DetectionPipeline:
         async with self.lock:
             outcomes: list[Outcome] = []
             patients = 0
+            silent = {"warn": 0, "urgent": 0}
             for patient_id, partition, state in self._states.owned(partitions):
                 patients += 1
                 if patients % self._yield_every == 0:
@@ -286,8 +300,12 @@ class DetectionPipeline:
                     continue
                 if found or new_state != state:
                     outcomes.append(Outcome(patient_id, partition, new_state, found, {}, []))
+                for level, count in silent_devices(new_state).items():
+                    silent[level] += count
             published = await self._commit(outcomes, {}, by="timer")
         metrics.DETECTION_PATIENTS.set(patients)
+        for level, count in silent.items():
+            metrics.SILENT_DEVICES.labels(level=level).set(count)
         metrics.DETECTION_DUE_SECONDS.observe(time.monotonic() - started)
         return published
 
@@ -327,7 +345,7 @@ class DetectionPipeline:
             if i in failed:
                 continue
             count += 1
-            metrics.DETECTIONS.labels(rule=d.rule.value, kind=d.kind.value).inc()
+            metrics.DETECTIONS.labels(rule=d.rule.value, kind=d.kind.value, severity=d.severity.value).inc()
             received = outcomes[i].received.get(d.detected_at)
             if received is not None:
                 metrics.DETECTION_LATENCY.observe(max(0.0, (acked - received).total_seconds()))

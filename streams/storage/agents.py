@@ -57,4 +57,6 @@ async def store_records(values: Sequence[bytes | None], writer: StorageWriter, d
     now = datetime.now(UTC)
     for batch in decoded.batches:
         metrics.STORAGE_LAG.observe(max(0.0, (now - batch.received_at).total_seconds()))
+        for reading in batch.readings:
+            metrics.END_TO_END_LATENCY.observe(max(0.0, (now - reading.ts).total_seconds()))
     return inserted
