@@ -7,6 +7,7 @@ Each process composes the groups it needs into its own settings class. Secrets a
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +15,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "password"})
 
 Environment = Literal["development", "test", "production"]
+
+
+def _is_placeholder(value: str) -> bool:
+    """A placeholder secret, or a URL (a database's) whose password is one."""
+    if value in PLACEHOLDER_SECRETS:
+        return True
+    if "://" not in value:
+        return False
+    try:
+        password = urlsplit(value).password
+    except ValueError:
+        return False
+    return password is not None and unquote(password) in PLACEHOLDER_SECRETS
 
 
 class BaseRpmSettings(BaseSettings):
@@ -33,7 +47,7 @@ class BaseRpmSettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> BaseRpmSettings:
         if self.environment == "production":
-            weak = [n for n, v in self._secrets().items() if v.get_secret_value() in PLACEHOLDER_SECRETS]
+            weak = [n for n, v in self._secrets().items() if _is_placeholder(v.get_secret_value())]
             if weak:
                 raise ValueError(f"placeholder secrets are not allowed in production: {', '.join(weak)}")
         return self

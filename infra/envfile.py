@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings
 from alerts.settings import AlertsSettings
 from api.settings import ApiSettings
 from core.settings import BrokerAdminSettings
+from infra.deploy import DeploySettings
 from ingest.settings import IngestSettings
 from streams.settings import StreamsSettings
 
@@ -18,6 +19,7 @@ SETTINGS_CLASSES: tuple[tuple[str, type[BaseSettings]], ...] = (
     ("alert service (python -m alerts)", AlertsSettings),
     ("API (python -m api)", ApiSettings),
     ("broker administration (rpm devices, provisioning)", BrokerAdminSettings),
+    ("one-off set-up of a deployment (python -m infra.deploy)", DeploySettings),
 )
 
 

@@ -105,7 +105,11 @@ def test_device_classes_answer_from_the_cache_while_the_database_is_unreachable(
 
 def test_fault_injection_is_refused_in_production_and_must_name_a_point() -> None:
     with pytest.raises(ValueError, match="refused in production"):
-        StreamsSettings(environment="production", streams_fault_inject="lane-store")
+        StreamsSettings(
+            environment="production",
+            database_url="postgresql://rpm_streams_login:s3cret-db-pw@db/rpm",
+            streams_fault_inject="lane-store",
+        )
     with pytest.raises(ValueError, match="must be one of"):
         StreamsSettings(streams_fault_inject="everywhere")
     assert StreamsSettings(environment="test", streams_fault_inject="lane-store").streams_fault_inject == "lane-store"
