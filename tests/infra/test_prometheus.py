@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
 
 import httpx
+import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.wire import READINGS
 from infra.prometheus import JOBS, Prometheus, render_config
 from infra.stack import Stack
+from tests.helpers import Device, count_rows, create_patient, provision, reading, wait_for
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
@@ -124,3 +128,44 @@ def test_generated_config_passes_promtool(platform: Stack, prometheus: Prometheu
     for job, port in platform.metrics_ports().items():
         assert f"job_name: {job}" in written.read_text()
         assert f"127.0.0.1:{port}" in written.read_text()
+
+
+def scraped(port: int, name: str, **labels: str) -> float:
+    """One sample of a process's /metrics (0 when absent)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return 0.0
+
+
+def test_a_reading_moves_the_pipeline_metrics(prometheus: Prometheus, platform: Stack, db: psycopg.Connection) -> None:
+    """A reading sent 30 s after its device time: counted in by the bridge, its end-to-end
+    latency (device time to commit) at least those 30 s, the readings lag back to 0, and the
+    same figures in Prometheus."""
+    ingest, streams = platform.ports.ingest_metrics, platform.ports.streams_metrics
+    latency = "rpm_streams_end_to_end_latency_seconds"
+    received_before = scraped(ingest, "rpm_ingest_received_messages_total")
+    count_before = scraped(streams, f"{latency}_count")
+    sum_before = scraped(streams, f"{latency}_sum")
+    patient = create_patient(db)
+    creds = provision(platform, patient)
+    device = Device(platform, creds.username, creds.password)
+    device.connect()
+    try:
+        device.send(1, [reading("heart_rate", 72, "/min", datetime.now(UTC) - timedelta(seconds=30))])
+        assert wait_for(lambda: count_rows(db, patient) == 1, timeout=60), "the reading was not stored"
+    finally:
+        device.close()
+
+    assert scraped(ingest, "rpm_ingest_received_messages_total") >= received_before + 1
+    assert wait_for(lambda: scraped(streams, f"{latency}_count") >= count_before + 1, timeout=10)
+    assert scraped(streams, f"{latency}_sum") - sum_before >= 30
+    lag = {"topic": READINGS.name}
+    assert wait_for(lambda: scraped(streams, "rpm_streams_consumer_lag", **lag) == 0, timeout=30)
+    seen = scraped(streams, f"{latency}_count")
+    assert wait_for(
+        lambda: [float(r["value"][1]) for r in prometheus.query(f'{latency}_count{{job="streams"}}')] >= [seen],
+        timeout=30,
+    ), "Prometheus did not scrape the worker's new figures"
