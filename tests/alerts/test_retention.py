@@ -4,6 +4,7 @@ TimescaleDB of the test stack (Apache edition: our own drop_chunks task, plain v
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -14,11 +15,11 @@ from prometheus_client import REGISTRY
 from psycopg import errors
 from pydantic import ValidationError
 
-from alerts.retention import RetentionRound, RetentionSettings, retention_round
+from alerts.retention import RetentionRound, RetentionSettings, retention_round, run_retention
 from api.careplans.schemas import MAX_WHAT_IF_DAYS
 from api.patients.schemas import ADHERENCE_DAYS
 from api.portal.service import WEEKS
-from core.db import MIGRATIONS_DIR
+from core.db import MIGRATIONS_DIR, create_pool
 from core.retention import MIN_RETENTION_DAYS, READER_WINDOWS
 from core.wire import MAX_READING_AGE
 from infra.stack import Stack
@@ -171,3 +172,37 @@ def test_rollups_count_mean_min_max_per_hour_and_day(stack: Stack, db: psycopg.C
             ("heart_rate", day + DAY, 1, 50.0, 50.0, 50.0),
             ("spo2", day, 1, 97.0, 97.0, 97.0),
         ], process
+
+
+def test_a_refused_round_is_counted_and_the_task_goes_on(stack: Stack) -> None:
+    """The supervised task survives a failed round (here: a clock two years ahead asks for a
+    cutoff the database refuses) and the next round runs."""
+    real_now = datetime.now(UTC)
+    times = [real_now + 730 * DAY, real_now]
+    failed = "rpm_retention_rounds_failed_total"
+
+    async def go() -> tuple[float, float, bool]:
+        failed_before = REGISTRY.get_sample_value(failed) or 0.0
+        settings = RetentionSettings(retention_interval_s=0.05)
+        pool = create_pool(stack.db_url("alerts"), 1, 2, name="retention-test")
+        await pool.open(wait=True)
+        clock = iter(times)
+        task = asyncio.create_task(run_retention(pool, settings, clock=lambda: next(clock, real_now)))
+        try:
+            for _ in range(200):
+                await asyncio.sleep(0.05)
+                if REGISTRY.get_sample_value("rpm_retention_last_round_timestamp_seconds") == real_now.timestamp():
+                    break
+            alive = not task.done()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await pool.close()
+        last = REGISTRY.get_sample_value("rpm_retention_last_round_timestamp_seconds") or 0.0
+        return (REGISTRY.get_sample_value(failed) or 0.0) - failed_before, last, alive
+
+    failed_rounds, last_round, alive = asyncio.run(go())
+    assert failed_rounds == 1
+    assert last_round == real_now.timestamp()
+    assert alive
