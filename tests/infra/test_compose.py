@@ -173,3 +173,15 @@ def test_kafka_topics_are_the_codes_replicated_three_times(config: dict[str, Any
     kafka_env = (COMPOSE / "kafka" / "kafka.env").read_text()
     assert "KAFKA_AUTO_CREATE_TOPICS_ENABLE=false" in kafka_env
     assert "KAFKA_DEFAULT_REPLICATION_FACTOR=3" in kafka_env
+
+
+def test_grafana_gets_every_variable_its_provisioning_reads(config: dict[str, Any]) -> None:
+    provisioning = ROOT / "infra" / "grafana" / "provisioning"
+    wanted = {
+        m.group(1)
+        for path in provisioning.rglob("*.yaml")
+        for m in re.finditer(r"\$\{([A-Z][A-Z0-9_]*)\}", path.read_text())
+    }
+    assert wanted, "the provisioning reads no variables: has its format changed?"
+    grafana = next(s for s in config["services"].values() if str(s.get("image", "")).startswith("grafana/"))
+    assert wanted <= set(grafana.get("environment") or {})
