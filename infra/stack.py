@@ -491,7 +491,6 @@ class Stack:
             f"--storage.tsdb.path={pdir / 'data'}",
             "--storage.tsdb.retention.time=7d",
             f"--web.listen-address=127.0.0.1:{self.ports.prometheus}",
-            "--web.enable-lifecycle",
         ]
         proc = self._spawn(name, argv, user=user, marker=f"--config.file={conf}")
         self._wait(name, proc, lambda: prometheus.ready(self.ports.prometheus), 30)
