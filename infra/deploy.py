@@ -5,9 +5,11 @@ docs/operations.md, "Multi-host deployment").
 1. Database, as its owner: apply the pending migrations (yoyo, under its lock), then create or
    update one LOGIN role per process, `<group>_login`, member of its group role and nothing
    else, with the password this deployment gave it (ADR 0016).
-2. MQTT broker, as the dynamic-security admin: the ingest bridges' client and role (they read
+2. The first platform admin, when `RPM_FIRST_ADMIN_USERNAME` is set and no user has that name
+   (never changed afterwards: the admin changes their own password and adds the others).
+3. MQTT broker, as the dynamic-security admin: the ingest bridges' client and role (they read
    every device's telemetry and status through the shared subscription and send commands).
-   Devices are provisioned later, one by one (`rpm devices provision`, `POST /devices`).
+   Devices are provisioned later, one by one, by an admin (`POST /api/v1/devices`).
 
 The local stack does the same for its own state directory (infra/stack.py); this module is for
 services the stack does not run. Running it again changes nothing but the passwords given.
@@ -22,8 +24,9 @@ from typing import TypeVar
 
 import psycopg
 from psycopg import sql
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
+from api.security import hash_password
 from core.broker_admin import BrokerAdmin, BrokerAdminError
 from core.db import apply_migrations
 from core.settings import BrokerAdminSettings
@@ -46,8 +49,20 @@ class DeploySettings(BrokerAdminSettings):
     reporting_db_password: SecretStr = Field(
         _PLACEHOLDER, description="Password of rpm_reporting_login (Grafana's read-only datasource)"
     )
+    first_admin_username: str = Field(
+        "", description="User name of the first platform admin, created once if no user has it (empty: none)"
+    )
+    first_admin_password: SecretStr | None = Field(
+        None, description="Its first password (used only to create it; required with the user name)"
+    )
     mqtt_username: str = Field("rpm-ingest", description="MQTT user of the bridge (a service identity)")
     mqtt_password: SecretStr = Field(_PLACEHOLDER, description="Its password")
+
+    @model_validator(mode="after")
+    def _admin_has_a_password(self) -> DeploySettings:
+        if self.first_admin_username and self.first_admin_password is None:
+            raise ValueError("RPM_FIRST_ADMIN_USERNAME needs RPM_FIRST_ADMIN_PASSWORD")
+        return self
 
     def db_passwords(self) -> dict[str, str]:
         return {process: getattr(self, f"{process}_db_password").get_secret_value() for process in DB_ROLES}
@@ -68,12 +83,25 @@ def ensure_logins(conn: psycopg.Connection, passwords: dict[str, str]) -> None:
         conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), login))
 
 
+def ensure_first_admin(conn: psycopg.Connection, username: str, password: str) -> bool:
+    """Create the admin unless a user of that name exists; whether it was created."""
+    row = conn.execute(
+        """INSERT INTO users (username, password_hash, role, display_name) VALUES (%s, %s, 'admin', %s)
+           ON CONFLICT (username) DO NOTHING RETURNING id""",
+        (username, hash_password(password), username),
+    ).fetchone()
+    return row is not None
+
+
 def set_up_database(settings: DeploySettings) -> list[str]:
-    """Migrations, then logins; returns the ids of the migrations applied."""
+    """Migrations, logins, the first admin; returns the ids of the migrations applied."""
     url = settings.owner_database_url.get_secret_value()
     applied = apply_migrations(url)
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_logins(conn, settings.db_passwords())
+        admin, password = settings.first_admin_username, settings.first_admin_password
+        if admin and password is not None and ensure_first_admin(conn, admin, password.get_secret_value()):
+            print(f"deploy: admin {admin!r} created", file=sys.stderr)
     return applied
 
 

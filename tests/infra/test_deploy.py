@@ -7,6 +7,7 @@ import psycopg
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from api.security import verify_password
 from core.broker_admin import INGEST_ROLE
 from infra.deploy import DeploySettings, set_up_broker, set_up_database
 from infra.stack import DB_ROLES, Stack
@@ -57,3 +58,20 @@ def test_the_bridges_mqtt_client_is_created_with_the_ingest_role(stack: Stack) -
 def test_production_refuses_placeholder_passwords() -> None:
     with pytest.raises(ValidationError, match="placeholder secrets"):
         DeploySettings(environment="production")
+
+
+def test_the_first_admin_is_created_once_and_never_changed(stack: Stack, db: psycopg.Connection) -> None:
+    username = unique("admin")
+    first = _settings(stack).model_copy(
+        update={"first_admin_username": username, "first_admin_password": SecretStr("first-Passw0rd-long")}
+    )
+    set_up_database(first)
+    again = first.model_copy(update={"first_admin_password": SecretStr("other-Passw0rd-long")})
+    set_up_database(again)
+    rows = db.execute("SELECT role, password_hash FROM users WHERE username = %s", (username,)).fetchall()
+    db.execute("DELETE FROM users WHERE username = %s", (username,))
+    assert len(rows) == 1
+    role, password_hash = rows[0]
+    assert role == "admin"
+    assert verify_password("first-Passw0rd-long", password_hash)
+    assert not verify_password("other-Passw0rd-long", password_hash)
