@@ -92,7 +92,7 @@ def rules() -> list[alerting.Rule]:
             "Consumer lag growing",
             datasource_uid=PROMETHEUS_UID,
             query=promql(
-                "(sum(deriv(rpm_streams_lane_backlog[10m])) or vector(0))"
+                "(sum(deriv(rpm_streams_consumer_lag[10m])) or vector(0))"
                 " + (sum(deriv(rpm_alerts_consumer_lag[10m])) or vector(0))",
                 "growth per second",
             ).ref_id("A"),

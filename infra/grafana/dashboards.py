@@ -103,9 +103,10 @@ def pipeline() -> Dashboard:
         .with_panel(
             time_series(
                 "Consumer lag",
-                promql("sum by (lane) (rpm_streams_lane_backlog)", "worker lane {{lane}}"),
+                promql("sum by (topic) (rpm_streams_consumer_lag)", "workers: {{topic}}"),
                 promql("sum(rpm_alerts_consumer_lag)", "alert service"),
-                description="Records waiting in Kafka for each consumer.",
+                promql("sum by (lane) (rpm_streams_lane_backlog)", "in a worker, lane {{lane}}"),
+                description="Records in Kafka not yet finished by each consumer; records a worker holds per lane.",
             )
         )
         .with_panel(
@@ -126,6 +127,15 @@ def pipeline() -> Dashboard:
                 _quantile(0.99, "rpm_streams_detection_latency_seconds", "receipt to detection"),
                 _quantile(0.99, "rpm_alerts_detection_latency_seconds", "detection to alert"),
                 unit="s",
+            )
+        )
+        .with_panel(
+            time_series(
+                "End to end: device time to row committed",
+                _quantile(0.5, "rpm_streams_end_to_end_latency_seconds", "median"),
+                _quantile(0.99, "rpm_streams_end_to_end_latency_seconds", "99th percentile"),
+                unit="s",
+                description="Buffered or resent readings count with their age.",
             )
         )
         .with_panel(
@@ -160,6 +170,68 @@ def pipeline() -> Dashboard:
                     FROM pg_stat_database WHERE datname = current_database()""",
                     "table",
                 ),
+            )
+        )
+        .with_row(row("Processes"))
+        .with_panel(
+            time_series(
+                "Seconds since last progress",
+                promql("time() - max(rpm_ingest_last_progress_timestamp_seconds)", "bridge"),
+                promql("time() - max(rpm_streams_last_progress_timestamp_seconds)", "worker"),
+                promql("time() - max(rpm_alerts_last_progress_timestamp_seconds)", "alert service"),
+                unit="s",
+                description="Since each component last finished some input (it rises while idle too).",
+            )
+        )
+        .with_panel(
+            time_series(
+                "Restarts (last hour)",
+                promql(
+                    'sum by (job) (changes(process_start_time_seconds{job=~"ingest|streams|alerts|api"}[1h]))',
+                    "{{job}}",
+                ),
+            )
+        )
+        .with_row(row("API"))
+        .with_panel(
+            time_series(
+                "API requests, by status class",
+                promql(f"sum by (status_class) (rate(rpm_api_requests_total[{RATE}]))", "{{status_class}}"),
+                unit="reqps",
+                w=8,
+            )
+        )
+        .with_panel(
+            time_series(
+                "API errors (5xx share)",
+                promql(
+                    f'(sum(rate(rpm_api_requests_total{{status_class="5xx"}}[{RATE}])) or vector(0))'
+                    f" / sum(rate(rpm_api_requests_total[{RATE}]))",
+                    "5xx",
+                ),
+                unit="percentunit",
+                w=8,
+            )
+        )
+        .with_panel(
+            time_series(
+                "Live alert stream clients (SSE)",
+                promql("sum(rpm_api_sse_clients)", "clients"),
+                promql("sum(rpm_api_requests_in_progress)", "requests in progress"),
+                w=8,
+            )
+        )
+        .with_panel(
+            time_series(
+                "API duration, 99th percentile by route",
+                promql(
+                    "histogram_quantile(0.99, sum by (le, route) (rate(rpm_api_request_duration_seconds_bucket"
+                    f'{{route!="/api/v1/alerts/stream"}}[{RATE}])))',
+                    "{{route}}",
+                ),
+                unit="s",
+                w=24,
+                description="The live alert stream is left out: its duration is how long a client stayed.",
             )
         )
     )
@@ -245,6 +317,18 @@ def clinical() -> Dashboard:
                 promql(f"sum by (tier) (increase(rpm_alerts_escalated_total[{RATE}]))", "escalated to tier {{tier}}"),
                 promql("avg by (rule) (rpm_alerts_precision)", "precision {{rule}}"),
                 promql("rpm_alerts_per_patient_day", "alerts per patient-day"),
+            )
+        )
+        .with_panel(
+            time_series(
+                "Time to acknowledge, 90th percentile by severity (API)",
+                promql(
+                    "histogram_quantile(0.9, sum by (le, severity) "
+                    "(rate(rpm_api_alert_time_to_acknowledge_seconds_bucket[1h])))",
+                    "{{severity}}",
+                ),
+                unit="s",
+                w=24,
             )
         )
     )
@@ -337,6 +421,14 @@ def devices() -> Dashboard:
                     "table",
                 ),
                 w=12,
+            )
+        )
+        .with_panel(
+            time_series(
+                "Silent devices now (worker's timer)",
+                promql("sum by (level) (rpm_streams_silent_devices)", "{{level}}"),
+                description="Devices silent past their class's limit, as of the workers' last timer pass.",
+                w=6,
             )
         )
         .with_panel(

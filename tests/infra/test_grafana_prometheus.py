@@ -21,7 +21,7 @@ from infra.stack import Stack
 from tests.helpers import Device, create_patient, provision, reading, wait_for
 from tests.infra.test_grafana_promql import _expressions
 
-METRIC = re.compile(r"\brpm_[a-z0-9_]+")
+METRIC = re.compile(r"\b(?:rpm|process)_[a-z0-9_]+")
 SUFFIXES = ("", "_total", "_bucket", "_count", "_sum")
 RATE_INTERVAL = "20s"  # Grafana: max(interval + scrape interval, 4 x scrape interval) for a 5 s scrape
 EXPRESSIONS = _expressions()
