@@ -341,7 +341,8 @@ def main() -> None:
         runs.append(one_run(args.devices, int(rate * args.rate_seconds), 1, rate, args.timeout))
         print(results_table(runs[-1:]), flush=True)
 
-    command = "PYTHONPATH=. .venv/bin/python bench/end_to_end.py " + " ".join(sys.argv[1:])
+    shown = [a for i, a in enumerate(sys.argv[1:]) if a != "--out" and (i == 0 or sys.argv[i] != "--out")]
+    command = "PYTHONPATH=. .venv/bin/python bench/end_to_end.py " + " ".join(shown)
     report = f"""# End-to-end benchmark
 
 Run by `{command.strip()}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({os.cpu_count()} cores,
