@@ -39,7 +39,7 @@ from streams.consumer import set_fetch_max_wait
 from streams.dead_letters import DeadLetters
 from streams.detection.agents import detection_lane, judge_due
 from streams.detection.pipeline import DetectionPipeline
-from streams.detection.repository import DeviceClasses
+from streams.detection.repository import CollectionConsents, DeviceClasses
 from streams.detection.state_store import StateStore
 from streams.devices.agents import apply_device_events
 from streams.devices.repository import DeviceBatteries
@@ -294,6 +294,8 @@ def _add_detection(
 
     devices = DeviceClasses(s.database_url.get_secret_value(), ttl_s=s.device_class_ttl_s)
     closers.append(devices.close)
+    collection = CollectionConsents(s.database_url.get_secret_value())
+    closers.append(collection.close)
     plans = PlanBook(plan_table.data)
     pipeline = DetectionPipeline(
         states=StateStore(state_table.data, send_changelog),
@@ -302,6 +304,7 @@ def _add_detection(
         publish=publish,
         dead_letters=dead_letters,
         retries=s.detection_send_retries,
+        collection=collection,
     )
 
     async def care_plan_outcomes(stream: Any) -> Any:

@@ -23,7 +23,8 @@ batch raises is isolated to its record by the lane's barrier (`streams.dead_lett
 
 The timer (`run_due`) judges missed measurements and doses and silent devices for the
 patients of the partitions this worker owns, under the same lock as the batches, and commits
-its detections and states the same way.
+its detections and states the same way. It skips patients who withdrew collection (their
+readings are refused at the bridge, so their silence is their choice, not a finding).
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ class DeviceClassSource(Protocol):
     """Where device classes come from (`repository.DeviceClasses` in the worker)."""
 
     async def classes_of(self, device_ids: Iterable[str]) -> dict[str, str]: ...
+
+
+class CollectionSource(Protocol):
+    """Which of these patients withdrew collection (streams.detection.repository.CollectionConsents)."""
+
+    async def withdrawn(self, patient_ids: Iterable[str]) -> frozenset[str]: ...
 
 
 @dataclass(slots=True)
@@ -192,8 +199,10 @@ class DetectionPipeline:
         dead_letters: DeadLetters,
         retries: int = 5,
         yield_every: int = 64,
+        collection: CollectionSource | None = None,
     ) -> None:
         self._states = states
+        self._collection = collection
         self._plans = plans
         self._devices = devices
         self._publish = publish
@@ -284,6 +293,9 @@ class DetectionPipeline:
     async def run_due(self, now: datetime, partitions: frozenset[int]) -> int:
         """Judge the clock-driven rules for the patients of `partitions`; returns detections published."""
         started = time.monotonic()
+        withdrawn: frozenset[str] = frozenset()
+        if self._collection is not None:
+            withdrawn = await self._collection.withdrawn(p for p, _, _ in self._states.owned(partitions))
         async with self.lock:
             outcomes: list[Outcome] = []
             patients = 0
@@ -292,6 +304,10 @@ class DetectionPipeline:
                 patients += 1
                 if patients % self._yield_every == 0:
                     await asyncio.sleep(0)
+                if patient_id in withdrawn:
+                    # Collection withdrawn: the bridge refuses their readings, so silence and
+                    # missed measurements are the patient's choice, not a finding (ADR 0024).
+                    continue
                 try:
                     new_state, found = detect_due(patient_id, self._plans.plan_for(patient_id), state, now)
                 except Exception:

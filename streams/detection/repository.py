@@ -1,4 +1,5 @@
-"""Device classes for the silence detector, read from the `devices` table.
+"""What the detectors read from the database: device classes for the silence detector (the
+`devices` table), and which patients withdrew collection (`consents`).
 
 Reading records carry the device id, not its class (wearable, cuff, ...), and the class decides
 how long a device may stay silent. Classes are looked up once per device, in one query per
@@ -85,3 +86,51 @@ class DeviceClasses:
             self._conn = await AsyncConnection.connect(self._url, autocommit=True, connect_timeout=3)
         cur = await self._conn.execute("SELECT id, device_class FROM devices WHERE id = ANY(%s)", (device_ids,))
         return {str(row[0]): str(row[1]) for row in await cur.fetchall()}
+
+
+class CollectionConsents:
+    """Which patients withdrew collection: they have grants of the collect tier
+    ('remote_monitoring') and none of them is open. The bridge refuses their readings, so the
+    timer must not judge their devices silent or their measurements missed. A patient with no
+    grant at all is not counted as withdrawn (the bridge refuses them too, but tests and
+    replays feed records of patients the database does not know, and their silence is real).
+
+    One query per timer pass for the patients it owns. When the database is away the last
+    answer stands, for the patients it covered, and the query is tried again after `retry_s`.
+    """
+
+    def __init__(self, url: str, retry_s: float = 5.0) -> None:
+        self._url = url
+        self._retry = retry_s
+        self._conn: AsyncConnection | None = None
+        self._down_until = 0.0
+        self._last: frozenset[str] = frozenset()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def withdrawn(self, patient_ids: Iterable[str]) -> frozenset[str]:
+        ids = sorted(set(patient_ids))
+        if not ids:
+            return frozenset()
+        now = time.monotonic()
+        if now >= self._down_until:
+            try:
+                self._last = await asyncio.wait_for(self._fetch(ids), timeout=5)
+            except (psycopg.Error, OSError, TimeoutError) as exc:
+                self._down_until = now + self._retry
+                await self.close()
+                log.warning("consents unavailable; the last known withdrawals stand", error=str(exc))
+        return self._last & frozenset(ids)
+
+    async def _fetch(self, patient_ids: list[str]) -> frozenset[str]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = await AsyncConnection.connect(self._url, autocommit=True, connect_timeout=3)
+        cur = await self._conn.execute(
+            "SELECT patient_id FROM consents WHERE patient_id = ANY(%s) AND scope = 'remote_monitoring' "
+            "GROUP BY patient_id HAVING bool_and(withdrawn_at IS NOT NULL)",
+            (patient_ids,),
+        )
+        return frozenset(str(row[0]) for row in await cur.fetchall())

@@ -150,6 +150,8 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("INSERT", "table quarantined_readings"),
         # streams/detection/repository.py: device classes for the silence detector
         ("SELECT", "devices(id, device_class)"),
+        # 0018, streams/detection/repository.py: who withdrew collection (the timer skips them)
+        ("SELECT", "consents(patient_id, scope, withdrawn_at)"),
         # 0011, streams/devices: the battery a device last reported, a newer report only
         ("SELECT", "devices(battery_at)"),
         ("UPDATE", "devices(battery, battery_at)"),
