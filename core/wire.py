@@ -85,7 +85,12 @@ class Reading(msgspec.Struct, array_like=True):
 
 
 class ReadingBatch(msgspec.Struct):
-    """The validated readings of one device message; key = patient_id."""
+    """The validated readings of one device message, or of several messages of one device
+    received in one bridge batch (ADR 0032); key = patient_id.
+
+    `seq` is the (first) message's seq. When the record carries several messages, `seqs` holds
+    each reading's own message seq, in the order of `readings`; None when every reading has
+    `seq` (one message). Records without `seqs` (older bridges, check-ins) decode as before."""
 
     patient_id: str
     device_id: str
@@ -93,6 +98,11 @@ class ReadingBatch(msgspec.Struct):
     received_at: datetime
     readings: list[Reading]
     quarantined: bool = False
+    seqs: list[int] | None = None
+
+    def seq_of(self, index: int) -> int:
+        """The message seq of reading `index`."""
+        return self.seq if self.seqs is None else self.seqs[index]
 
 
 class RejectedMessage(msgspec.Struct):

@@ -35,17 +35,16 @@ from core.supervision import Supervisor, error_detail, failure, safe_text
 from core.wire import (
     DEVICE_EVENTS,
     INGEST_SHARE_GROUP,
-    READINGS,
     REJECTED,
     TOPIC_PREFIX,
     DeviceEvent,
-    ReadingBatch,
     ResendFrom,
     commands_topic,
     device_id_from_topic,
     encode,
 )
 from ingest import metrics
+from ingest.carried import CarriedReadings
 from ingest.producer import BatchProducer, Record
 from ingest.registry import RegistrySnapshot, load_snapshot
 from ingest.settings import IngestSettings
@@ -335,9 +334,11 @@ class Bridge:
         metrics.RECEIVED.inc(len(batch))
         records: list[Record] = []
         remember: list[tuple[str, int]] = []
+        carried = CarriedReadings()
         self._forwarded = 0
         for msg in batch:
-            records += self._records_for(msg, received_at, remember)
+            records += self._records_for(msg, received_at, remember, carried)
+        records += carried.records(received_at)
         metrics.FORWARDED.inc(self._forwarded)
         futures = await self._produce(records)
         task = self._supervisor.spawn(self._confirm(batch, records, remember, futures), name="confirm", job=True)
@@ -395,16 +396,21 @@ class Bridge:
         metrics.KAFKA_RETRIES.inc()
         log.warning("kafka produce failed; retrying batch", error=str(exc)[:300] or type(exc).__name__)
 
-    def _records_for(self, msg: Incoming, received_at: datetime, remember: list[tuple[str, int]]) -> list[Record]:
-        """The records one message becomes. A barrier: whatever judging it raises becomes a
-        dead letter (`internal_error`) and the batch goes on without it."""
+    def _records_for(
+        self, msg: Incoming, received_at: datetime, remember: list[tuple[str, int]], carried: CarriedReadings
+    ) -> list[Record]:
+        """The records one message becomes; its readings join `carried` (one record per
+        patient, device and kind for the whole batch). A barrier: whatever judging it raises
+        becomes a dead letter (`internal_error`) and the batch goes on without it."""
         try:
-            return self._judge(msg, received_at, remember)
+            return self._judge(msg, received_at, remember, carried)
         except Exception as exc:
             log.error("message could not be judged; dead-lettered", topic=safe_text(msg.topic[:256]), **failure(exc))
             return [self._dead_letter(msg, None, received_at, Reason.INTERNAL_ERROR, error_detail(exc))]
 
-    def _judge(self, msg: Incoming, received_at: datetime, remember: list[tuple[str, int]]) -> list[Record]:
+    def _judge(
+        self, msg: Incoming, received_at: datetime, remember: list[tuple[str, int]], carried: CarriedReadings
+    ) -> list[Record]:
         parsed = self._parse_topic(msg.topic)
         if parsed is None:
             return [self._dead_letter(msg, None, received_at, "foreign_topic", "not a device topic")]
@@ -435,26 +441,17 @@ class Bridge:
             self._unconfirmed_seqs[key] = outcome.digest
             remember.append(key)
             records += self._device_side_events(device_id, outcome, track, received_at)
+        for rejection in outcome.rejections:
+            records.append(self._dead_letter(msg, device_id, received_at, rejection.reason, rejection.detail))
+        # Last, once nothing of this message can raise any more: its readings join the batch's.
         for reading_set in outcome.accepted.values():
             for readings, quarantined in ((reading_set.readings, False), (reading_set.quarantined, True)):
                 if not readings:
                     continue
-                value = encode(
-                    ReadingBatch(
-                        patient_id=reading_set.patient_id,
-                        device_id=device_id,
-                        seq=outcome.seq or 0,
-                        received_at=received_at,
-                        readings=readings,
-                        quarantined=quarantined,
-                    )
-                )
-                records.append((READINGS.name, reading_set.patient_id.encode(), value))
+                carried.add(reading_set.patient_id, device_id, quarantined, outcome.seq or 0, readings)
                 self._forwarded += len(readings)
                 if quarantined:
                     metrics.QUARANTINED.inc(len(readings))
-        for rejection in outcome.rejections:
-            records.append(self._dead_letter(msg, device_id, received_at, rejection.reason, rejection.detail))
         return records
 
     def _seq_reset(self, device_id: str, track: DeviceTrack, seq: int, at: datetime) -> Record:

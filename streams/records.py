@@ -50,6 +50,8 @@ def decode_record(raw: bytes | None) -> ReadingBatch:
     received = batch.received_at
     if received < EARLIEST_RECEIVED or received - datetime.now(UTC) > RECEIVED_AHEAD_TOLERANCE:
         raise UndecodableRecordError(f"received_at {received.isoformat()} is before 2000 or more than a day ahead")
+    if batch.seqs is not None and len(batch.seqs) != len(batch.readings):
+        raise UndecodableRecordError(f"{len(batch.seqs)} seqs for {len(batch.readings)} readings")
     for index, reading in enumerate(batch.readings):
         fault = _reading_fault(reading, received)
         if fault is not None:

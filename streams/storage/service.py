@@ -75,9 +75,18 @@ def decode_records(values: Sequence[bytes | None]) -> DecodedBatch:
             if batch.quarantined
             else (out.observations, out.observation_sources)
         )
-        for r in batch.readings:
+        for i, r in enumerate(batch.readings):
             rows.append(
-                (batch.patient_id, batch.device_id, r.metric, r.ts, r.value, batch.received_at, batch.seq, r.dose_id)
+                (
+                    batch.patient_id,
+                    batch.device_id,
+                    r.metric,
+                    r.ts,
+                    r.value,
+                    batch.received_at,
+                    batch.seq_of(i),
+                    r.dose_id,
+                )
             )
             sources.append(raw)
     return out

@@ -255,3 +255,34 @@ def test_two_bridges_share_the_load(platform: Stack, db: psycopg.Connection) -> 
         if second.poll() is None:
             second.terminate()
             second.wait(timeout=20)
+
+
+def test_a_burst_of_one_reading_messages_travels_in_fewer_records_with_each_seq_stored(
+    platform: Stack, db: psycopg.Connection
+) -> None:
+    """ADR 0032: the readings of one device received in one bridge batch travel in one Kafka
+    record; every reading is stored once, with the seq of the message that carried it."""
+    from core.wire import READINGS, batch_decoder
+
+    patient = create_patient(db)
+    creds = provision(platform, patient)
+    device = Device(platform, creds.username, creds.password)
+    device.connect()
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    total = 300
+    for seq in range(1, total + 1):
+        body = payload(
+            creds.device_id, seq, [reading("heart_rate", 60 + seq % 40, "/min", base + timedelta(seconds=seq))]
+        )
+        device.client.publish(telemetry_topic(creds.device_id), body, qos=1)
+    assert wait_for(lambda: count_rows(db, patient) == total, timeout=60), count_rows(db, patient)
+    rows = db.execute(
+        "SELECT extract(epoch FROM ts - %s)::int, seq FROM observations WHERE patient_id = %s", (base, patient)
+    ).fetchall()
+    assert sorted(rows) == [(seq, seq) for seq in range(1, total + 1)]
+    records = read_topic(platform, READINGS.name, batch_decoder.decode, creds.device_id, total, timeout=5)
+    carried = sum(len(r.readings) for r in records)
+    assert carried == total, "each reading in exactly one record"
+    assert len(records) < total, "messages received together share a record"
+    assert any(r.seqs is not None for r in records)
+    device.close()
