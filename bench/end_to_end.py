@@ -107,6 +107,7 @@ def write_messages(path: Path, device_id: str, messages: int, per_message: int) 
 
 @dataclass
 class Run:
+    devices: int
     per_message: int
     rate: float  # offered messages/s, 0 = as fast as the broker takes them
     messages: int
@@ -216,7 +217,7 @@ def warm_up(stack: Stack, state: Path, messages: int = 200, timeout_s: float = 1
 
 
 def one_run(devices: int, messages: int, per_message: int, rate: float, timeout_s: float) -> Run:
-    run = Run(per_message=per_message, rate=rate, messages=messages)
+    run = Run(devices=devices, per_message=per_message, rate=rate, messages=messages)
     state = Path(tempfile.mkdtemp(prefix="rpm-bench-e2e-"))
     state.chmod(0o755)
     stack = Stack(state, Ports.free(), quiet=True)
@@ -289,9 +290,9 @@ def pct(values: list[float], q: float) -> str:
 
 def results_table(runs: list[Run]) -> str:
     head = (
-        "| readings/msg | offered | messages | readings | stored | wall time | **readings/s stored** | "
+        "| devices | readings/msg | offered | messages | readings | stored | wall time | **readings/s stored** | "
         "detections | detection p50 / p99 | alert event p50 / p99 | load avg before |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in runs:
@@ -299,7 +300,8 @@ def results_table(runs: list[Run]) -> str:
         missing = r.readings - r.stored
         stored = f"{r.stored:,}" + ("" if missing == 0 else f" (**{missing:,} missing**)")
         lines.append(
-            f"| {r.per_message} | {offered} | {r.messages:,} | {r.readings:,} | {stored} | {r.elapsed:.1f} s"
+            f"| {r.devices:,} | {r.per_message} | {offered} | {r.messages:,} | {r.readings:,} | {stored} | "
+            f"{r.elapsed:.1f} s"
             f"{' (timed out)' if r.timed_out else ''} | **{r.stored_per_s:,.0f}** | {len(r.detection_ms)} | "
             f"{pct(r.detection_ms, 50)} / {pct(r.detection_ms, 99)} | {pct(r.alert_ms, 50)} / {pct(r.alert_ms, 99)} | "
             f"{r.load_before:.1f} |"
@@ -311,7 +313,7 @@ def cpu_table(runs: list[Run]) -> str:
     head = "| run | " + " | ".join(COMPONENTS) + " | total |\n" + "|---" * (len(COMPONENTS) + 2) + "|"
     lines = [head]
     for r in runs:
-        offered = "max" if r.rate == 0 else f"{r.rate * r.per_message:,.0f}/s"
+        offered = ("max" if r.rate == 0 else f"{r.rate * r.per_message:,.0f}/s") + f", {r.devices:,} devices"
         per10k = {k: v / max(r.stored, 1) * 10_000 for k, v in r.cpu.items()}
         total = sum(per10k.values())
         cells = " | ".join(f"{per10k.get(c, 0):.2f} s ({100 * per10k.get(c, 0) / total:.0f} %)" for c in COMPONENTS)
@@ -327,6 +329,11 @@ def main() -> None:
     parser.add_argument("--shapes", default="1,5", help="readings per message of the as-fast-as-possible runs")
     parser.add_argument("--rates", default="2000,5000,10000", help="offered readings/s of the paced runs (1/msg)")
     parser.add_argument("--rate-seconds", type=float, default=10.0, help="length of each paced run's publishing")
+    parser.add_argument(
+        "--spread",
+        default="1000:10000",
+        help="DEVICES:RATE, one more paced run (1/msg) spread over many devices; '' none",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="give up waiting for rows after this")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
@@ -340,6 +347,11 @@ def main() -> None:
         print(f"run: 1 reading per message at {rate:,.0f}/s", flush=True)
         runs.append(one_run(args.devices, int(rate * args.rate_seconds), 1, rate, args.timeout))
         print(results_table(runs[-1:]), flush=True)
+    if args.spread:
+        many, rate = (float(x) for x in args.spread.split(":"))
+        print(f"run: 1 reading per message at {rate:,.0f}/s over {many:,.0f} devices", flush=True)
+        runs.append(one_run(int(many), int(rate * args.rate_seconds), 1, rate, args.timeout))
+        print(results_table(runs[-1:]), flush=True)
 
     shown = [a for i, a in enumerate(sys.argv[1:]) if a != "--out" and (i == 0 or sys.argv[i] != "--out")]
     command = "PYTHONPATH=. .venv/bin/python bench/end_to_end.py " + " ".join(shown)
@@ -349,8 +361,9 @@ Run by `{command.strip()}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({os.cpu_co
 {platform.python_implementation()} {platform.python_version()}, loopback). Each run on a fresh stack in the
 `make run` layout: Mosquitto, Tansu (Kafka protocol, memory storage), PostgreSQL 15 + TimescaleDB, one
 bridge, one stream worker (both roles), the alert service; {args.devices} devices with their own
-credentials; QoS 1 heart-rate readings one second apart, alternating {EPISODE_S} s above the care plan's
-limit with {EPISODE_S} s at a normal rate so that detections are raised and cleared all through.
+credentials (the spread run: as many as its devices column says); QoS 1 heart-rate readings one
+second apart, alternating {EPISODE_S} s above the care plan's limit with {EPISODE_S} s at a normal rate
+so that detections are raised and cleared all through.
 
 ## Throughput and latency
 
