@@ -9,8 +9,10 @@ stream worker alike.
   one record); after the attempts the caller dead-letters it.
 
 Only the given exception types are retried; anything else is not an outage and goes to the
-caller's barrier at once. stamina logs each scheduled retry (`stamina.retry_scheduled`) and
-counts it (`stamina_retries_total`).
+caller's barrier at once. stamina logs each scheduled retry (`stamina.retry_scheduled`); we count
+it in `rpm_retries_total{callable, error_type}` (stamina's own Prometheus counter,
+`stamina_retries_total`, is turned off here: every metric of ours carries the `rpm_` prefix, and
+its `retry_num` label grows without bound during an outage).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Final
 import psycopg
 import stamina
 from aiokafka.errors import KafkaError
+from prometheus_client import Counter
+from stamina.instrumentation import RetryDetails, StructlogOnRetryHook, set_on_retry_hooks
 
 WAIT_INITIAL_S: Final = 0.1
 WAIT_MAX_S: Final = 5.0
@@ -31,6 +35,19 @@ Errors = tuple[type[Exception], ...]
 DATABASE_DOWN: Final[Errors] = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 # Kafka did not take a record (broker away, request timed out).
 KAFKA_DOWN: Final[Errors] = (KafkaError, asyncio.TimeoutError, OSError)
+
+
+RETRIES: Final = Counter(
+    "rpm_retries", "Retries scheduled by core.retry, by retried callable and error type", ["callable", "error_type"]
+)
+
+
+def _count_retry(details: RetryDetails) -> None:
+    RETRIES.labels(callable=details.name, error_type=type(details.caused_by).__name__).inc()
+
+
+# Process-wide, like stamina's defaults it replaces: our counter and stamina's structlog line.
+set_on_retry_hooks([_count_retry, StructlogOnRetryHook])
 
 
 def until_done(on: Errors) -> stamina.BoundAsyncRetryingCaller:

@@ -267,8 +267,8 @@ def test_kill_9_of_one_of_two_workers_loses_nothing_and_duplicates_nothing(worke
 
 
 def _refusals(stack: Stack) -> float:
-    """Storage attempts the database refused for lack of a grant (stamina counts each retry)."""
-    samples = metric_samples(stack.ports.streams_metrics, "stamina_retries_total")
+    """Storage attempts the database refused for lack of a grant (core.retry counts each retry)."""
+    samples = metric_samples(stack.ports.streams_metrics, "rpm_retries_total")
     return sum(v for labels, v in samples.items() if "InsufficientPrivilege" in labels)
 
 
