@@ -17,6 +17,8 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.auth.schemas import Principal
+from api.consents import repository as consents_repository
+from api.consents.service import consents_of
 from api.db import Pool
 from api.dependencies import get_pool, get_settings, utc_now
 from api.pages import cookies
@@ -98,6 +100,11 @@ async def my_health_page(
     now = utc_now()
     async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
         health = await service.my_health(conn, principal, now)
+        shares = True
+        if not isinstance(health, service.Refusal):
+            # The intro says whether the care team sees these readings (ADR 0024).
+            tiers = consents_of(health.patient_id, await consents_repository.grants(conn, health.patient_id)).tiers
+            shares = all(tier.state != "withdrawn" for tier in tiers if tier.tier == "share_care_team")
     if isinstance(health, service.Refusal):
         return copy_cookies(carrier, _no_record(request, principal))
     page = render(
@@ -106,6 +113,7 @@ async def my_health_page(
         principal=principal,
         section="me",
         t=t,
+        shares=shares,
         health=health,
         span=span,
         spans=list(RANGES),

@@ -10,6 +10,10 @@ MESSAGES: dict[str, str] = {
     # --- My health -----------------------------------------------------------------------
     "health.title": "My health",
     "health.intro": "Here are your latest readings. Your care team sees them too.",
+    "health.intro_not_shared": (
+        "Here are your latest readings. You chose not to share them with your care team, so they do not "
+        "see them. You can change this on the Consent page."
+    ),
     "health.none": "We have no readings from you in the last 7 days. Check that your devices are on.",
     "health.range.24h": "Last 24 hours",
     "health.range.7d": "Last 7 days",

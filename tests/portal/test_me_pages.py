@@ -32,6 +32,16 @@ async def test_pages_for_a_patient_and_not_for_staff(
     assert health.status_code == 200
     assert "We have no readings from you in the last 7 days." in health.text
     assert 'aria-current="page">My health</a>' in health.text
+    assert "Your care team sees them too." in health.text
+    # Sharing withdrawn (ADR 0024): the page no longer says the care team sees the readings.
+    db.execute(
+        "INSERT INTO consents (patient_id, scope, granted_at, withdrawn_at) "
+        "VALUES (%s, 'share_care_team', now() - interval '1 hour', now())",
+        (patient.patient_id,),
+    )
+    not_shared = await client.get("/me")
+    assert "You chose not to share them with your care team" in not_shared.text
+    assert "Your care team sees them too." not in not_shared.text
     plan = await client.get("/me/care-plan")
     assert plan.status_code == 200
     assert "Your care team has not made a plan for you yet." in plan.text
@@ -49,7 +59,7 @@ async def test_pages_for_a_patient_and_not_for_staff(
     events = db.execute(
         "SELECT resource FROM audit_events WHERE actor_id = %s AND action = 'read' ORDER BY id", (patient.id,)
     ).fetchall()
-    assert [r[0] for r in events] == ["patient_summary", "care_plan"]  # lessons read no health data
+    assert [r[0] for r in events] == ["patient_summary", "patient_summary", "care_plan"]  # lessons read none
 
     await client.post("/logout", data={"csrf": form_csrf(marked.text)})
     clinician = make_user("clinician")
