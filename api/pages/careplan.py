@@ -24,7 +24,7 @@ from api.careplans.schemas import MAX_WHAT_IF_DAYS, CarePlanRead, CarePlanUpdate
 from api.db import Pool
 from api.dependencies import get_pool, get_settings, utc_now
 from api.pages import cookies
-from api.pages.session import copy_cookies, page_principal, render
+from api.pages.session import copy_cookies, form_fields, page_principal, render
 from api.settings import ApiSettings
 from core.careplan import DEFAULT_LIMITS, MAX_NOTE_CHARS, Limit
 
@@ -150,8 +150,7 @@ async def care_plan_submit(
     principal = await page_principal(request, carrier)
     if principal is None:
         return RedirectResponse("/", status_code=303)
-    raw = await request.form()
-    form = {key: value for key, value in raw.items() if isinstance(value, str)}
+    form = await form_fields(request)
     if not cookies.csrf_ok(request, form.get("csrf")):
         return render(
             request, "message.html", status_code=403, principal=principal, title="Form expired", message=CSRF_REFUSED

@@ -21,7 +21,7 @@ from api.consents.schemas import ConsentChange, ConsentsRead, Tier
 from api.db import Pool
 from api.dependencies import get_pool, get_settings, utc_now
 from api.pages import cookies
-from api.pages.session import copy_cookies, message_page, page_principal, render
+from api.pages.session import copy_cookies, form_fields, message_page, page_principal, render
 from api.portal.text import t
 from api.settings import ApiSettings
 
@@ -133,8 +133,7 @@ async def consent_change(
     principal = await page_principal(request, carrier)
     if principal is None:
         return RedirectResponse("/", status_code=303)
-    raw = await request.form()
-    form = {key: value for key, value in raw.items() if isinstance(value, str)}
+    form = await form_fields(request)
     if not cookies.csrf_ok(request, form.get("csrf")):
         return copy_cookies(
             carrier, message_page(request, principal, 403, t("consent.error.form.title"), t("consent.error.form"))

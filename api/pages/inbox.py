@@ -22,7 +22,7 @@ from api.auth.schemas import Principal
 from api.db import Pool
 from api.dependencies import get_pool, get_settings, utc_now
 from api.pages import alerts_source, cookies
-from api.pages.session import copy_cookies, page_principal, render
+from api.pages.session import copy_cookies, form_fields, page_principal, render
 from api.pages.words import age_words
 from api.settings import ApiSettings
 
@@ -182,8 +182,7 @@ async def _transition(request: Request, alert_id: str, action: str) -> Response:
     refused = _only_clinicians(request, principal)
     if refused is not None:
         return copy_cookies(carrier, refused)
-    raw = await request.form()
-    form = {key: value for key, value in raw.items() if isinstance(value, str)}
+    form = await form_fields(request)
     filters = filters_of(form.get("state"), form.get("severity"))
     if not cookies.csrf_ok(request, form.get("csrf")):
         page = await _inbox(request, principal, filters, status_code=403, error=CSRF_REFUSED, done=None)

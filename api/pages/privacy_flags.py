@@ -31,7 +31,7 @@ from api.auth.schemas import Principal
 from api.db import Pool
 from api.dependencies import get_pool, get_settings, utc_now
 from api.pages import cookies
-from api.pages.session import copy_cookies, message_page, page_principal, render
+from api.pages.session import copy_cookies, form_fields, message_page, page_principal, render
 from api.pages.words import age_words
 from api.settings import ApiSettings
 
@@ -141,8 +141,7 @@ async def review_from_page(
     principal = await page_principal(request, carrier)
     if principal is None:
         return RedirectResponse("/", status_code=303)
-    raw = await request.form()
-    form = {key: value for key, value in raw.items() if isinstance(value, str)}
+    form = await form_fields(request)
     note = form.get("outcome_note", "")[: MAX_OUTCOME_NOTE + 1]
     if not cookies.csrf_ok(request, form.get("csrf")):
         if principal.role != "admin":

@@ -20,7 +20,7 @@ from api.auth.schemas import Principal
 from api.db import Conn, Pool
 from api.dependencies import get_pool, get_settings, utc_now
 from api.pages import cookies
-from api.pages.session import copy_cookies, message_page, page_principal, render
+from api.pages.session import copy_cookies, form_fields, message_page, page_principal, render
 from api.portal.text import t
 from api.reminders import repository, service
 from api.reminders.schemas import ProfileRead, ProfileUpdate, ReminderQuery, ReminderRead
@@ -222,8 +222,7 @@ async def profile_submit(
     principal = await page_principal(request, carrier)
     if principal is None:
         return RedirectResponse("/", status_code=303)
-    raw = await request.form()
-    fields = {key: value for key, value in raw.items() if isinstance(value, str)}
+    fields = await form_fields(request)
     if not cookies.csrf_ok(request, fields.get("csrf")):
         return copy_cookies(carrier, message_page(request, principal, 403, t("profile.title"), t("profile.expired")))
     form = {

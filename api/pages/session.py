@@ -62,6 +62,12 @@ async def page_principal(request: Request, response: Response) -> Principal | No
     return outcome
 
 
+async def form_fields(request: Request) -> dict[str, str]:
+    """The submitted form's text fields (a file upload, which no page takes, is left out)."""
+    raw = await request.form()
+    return {key: value for key, value in raw.items() if isinstance(value, str)}
+
+
 def copy_cookies(source: Response, target: Response) -> Response:
     for key, value in source.raw_headers:
         if key == b"set-cookie":

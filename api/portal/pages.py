@@ -23,7 +23,7 @@ from api.db import Pool
 from api.dependencies import get_pool, get_settings, utc_now
 from api.pages import cookies
 from api.pages.charts import trend_chart
-from api.pages.session import copy_cookies, page_principal, render
+from api.pages.session import copy_cookies, form_fields, page_principal, render
 from api.patients.schemas import RollupBucket
 from api.portal import learn, service
 from api.portal.schemas import MyVital
@@ -238,8 +238,7 @@ async def lesson_answers(request: Request, slug: Slug) -> Response:
     condition = learn.condition_of_slug(slug)
     if condition is None:
         return copy_cookies(carrier, _lesson_not_found(request, principal))
-    raw = await request.form()
-    form = {key: value for key, value in raw.items() if isinstance(value, str)}
+    form = await form_fields(request)
     if not cookies.csrf_ok(request, form.get("csrf")):
         page = render(
             request,
