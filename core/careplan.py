@@ -25,22 +25,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from core.catalogue import CATALOGUE
+from core.catalogue import CATALOGUE, DEVICE_CLASSES
 from core.rules import Rule, Severity
 
 CAREPLAN_SCHEMA: Final = 1
-
-DeviceClass = Literal["wearable", "bp_cuff", "pulse_oximeter", "scale", "glucometer", "pill_bottle", "thermometer"]
-# Same names as core.devices.DEVICE_CLASSES and the `devices.device_class` CHECK constraint.
-DEVICE_CLASSES: Final[tuple[DeviceClass, ...]] = (
-    "wearable",
-    "bp_cuff",
-    "pulse_oximeter",
-    "scale",
-    "glucometer",
-    "pill_bottle",
-    "thermometer",
-)
 
 _MINUTE: Final = 60
 _HOUR: Final = 3600

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 # mg/dL per mmol/L of glucose (molar mass 180.16 g/mol).
 GLUCOSE_MGDL_PER_MMOLL: Final = 18.016
@@ -153,3 +153,9 @@ METRIC_NAMES: Final = tuple(CATALOGUE)
 def metric(name: str) -> Metric | None:
     """Look a metric up by name; None for an unknown metric."""
     return CATALOGUE.get(name)
+
+
+# The kinds of device a patient may be given; the `devices.device_class` CHECK constraint
+# (migration 0001) lists the same names, and each care plan has a silence policy per class.
+DeviceClass = Literal["wearable", "bp_cuff", "pulse_oximeter", "scale", "glucometer", "pill_bottle", "thermometer"]
+DEVICE_CLASSES: Final[tuple[DeviceClass, ...]] = get_args(DeviceClass)

@@ -15,8 +15,7 @@ import psycopg
 from psycopg import AsyncConnection
 
 from core.broker_admin import BrokerAdmin
-
-DEVICE_CLASSES = ("wearable", "bp_cuff", "pulse_oximeter", "scale", "glucometer", "pill_bottle", "thermometer")
+from core.catalogue import DEVICE_CLASSES
 
 
 class ProvisioningError(ValueError):

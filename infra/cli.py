@@ -17,7 +17,8 @@ from psycopg import AsyncConnection
 from rich.console import Console
 from rich.table import Table
 
-from core.devices import DEVICE_CLASSES, ProvisioningError, provision_device, revoke_device
+from core.catalogue import DEVICE_CLASSES
+from core.devices import ProvisioningError, provision_device, revoke_device
 from infra.grafana.cli import app as grafana_app
 from infra.stack import PLATFORM_COMPONENTS, ROOT, SERVICE_COMPONENTS, Stack, StackError
 

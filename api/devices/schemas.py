@@ -8,7 +8,7 @@ from typing import Annotated, Final
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.observations.schemas import Rfc3339, UtcDatetime
-from core.devices import DEVICE_CLASSES
+from core.catalogue import DEVICE_CLASSES
 
 DEVICE_ID_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,64}$"
 PATIENT_ID_PATTERN: Final = r"^[^\x00-\x1f]{1,64}$"
