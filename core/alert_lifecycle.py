@@ -12,16 +12,29 @@ resolved may be resolved. Escalation runs only while an alert is `open`: acknowl
 snoozing or resolving stops it (`next_escalation_at` None) and cancels what is queued on every
 channel. A snooze is one alert's: another rule of the same patient, of any severity, opens and
 notifies as usual; a re-trigger of the snoozed alert itself at a higher severity ends the snooze.
+
+Who is told and when (severity order, escalation tiers, quiet hours) is `core.alert_escalation`;
+its names are re-exported here for the callers of the lifecycle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.alert_escalation import (
+    DEFAULT_TIERS,
+    Tier,
+    applies,
+    max_severity,
+    next_tier,
+    quiet_hours_delay,
+    require_aware,
+    severity_rank,
+    tiers_or_default,
+)
 from core.rules import Severity
 
 State = Literal["open", "acknowledged", "snoozed", "resolved"]
@@ -46,13 +59,6 @@ PERSON_DISPOSITIONS: Final[frozenset[str]] = frozenset(
     {"actionable", "not_actionable", "false_reading", "duplicate", "other"}
 )
 SELF_RESOLVED: Final = "self_resolved"
-SEVERITY_ORDER: Final[tuple[Severity, ...]] = (
-    Severity.INFO,
-    Severity.LOW,
-    Severity.MEDIUM,
-    Severity.HIGH,
-    Severity.CRITICAL,
-)
 MAX_NOTE_CHARS: Final = 2000
 MAX_SNOOZE: Final = timedelta(hours=24)
 
@@ -63,14 +69,6 @@ CANCEL_QUEUED_SQL: Final = "UPDATE notifications SET state = 'cancelled' WHERE a
 
 class TransitionError(Exception):
     """An illegal move (e.g. acknowledging a resolved alert); the message suits a 409."""
-
-
-def severity_rank(severity: str) -> int:
-    return SEVERITY_ORDER.index(Severity(severity))
-
-
-def max_severity(a: str, b: str) -> Severity:
-    return Severity(a) if severity_rank(a) >= severity_rank(b) else Severity(b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,34 +136,7 @@ class Transition:
     notify_tier: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Tier:
-    """One `escalation_tiers` row: notified when the alert is still not acknowledged `after_s`
-    seconds after it opened, if its severity is at least `min_severity`."""
-
-    tier: int
-    after_s: int
-    min_severity: str = "low"
-    channels: tuple[str, ...] = ("email",)
-    recipients: tuple[str, ...] = ()  # user ids; empty = every clinician of the team
-
-
-# A care team without escalation_tiers rows (ADR 0018): e-mail to every clinician of the team
-# when the alert opens, again after 15 min and 30 min while nobody acknowledged it.
-DEFAULT_TIERS: Final[tuple[Tier, ...]] = (
-    Tier(0, 0, "info", ("email", "webhook")),
-    Tier(1, 15 * 60, "info", ("email", "webhook")),
-    Tier(2, 30 * 60, "info", ("email", "webhook")),
-)
-
-
 # --- helpers ---------------------------------------------------------------------------------
-def _aware(now: datetime) -> datetime:
-    if now.tzinfo is None:
-        raise ValueError("times must be timezone-aware")
-    return now
-
-
 def _event(alert: Alert, new: Alert, kind: EventKind, now: datetime, **kw: Any) -> AlertEvent:
     return AlertEvent(kind=kind, at=now, from_state=alert.state, to_state=new.state, **kw)
 
@@ -178,16 +149,6 @@ def _check_note(note: str | None) -> str | None:
     return note
 
 
-def applies(tier: Tier, severity: str) -> bool:
-    return severity_rank(severity) >= severity_rank(tier.min_severity)
-
-
-def next_tier(tiers: Iterable[Tier], current: int, severity: str) -> Tier | None:
-    """The first tier above `current` that applies to `severity`, or None."""
-    above = sorted((t for t in tiers if t.tier > current and applies(t, severity)), key=lambda t: t.tier)
-    return above[0] if above else None
-
-
 def next_escalation_time(alert: Alert, tiers: Sequence[Tier], *, base: datetime | None = None) -> datetime | None:
     """When the alert escalates next: the next tier's `after_s` counted from `base` (default: the
     opening). A tier whose time has passed is due at once (the timer picks it up)."""
@@ -195,10 +156,6 @@ def next_escalation_time(alert: Alert, tiers: Sequence[Tier], *, base: datetime 
     if nxt is None:
         return None
     return (base or alert.opened_at) + timedelta(seconds=nxt.after_s)
-
-
-def tiers_or_default(tiers: Sequence[Tier]) -> tuple[Tier, ...]:
-    return tuple(sorted(tiers, key=lambda t: t.tier)) if tiers else DEFAULT_TIERS
 
 
 def title_for(rule: str, severity: str) -> str:
@@ -209,7 +166,7 @@ def title_for(rule: str, severity: str) -> str:
 def open_alert(alert_id: str, detection: Detection, tiers: Sequence[Tier], now: datetime) -> Transition:
     """A raise with no unresolved alert for its (patient, rule): a new open alert; tier 0 (if
     it applies to the severity) is notified now."""
-    _aware(now)
+    require_aware(now)
     if detection.kind != "raise":
         raise TransitionError("only a raise opens an alert")
     alert = Alert(
@@ -243,7 +200,7 @@ def open_alert(alert_id: str, detection: Detection, tiers: Sequence[Tier], now: 
 def retrigger(alert: Alert, detection: Detection, tiers: Sequence[Tier], now: datetime) -> Transition:
     """A raise for an alert that is not resolved: count the repeat, keep the higher severity,
     take the newest evidence. A snoozed alert whose severity rises is snoozed no longer."""
-    _aware(now)
+    require_aware(now)
     if alert.state == "resolved":
         raise TransitionError("a resolved alert is not re-triggered: a new alert opens")
     if detection.kind != "raise":
@@ -279,7 +236,7 @@ def retrigger(alert: Alert, detection: Detection, tiers: Sequence[Tier], now: da
 
 def clear(alert: Alert, detection: Detection, now: datetime) -> Transition:
     """A detection's clear resolves the alert it belongs to with `self_resolved`."""
-    _aware(now)
+    require_aware(now)
     if detection.kind != "clear":
         raise TransitionError("only a clear resolves an alert by itself")
     if alert.state == "resolved":
@@ -304,7 +261,7 @@ def clear(alert: Alert, detection: Detection, now: datetime) -> Transition:
 # --- a person's moves (the API) ----------------------------------------------------------------
 def acknowledge(alert: Alert, actor: str, now: datetime) -> Transition:
     """open or snoozed → acknowledged; stops escalation and cancels queued notifications."""
-    _aware(now)
+    require_aware(now)
     if alert.state == "acknowledged":
         raise TransitionError("the alert is already acknowledged")
     if alert.state == "resolved":
@@ -324,8 +281,8 @@ def acknowledge(alert: Alert, actor: str, now: datetime) -> Transition:
 def snooze(alert: Alert, until: datetime, now: datetime, actor: str | None = None) -> Transition:
     """open or acknowledged (or snoozed: a new time) → snoozed until `until` (at most 24 h).
     Mutes this alert only; stops its escalation and cancels what is queued for it."""
-    _aware(now)
-    _aware(until)
+    require_aware(now)
+    require_aware(until)
     if alert.state == "resolved":
         raise TransitionError("a resolved alert cannot be snoozed")
     if until <= now:
@@ -340,7 +297,7 @@ def snooze(alert: Alert, until: datetime, now: datetime, actor: str | None = Non
 def expire_snooze(alert: Alert, tiers: Sequence[Tier], now: datetime) -> Transition:
     """snoozed whose time is up → open; escalation restarts from its current tier, counted
     from now (the next tier after the gap between the two tiers' `after_s`)."""
-    _aware(now)
+    require_aware(now)
     if alert.state != "snoozed" or alert.snoozed_until is None:
         raise TransitionError("the alert is not snoozed")
     if alert.snoozed_until > now:
@@ -354,7 +311,7 @@ def expire_snooze(alert: Alert, tiers: Sequence[Tier], now: datetime) -> Transit
 
 def assign(alert: Alert, assignee: str | None, actor: str, now: datetime) -> Transition:
     """Give the alert to a person (None: nobody); the state does not change."""
-    _aware(now)
+    require_aware(now)
     if alert.state == "resolved":
         raise TransitionError("a resolved alert cannot be assigned")
     if assignee == alert.assigned_to:
@@ -366,7 +323,7 @@ def assign(alert: Alert, assignee: str | None, actor: str, now: datetime) -> Tra
 
 def add_note(alert: Alert, note: str, actor: str, now: datetime) -> Transition:
     """A note in the alert's history; any state, resolved included."""
-    _aware(now)
+    require_aware(now)
     if not note.strip():
         raise TransitionError("a note needs text")
     _check_note(note)
@@ -376,7 +333,7 @@ def add_note(alert: Alert, note: str, actor: str, now: datetime) -> Transition:
 
 def resolve(alert: Alert, disposition: str, note: str | None, actor: str, now: datetime) -> Transition:
     """Any unresolved state → resolved, with a person's disposition (`other` needs a note)."""
-    _aware(now)
+    require_aware(now)
     if alert.state == "resolved":
         raise TransitionError("the alert is already resolved")
     if disposition == SELF_RESOLVED:
@@ -408,7 +365,7 @@ def escalation_due(alert: Alert, now: datetime) -> bool:
 
 def escalate(alert: Alert, tiers: Sequence[Tier], now: datetime) -> Transition:
     """Not acknowledged in time → the next tier (whose notifications are queued now)."""
-    _aware(now)
+    require_aware(now)
     if not escalation_due(alert, now):
         raise TransitionError("the alert is not due to escalate")
     nxt = next_tier(tiers, alert.escalation_tier, alert.severity)
@@ -424,40 +381,6 @@ def escalate(alert: Alert, tiers: Sequence[Tier], now: datetime) -> Transition:
         new = replace(new, next_escalation_at=max(now, alert.opened_at + timedelta(seconds=following.after_s)))
     detail = {"tier": nxt.tier, "from_tier": alert.escalation_tier, "why": f"not acknowledged after {nxt.after_s} s"}
     return Transition(new, (_event(alert, new, "escalated", now, detail=detail),), notify_tier=nxt.tier)
-
-
-# --- quiet hours -------------------------------------------------------------------------------
-def quiet_hours_delay(
-    severity: str,
-    now: datetime,
-    quiet_start: time | None,
-    quiet_end: time | None,
-    time_zone: str = "UTC",
-) -> datetime:
-    """When a notification to a clinician is due: now, or the end of their quiet hours if now
-    falls inside them. A critical alert is never delayed. Quiet hours may span midnight
-    (22:00 to 07:00); start == end means no quiet hours. An unknown time zone counts as UTC."""
-    _aware(now)
-    if Severity(severity) == Severity.CRITICAL or quiet_start is None or quiet_end is None:
-        return now
-    if quiet_start == quiet_end:
-        return now
-    try:
-        zone: ZoneInfo | Any = ZoneInfo(time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = UTC
-    local = now.astimezone(zone)
-    t = local.timetz().replace(tzinfo=None)
-    if quiet_start < quiet_end:
-        inside = quiet_start <= t < quiet_end
-        end_day = local.date()
-    else:  # spans midnight
-        inside = t >= quiet_start or t < quiet_end
-        end_day = local.date() + timedelta(days=1) if t >= quiet_start else local.date()
-    if not inside:
-        return now
-    end = datetime.combine(end_day, quiet_end, tzinfo=zone)
-    return max(now, end.astimezone(UTC))
 
 
 # --- figures -----------------------------------------------------------------------------------
