@@ -11,7 +11,7 @@ docs/operations.md, "Multi-host deployment").
    every device's telemetry and status through the shared subscription and send commands).
    Devices are provisioned later, one by one, by an admin (`POST /api/v1/devices`).
 
-The local stack does the same for its own state directory (infra/stack.py); this module is for
+The local stack does the same for its own state directory (infra/stack/); this module is for
 services the stack does not run. Running it again changes nothing but the passwords given.
 """
 

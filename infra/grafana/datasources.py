@@ -13,7 +13,7 @@ POSTGRES_TYPE: Final = "grafana-postgresql-datasource"
 PROMETHEUS_TYPE: Final = "prometheus"
 POSTGRES_UID: Final = "rpm-timescaledb"
 PROMETHEUS_UID: Final = "rpm-prometheus"
-# The reporting group role's login (core/migrations/0005_process_roles.sql, infra/stack.py DB_ROLES).
+# The reporting group role's login (core/migrations/0005_process_roles.sql, infra/stack/config.py DB_ROLES).
 REPORTING_LOGIN: Final = "rpm_reporting_login"
 DATABASE: Final = "rpm"
 
