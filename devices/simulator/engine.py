@@ -17,16 +17,15 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Final
 
-import msgspec
 import numpy as np
 
 from core.catalogue import CATALOGUE
 from core.mqtt5 import mqtt_string
 from core.wire import telemetry_topic
-from devices.simulator import clinical
-from devices.simulator.careplans import care_plan_for, scheduled_hours, scheduled_metric
+from devices.simulator.careplans import care_plan_for
 from devices.simulator.config import Roster, RunOptions
 from devices.simulator.device import Entry, Fleet, Link
+from devices.simulator.expectations import GroundTruthKeeper
 from devices.simulator.groundtruth import GroundTruth
 from devices.simulator.messages import Reading, convert, encode_message, fault_payload
 from devices.simulator.outbox import Outbox
@@ -42,12 +41,11 @@ from devices.simulator.physiology import (
     noise_keys,
     stable_key,
 )
-from devices.simulator.scenarios import Action, Book, Context, DeviceInfo, ScenarioRequest, place
+from devices.simulator.placement import place
+from devices.simulator.scenarios import Action, Book, Context, DeviceInfo, ScenarioRequest
 from devices.simulator.schedule import (
     DAY,
     DEVICE_CLASSES,
-    DOSE_WINDOW_S,
-    MEASUREMENT_WINDOW_S,
     WEARABLE_METRICS,
     SimClock,
     SpotEvent,
@@ -58,7 +56,6 @@ from devices.simulator.schedule import (
 )
 
 WEARABLE_READINGS: Final = len(WEARABLE_METRICS)
-NEWS2_PARAMETERS: Final = frozenset({"resp_rate", "spo2", "bp_systolic", "heart_rate", "body_temp"})
 CHUNK: Final = 4096
 
 
@@ -74,21 +71,6 @@ class SimDevice:
     link: Link | None = None
     dead: bool = False
     offline: bool = False  # an offline scenario: generating, queueing, not connected
-
-
-def expectation_json(exp: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if exp.rule:
-        out["rule"] = exp.rule
-    if exp.outcome:
-        out["outcome"] = exp.outcome
-    if exp.absent:
-        out["absent"] = True
-    if exp.at is not None:
-        out["at"] = iso(exp.at)
-    if exp.by is not None:
-        out["by"] = iso(exp.by)
-    return {**out, **exp.detail}
 
 
 class Engine:
@@ -112,17 +94,25 @@ class Engine:
         tick_sim = max(self.interval, 1.0) * opts.speed
         self.bottles = {i.patient: i.index for i in self.infos if i.device_class == "pill_bottle"}
         self._dose_cache: dict[tuple[int, int], list[float]] = {}
-        self.glucose_episodes: dict[int, clinical.GlucoseEpisodes] = {}
-        self.news2: dict[int, clinical.News2Monitor] = {}
         classes: dict[int, set[str]] = {}
         for info in self.infos:
             classes.setdefault(info.patient, set()).add(info.device_class)
         self.patient_classes = classes
-        self.plans = [care_plan_for(pid, self.pop.cohorts[i].name, bool(self.pop.on_oxygen[i]), classes.get(i, set()))
-                      for i, pid in enumerate(self.pop.ids)]
-        self.ctx = Context(self.pop, self.infos, seed=opts.seed, start=opts.start, tick_sim=tick_sim,
-                           spot_events=self.spot_events, spot_values=self.spot_values,
-                           recorded_values=self.recorded_values, plans=self.plans)
+        self.plans = [
+            care_plan_for(pid, self.pop.cohorts[i].name, bool(self.pop.on_oxygen[i]), classes.get(i, set()))
+            for i, pid in enumerate(self.pop.ids)
+        ]
+        self.ctx = Context(
+            self.pop,
+            self.infos,
+            seed=opts.seed,
+            start=opts.start,
+            tick_sim=tick_sim,
+            spot_events=self.spot_events,
+            spot_values=self.spot_values,
+            recorded_values=self.recorded_values,
+            plans=self.plans,
+        )
         self.book: Book = place([ScenarioRequest.parse(s) for s in opts.scenarios], self.ctx)
         mine = {i for i, p in enumerate(roster.patients) if i % workers == worker}
         self.devices: dict[int, SimDevice] = {}
@@ -143,7 +133,14 @@ class Engine:
         self.planned_day = int(opts.start // DAY) - 1
         self.outbox: Outbox | None = None
         self.fleet: Fleet | None = None
-        self.gt = GroundTruth(None)
+        self.truth = GroundTruthKeeper(
+            self.pop,
+            self.plans,
+            self.book,
+            grace=self.ctx.grace,
+            patient_classes=self.patient_classes,
+            spot_events=self.spot_events,
+        )
         self.new: list[tuple[SimDevice, Entry]] = []
         self.generated = self.generated_readings = 0
         self.upto = -1.0  # wall offset generated so far (checkpointed with every commit)
@@ -151,6 +148,15 @@ class Engine:
         for action in self.book.actions():
             if action.device in self.devices and action.sim_t >= opts.start:
                 self._push(action.sim_t, action)
+
+    @property
+    def gt(self) -> GroundTruth:
+        """The ground-truth log this worker writes (set by the runner; none by default)."""
+        return self.truth.gt
+
+    @gt.setter
+    def gt(self, value: GroundTruth) -> None:
+        self.truth.gt = value
 
     # --- scenario context callbacks ---------------------------------------------------------
     def spot_events(self, device: int, t0: float, t1: float) -> list[SpotEvent]:
@@ -163,9 +169,17 @@ class Engine:
 
     def _day(self, info: DeviceInfo, day: int) -> list[SpotEvent]:
         cohort = self.pop.cohorts[info.patient]
-        events = day_events(self.opts.seed, info.device_id, info.index, info.device_class, day,
-                            patient_id=self.pop.ids[info.patient], dose_hours=cohort.dose_hours,
-                            adherence=float(self.pop.adherence[info.patient]), medication=cohort.medication)
+        events = day_events(
+            self.opts.seed,
+            info.device_id,
+            info.index,
+            info.device_class,
+            day,
+            patient_id=self.pop.ids[info.patient],
+            dose_hours=cohort.dose_hours,
+            adherence=float(self.pop.adherence[info.patient]),
+            medication=cohort.medication,
+        )
         return self.ctx.book.adjust_events(info.index, day, events)
 
     def spot_values(self, device: int, events: list[SpotEvent]) -> FloatArray:
@@ -212,41 +226,26 @@ class Engine:
     def _with_doses(self, patient: int, t: FloatArray, effects: Effects | None) -> Effects:
         """Scenario effects plus the glucose lowering of the doses taken before each time."""
         doses = self.dose_times(patient, float(t.min()) - INSULIN_END_H * 3600.0, float(t.max()))
-        add, weight, target = effects if effects is not None else (
-            np.zeros((len(t), N_METRICS)), np.zeros((len(t), N_METRICS)), np.zeros((len(t), N_METRICS)))
+        add, weight, target = (
+            effects
+            if effects is not None
+            else (np.zeros((len(t), N_METRICS)), np.zeros((len(t), N_METRICS)), np.zeros((len(t), N_METRICS)))
+        )
         add = add.copy()
         add[:, GLUCOSE] -= glucose_lowering(float(self.pop.dose_drop[patient]), t, doses)
         return add, weight, target
 
     # --- records ------------------------------------------------------------------------------
     def write_header(self) -> None:
-        o = self.opts
-        self.gt.record("run", worker=self.worker, workers=self.workers, seed=o.seed, speed=o.speed,
-                       start=iso(o.start), wall_start=iso(o.wall0), rate=o.rate, interval_s=self.interval,
-                       devices=len(self.devices), wearables_total=self.n_wearables, scenarios=o.scenarios)
-        by_patient: dict[int, list[SimDevice]] = {}
-        for dev in self.devices.values():
-            by_patient.setdefault(dev.info.patient, []).append(dev)
-        for p in self.local_patients:
-            cohort = self.pop.cohorts[p]
-            self.gt.record(
-                "patient", patient_id=self.pop.ids[p], cohort=cohort.name,
-                news2_scale=int(self.pop.news2_scale[p]), on_oxygen=bool(self.pop.on_oxygen[p]),
-                dose_hours=list(cohort.dose_hours),
-                devices=[{"device_id": d.info.device_id, "device_class": d.info.device_class,
-                          "units": {METRICS[m]: u for m, u in d.units.items() if u}}
-                         for d in by_patient.get(p, [])],
-                measurement_hours={d.info.device_class: list(DEVICE_CLASSES[d.info.device_class].hours)
-                                   for d in by_patient.get(p, []) if DEVICE_CLASSES[d.info.device_class].hours},
-                care_plan=msgspec.to_builtins(self.plans[p]),
-            )
-        for s in self.book.scenarios:
-            if s.patient in self.local_patients:
-                self.gt.record("scenario", scenario=s.name, patient_id=self.pop.ids[s.patient],
-                               device_ids=[d.device_id for d in s.devices], start=iso(s.start), end=iso(s.end),
-                               params=s.params, **s.describe(),
-                               expect=[expectation_json(e) for e in s.expectations],
-                               **({"expect_from_readings": list(s.from_readings)} if s.from_readings else {}))
+        self.truth.header(
+            self.opts,
+            worker=self.worker,
+            workers=self.workers,
+            interval=self.interval,
+            devices=[(d.info, d.units) for d in self.devices.values()],
+            wearables_total=self.n_wearables,
+            local_patients=self.local_patients,
+        )
 
     # --- generation -------------------------------------------------------------------------
     def _push(self, sim_t: float, item: Any) -> None:
@@ -341,17 +340,7 @@ class Engine:
         dev = self.devices[event.device]
         g, pid = dev.info.index, dev.patient_id
         if event.kind in ("measurement_missed", "dose_missed"):
-            rule = "measurement_missed" if event.kind == "measurement_missed" else "dose_missed"
-            expect = [{"rule": rule, "at": iso(event.sim_t), "by": iso(event.sim_t + self.ctx.grace)}]
-            note = None
-            if rule == "measurement_missed" and scheduled_metric(
-                    dev.info.device_class, self.patient_classes[dev.info.patient]) is None:
-                expect, note = [], "not in the care plan: a continuous device reports this metric"
-            elif self._slot_kept(dev, event):
-                expect, note = [], "another reading of the device (a scenario's) falls in this slot's window"
-            self.gt.record("event", event=event.kind, device_id=dev.info.device_id, patient_id=pid,
-                           scheduled=iso(event.scheduled_t), dose_id=event.dose_id, cause=event.note or "random",
-                           expect=expect, **({"note": note} if note else {}))
+            self.truth.missed(dev.info, pid, event)
             return
         if dev.dead or self.book.suppressed(g, event.sim_t):
             return
@@ -360,92 +349,26 @@ class Engine:
             readings = [Reading("medication_taken", 1.0, "1", at, event.dose_id)]
         else:
             row = self.spot_values(g, [event])[0]
-            readings = [Reading(METRICS[m], *convert(m, float(row[m]), dev.units.get(m)), at)
-                        for m in DEVICE_CLASSES[dev.info.device_class].metrics]
+            readings = [
+                Reading(METRICS[m], *convert(m, float(row[m]), dev.units.get(m)), at)
+                for m in DEVICE_CLASSES[dev.info.device_class].metrics
+            ]
             for r in readings:
                 if r.metric == "glucose":
-                    self._expect_glucose(dev, r, event.sim_t)
+                    self.truth.glucose(dev.info, pid, r, event.sim_t)
         self.make_message(dev, readings, at, self._battery(dev, event.sim_t))
-
-    def _slot_kept(self, dev: SimDevice, event: SpotEvent) -> bool:
-        """Whether the platform counts another reading of the device for a slot whose own
-        measurement or dose did not happen (e.g. a scenario's extra glucometer reading): one
-        inside the slot's window (+/- the plan's tolerance) and nearer to it than to any other
-        slot of the plan, at the time the payload states."""
-        measure = event.kind == "measurement_missed"
-        window = MEASUREMENT_WINDOW_S if measure else DOSE_WINDOW_S
-        hours = scheduled_hours(dev.info.device_class) if measure else (
-            self.pop.cohorts[dev.info.patient].dose_hours or (8.0,))
-        day = int(event.scheduled_t // DAY)
-        slots = [d * DAY + round(h * 60) * 60.0 for d in (day - 1, day, day + 1) for h in hours]
-        g = dev.info.index
-        for e in self.spot_events(g, event.scheduled_t - window, event.scheduled_t + window + 1.0):
-            if e.kind != ("measure" if measure else "dose") or self.book.suppressed(g, e.sim_t):
-                continue
-            at = e.sim_t + self.book.skew(g, e.sim_t)
-            nearest = min(slots, key=lambda s: abs(s - at))
-            if abs(at - event.scheduled_t) <= window and abs(nearest - event.scheduled_t) < 1.0:
-                return True
-        return False
-
-    def _expect_glucose(self, dev: SimDevice, reading: Reading, sim_t: float) -> None:
-        """Record the glucose detections this reading implies, as the platform will see it
-        (normalised to mg/dL), unless a scenario already expects them."""
-        mg_dl = CATALOGUE["glucose"].normalise(reading.value, reading.unit)
-        if mg_dl is None:
-            return
-        patient = dev.info.patient
-        episodes = self.glucose_episodes.setdefault(patient, clinical.GlucoseEpisodes())
-        for rule in episodes.observe(reading.ts, mg_dl):
-            if any(e.rule == rule and e.at is not None and abs(e.at - sim_t) < 1.0
-                   for s in self.book.by_patient.get(patient, ()) for e in s.expectations):
-                continue
-            at = round(reading.ts * 1000.0) / 1000.0  # the reading's time as the payload states it
-            self._record_expect(dev, rule, at, "glucose_reading", reading_mg_dl=round(mg_dl, 1))
-
-    def _expect_from_readings(self, dev: SimDevice, readings: list[Reading]) -> None:
-        """Record the detections the readings imply as the platform receives them (canonical
-        units, at the time the payload states): the NEWS2 bands under the patient's care plan
-        (scale, oxygen), and what a scenario watching these readings expects of them. A
-        detection inside such a scenario is recorded with the scenario's name as its cause."""
-        values = {}
-        for r in readings:
-            if r.metric in NEWS2_PARAMETERS:
-                canonical = CATALOGUE[r.metric].normalise(r.value, r.unit)
-                if canonical is not None:
-                    values[r.metric] = canonical
-        if not values:
-            return
-        patient = dev.info.patient
-        at = round(readings[0].ts * 1000.0) / 1000.0
-        watching = [s for s in self.book.by_patient.get(patient, ()) if s.from_readings and s.watching(at)]
-        monitor = self._news2_monitor(patient)
-        rule = monitor.observe(at, values)
-        if rule is not None:
-            cause = next((s.name for s in watching if rule in s.from_readings), "news2")
-            self._record_expect(dev, rule, at, cause, news2=monitor.score(at)[0])
-        for s in watching:
-            for rule in s.observe(at, values):
-                self._record_expect(dev, rule, at, s.name, values=values)
-
-    def _news2_monitor(self, patient: int) -> clinical.News2Monitor:
-        monitor = self.news2.get(patient)
-        if monitor is None:
-            plan = self.plans[patient]
-            monitor = self.news2[patient] = clinical.News2Monitor(
-                scale=plan.news2.spo2_scale, on_oxygen=plan.on_oxygen, max_age_s=plan.news2.max_age_s,
-                step_down_s=plan.news2.step_down_s, low_hold_s=plan.news2.low_sustained_s)
-        return monitor
-
-    def _record_expect(self, dev: SimDevice, rule: str, at: float, cause: str, **detail: Any) -> None:
-        self.gt.record("expect", rule=rule, patient_id=dev.patient_id, device_id=dev.info.device_id,
-                       at=iso(at), by=iso(at + self.ctx.grace), cause=cause, **detail)
 
     def _action(self, action: Action) -> None:
         dev = self.devices[action.device]
         link, device_id = dev.link, dev.info.device_id
-        self.gt.record("device", action=action.kind, device_id=device_id, at=iso(action.sim_t),
-                       scenario=action.scenario.name, **action.params)
+        self.gt.record(
+            "device",
+            action=action.kind,
+            device_id=device_id,
+            at=iso(action.sim_t),
+            scenario=action.scenario.name,
+            **action.params,
+        )
         if action.kind == "offline_start":
             dev.offline = True
             if link is not None:
@@ -462,8 +385,11 @@ class Engine:
                 link.go_offline()
         elif action.kind == "duplicate":
             entry = link.last_acked if link is not None else None
-            sent = entry is not None and link is not None and link.publish_oob(
-                link.telemetry, entry.payload, ("duplicate", entry.seq))
+            sent = (
+                entry is not None
+                and link is not None
+                and link.publish_oob(link.telemetry, entry.payload, ("duplicate", entry.seq))
+            )
             self.gt.record("duplicate", device_id=device_id, seq=entry.seq if entry else None, sent=bool(sent))
         elif action.kind == "fault":
             self._fault(dev, action.params["fault"], action.sim_t)
@@ -481,8 +407,15 @@ class Engine:
             topic = mqtt_string(telemetry_topic(other.device_id))
         payload = fault_payload(kind, dev.info.device_id, dev.next_seq, sim_t, reading)
         sent = link is not None and link.publish_oob(topic, payload, ("fault", kind))
-        self.gt.record("fault", fault=kind, device_id=dev.info.device_id, topic=topic[2:].decode(),
-                       size=len(payload), at=iso(sim_t), sent=bool(sent))
+        self.gt.record(
+            "fault",
+            fault=kind,
+            device_id=dev.info.device_id,
+            topic=topic[2:].decode(),
+            size=len(payload),
+            at=iso(sim_t),
+            sent=bool(sent),
+        )
 
     def make_message(
         self, dev: SimDevice, readings: list[Reading], sent_at: float, battery: float | None, fault: str | None = None
@@ -498,7 +431,7 @@ class Engine:
             self.outbox.add(device_id, seq, payload)
         self.gt.message(dev.patient_id, payload, fault)
         if fault is None and self.gt.enabled:
-            self._expect_from_readings(dev, readings)
+            self.truth.from_readings(dev.info, dev.patient_id, readings)
         self.new.append((dev, Entry(seq, payload, len(readings) + (1 if fault else 0))))
         self.generated += 1
         self.generated_readings += len(readings) + (1 if fault else 0)

@@ -1,5 +1,5 @@
 """The scenario kinds: what each does to physiology, schedule or device, and the detections
-it expects. Registered by name in `scenarios.REGISTRY`; see `scenarios.SCENARIO_HELP`.
+it expects. Registered by name in `REGISTRY`; see `scenarios.SCENARIO_HELP`.
 """
 
 from __future__ import annotations
@@ -33,12 +33,20 @@ from devices.simulator.scenarios import (
     Scenario,
     ScenarioError,
     parse_duration,
-    register,
 )
 from devices.simulator.schedule import DAY, DEVICE_CLASSES, DOSE_WINDOW_S, MEASUREMENT_WINDOW_S, SpotEvent
 
 SPOT_CLASSES = ("bp_cuff", "scale", "glucometer", "pulse_oximeter", "thermometer")
 Effects = tuple[FloatArray, FloatArray, FloatArray]
+
+
+# The scenario kinds by name (placement looks them up here).
+REGISTRY: dict[str, type[Scenario]] = {}
+
+
+def register(cls: type[Scenario]) -> type[Scenario]:
+    REGISTRY[cls.name] = cls
+    return cls
 
 
 def _named(values: dict[int, float]) -> dict[str, float]:

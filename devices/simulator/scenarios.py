@@ -22,7 +22,7 @@ from typing import Any, Final
 import numpy as np
 
 from core.careplan import CarePlan
-from devices.simulator.physiology import N_METRICS, FloatArray, Population, stable_key
+from devices.simulator.physiology import N_METRICS, FloatArray, Population
 from devices.simulator.schedule import SpotEvent
 
 SCENARIO_HELP: Final[dict[str, str]] = {
@@ -288,62 +288,3 @@ class Book:
 
     def actions(self) -> list[Action]:
         return sorted(a for s in self.scenarios for a in s.actions())
-
-
-REGISTRY: dict[str, type[Scenario]] = {}
-
-
-def register(cls: type[Scenario]) -> type[Scenario]:
-    REGISTRY[cls.name] = cls
-    return cls
-
-
-def place(requests: list[ScenarioRequest], ctx: Context) -> Book:
-    """Choose patients for each request (deterministically from the seed) and place them."""
-    # Importing the module registers the scenario kinds.
-    from devices.simulator import scenario_kinds  # noqa: F401
-
-    book = ctx.book
-    used: set[int] = set()
-    for ordinal, request in enumerate(requests):
-        cls = REGISTRY[request.name]
-        patients = _choose_patients(request, cls, ctx, used, ordinal)
-        for patient in patients:
-            used.add(patient)
-            book.add(cls(ctx, patient, request.params, ordinal))
-    for scenario in book.scenarios:
-        scenario.expect()
-    return book
-
-
-def _eligible(cls: type[Scenario], ctx: Context, patient: int) -> bool:
-    classes = {d.device_class for d in ctx.by_patient.get(patient, [])}
-    return all(n in classes for n in cls.needs)
-
-
-def _choose_patients(
-    request: ScenarioRequest, cls: type[Scenario], ctx: Context, used: set[int], ordinal: int
-) -> list[int]:
-    pop = ctx.population
-    wanted = request.params.get("patient")
-    if wanted:
-        index = int(wanted[1:]) if wanted.startswith("#") and wanted[1:].isdigit() else pop.index.get(wanted)
-        if index is None or not 0 <= index < len(pop):
-            raise ScenarioError(f"{request.name}: unknown patient {wanted!r}")
-        if not _eligible(cls, ctx, index):
-            raise ScenarioError(f"{request.name}: patient {pop.ids[index]} lacks a {' / '.join(cls.needs)}")
-        return [index]
-    count = int(request.params.get("patients", "1"))
-    eligible = [i for i in range(len(pop)) if _eligible(cls, ctx, i)]
-    if len(eligible) < count:
-        raise ScenarioError(
-            f"{request.name}: needs {count} patient(s) with {' + '.join(cls.needs) or 'any device'}, "
-            f"found {len(eligible)}"
-        )
-    rng = np.random.default_rng(stable_key(ctx.seed, f"scenario:{ordinal}:{request.name}"))
-    order = [eligible[i] for i in rng.permutation(len(eligible))]
-    fresh = [i for i in order if i not in used]
-    chosen = (fresh + [i for i in order if i in used])[:count]
-    return sorted(chosen)
-
-
