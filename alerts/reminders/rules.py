@@ -29,9 +29,9 @@ from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.careplan import CarePlan
-from core.detectors.adherence import Schedule, Slot, schedules_of
-from core.detectors.adherence import _slot_for as slot_for  # the detector's nearest-slot rule
-from core.detectors.adherence import _slots as slots_between  # the detector's slot maths
+from core.detectors.rules.adherence import Schedule, Slot, schedules_of
+from core.detectors.rules.adherence import _slot_for as slot_for  # the detector's nearest-slot rule
+from core.detectors.rules.adherence import _slots as slots_between  # the detector's slot maths
 
 Channel = Literal["in_app", "email"]
 CHANNELS: Final[tuple[Channel, ...]] = ("in_app", "email")

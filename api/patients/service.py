@@ -10,7 +10,7 @@ summary holds and how each figure is computed, and observation rollups.
   the plan's oxygen, SpO2 scale and maximum age, as the worker scores it. A continuous device
   (wearable) is silent past its plan's warn time; a scheduled one when the device-silence
   detector has an unresolved alert for it. Adherence uses the adherence detector's slots
-  (core.detectors.adherence.adherence_over).
+  (core.detectors.rules.adherence.adherence_over).
 - Every call writes one audit event (allowed or denied) in the caller's transaction.
 """
 
@@ -51,8 +51,8 @@ from api.patients.schemas import (
 )
 from core.careplan import CarePlan, decode_care_plan, default_care_plan
 from core.catalogue import CATALOGUE, acvpu_level
-from core.detectors.adherence import adherence_over, schedules_of
 from core.detectors.news2 import PARAMETERS, News2Input, News2Score, score_news2
+from core.detectors.rules.adherence import adherence_over, schedules_of
 from core.wire import Reading
 
 NEWS2_METRICS: Final = ("resp_rate", "spo2", "bp_systolic", "heart_rate", "consciousness", "body_temp")

@@ -10,7 +10,7 @@
   event (one read, one event).
 - My care plan reads the plan through the care-plan service (its audit event is the read's
   one event) and computes adherence with the detector's own slots
-  (core.detectors.adherence.adherence_over): per local day of the plan's time zone for "days
+  (core.detectors.rules.adherence.adherence_over): per local day of the plan's time zone for "days
   kept" and streaks, and per week for the share of planned slots received.
 - Limits drawn and named are the plan's enabled limits (api/pages/careplan.py `limits_of`,
   api/pages/summary.py `metric_limits`, as the clinician's patient page draws them) plus the
@@ -52,7 +52,7 @@ from api.portal.schemas import (
 )
 from api.portal.text import catalogue, t
 from core.careplan import CarePlan, MeasurementSchedule
-from core.detectors.adherence import adherence_over, schedules_of
+from core.detectors.rules.adherence import adherence_over, schedules_of
 from core.wire import Reading
 
 WEEK_TREND: Final = timedelta(days=7)

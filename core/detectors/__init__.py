@@ -6,4 +6,8 @@ what-if replays stored readings through the same `detect_readings` (ADR 0021). E
 returns the new state and a list of `model.Detection`. Nothing here does I/O. The rules
 follow /work/shared/reference/clinical.md (the project's `reference/clinical.md`), cited in
 each module.
+
+Layout (ADR 0033): `service` and `model` are the public face; `rules/` holds one module per
+rule family; `episodes.EpisodeTracker` is the raise → hold → clear bookkeeping the rules with
+hysteresis share; `news2` is the NEWS2 scoring table.
 """

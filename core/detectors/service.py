@@ -25,15 +25,15 @@ from typing import Final
 import msgspec
 
 from core.careplan import CarePlan
-from core.detectors.adherence import AdherenceState, evaluate_adherence, observe_adherence
-from core.detectors.baseline import BaselineState, detect_baseline
-from core.detectors.bp import BpState, detect_bp_crisis
-from core.detectors.glucose import GlucoseState, detect_glucose
-from core.detectors.limits import LimitsState, detect_limits
 from core.detectors.model import Detection, IndexedReadings
-from core.detectors.news2_monitor import News2State, detect_news2
-from core.detectors.silence import SilenceState, evaluate_silence, observe_device
-from core.detectors.weight import WeightState, detect_weight_gain
+from core.detectors.rules.adherence import AdherenceState, evaluate_adherence, observe_adherence
+from core.detectors.rules.baseline import BaselineState, detect_baseline
+from core.detectors.rules.bp import BpState, detect_bp_crisis
+from core.detectors.rules.glucose import GlucoseState, detect_glucose
+from core.detectors.rules.limits import LimitsState, detect_limits
+from core.detectors.rules.news2_monitor import News2State, detect_news2
+from core.detectors.rules.silence import SilenceState, evaluate_silence, observe_device
+from core.detectors.rules.weight import WeightState, detect_weight_gain
 from core.wire import Reading
 
 STATE_SCHEMA: Final = 1

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from core.detectors.model import Episode
+from core.detectors.rules.silence import DeviceSeen, SilenceState
 from core.detectors.service import DetectorState
-from core.detectors.silence import DeviceSeen, SilenceState
 from core.rules import Rule
 from streams.detection.pipeline import silent_devices
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, time, timedelta
 import msgspec
 
 from core.careplan import CarePlan, MeasurementSchedule, MedicationSchedule, default_care_plan
-from core.detectors.adherence import AdherenceState, adherence_over, evaluate_adherence, observe_adherence
 from core.detectors.model import Detection, DetectionKind
+from core.detectors.rules.adherence import AdherenceState, adherence_over, evaluate_adherence, observe_adherence
 from core.rules import Rule, Severity
 from core.wire import Reading
 

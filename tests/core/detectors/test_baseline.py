@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.careplan import BaselineSetting, CarePlan, default_care_plan
-from core.detectors.baseline import BaselineState, detect_baseline, median_mad
 from core.detectors.model import Detection, DetectionKind, iso
+from core.detectors.rules.baseline import BaselineState, detect_baseline, median_mad
 from core.rules import Rule, Severity
 from core.wire import Reading
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 
 from core.careplan import default_care_plan
-from core.detectors.bp import BpState, detect_bp_crisis
 from core.detectors.model import Detection, DetectionKind
+from core.detectors.rules.bp import BpState, detect_bp_crisis
 from core.rules import Rule, Severity
 from core.wire import Reading
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.careplan import CarePlan, Limit, default_care_plan
-from core.detectors.limits import LimitsState, detect_limits
 from core.detectors.model import Detection, DetectionKind
+from core.detectors.rules.limits import LimitsState, detect_limits
 from core.rules import Rule, Severity
 from core.wire import Reading
 

@@ -7,7 +7,7 @@ import msgspec
 from core.careplan import CarePlan, News2Settings, default_care_plan
 from core.catalogue import ACVPU_CODES, AcvpuLevel
 from core.detectors.model import Detection, DetectionKind, iso
-from core.detectors.news2_monitor import News2State, detect_news2
+from core.detectors.rules.news2_monitor import News2State, detect_news2
 from core.rules import Rule, Severity
 from core.wire import Reading
 

@@ -11,7 +11,7 @@ import msgspec
 from core.careplan import MeasurementSchedule, SilencePolicy, default_care_plan
 from core.catalogue import DEVICE_CLASSES
 from core.detectors.model import DetectionKind
-from core.detectors.silence import SilenceState, evaluate_silence, forget_device, observe_device
+from core.detectors.rules.silence import SilenceState, evaluate_silence, forget_device, observe_device
 from core.rules import Rule, Severity
 
 from .factory import at, events, reading

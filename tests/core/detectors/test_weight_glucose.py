@@ -8,9 +8,9 @@ import msgspec
 import pytest
 
 from core.careplan import CarePlan, HfWeightGain, default_care_plan
-from core.detectors.glucose import GlucoseState, detect_glucose
 from core.detectors.model import Detection, DetectionKind
-from core.detectors.weight import MAX_POINTS, WeightState, detect_weight_gain
+from core.detectors.rules.glucose import GlucoseState, detect_glucose
+from core.detectors.rules.weight import MAX_POINTS, WeightState, detect_weight_gain
 from core.rules import Rule, Severity
 from core.wire import Reading
 

@@ -30,16 +30,8 @@ import msgspec
 import numpy as np
 
 from core.careplan import BaselineSetting, CarePlan
-from core.detectors.model import (
-    Detection,
-    Episode,
-    clear_detection,
-    episode_of,
-    iso,
-    latest_ts,
-    new_readings,
-    raise_detection,
-)
+from core.detectors.episodes import EpisodeTracker
+from core.detectors.model import Detection, Episode, iso, latest_ts, new_readings
 from core.rules import Rule, Severity
 from core.wire import Reading
 
@@ -78,11 +70,12 @@ class _Series:
     """The mutable working copy of one series while a batch runs through it."""
 
     def __init__(self, patient_id: str, setting: BaselineSetting, s: BaselineSeries) -> None:
-        self.patient_id, self.setting = patient_id, setting
+        self.setting = setting
         self.values = list(s.values)
         self.bucket, self.total, self.count = s.bucket, s.total, s.count
-        self.run, self.run_start, self.calm, self.open = s.run, s.run_start, s.calm, s.open
+        self.run, self.run_start, self.calm = s.run, s.run_start, s.calm
         self.found: list[Detection] = []
+        self.episode = EpisodeTracker(patient_id, self.found, [s.open])
 
     def add(self, r: Reading) -> None:
         b = bucket_of(r.ts, self.setting.bucket_s)
@@ -117,7 +110,7 @@ class _Series:
         samples: int,
     ) -> None:
         s = self.setting
-        if self.open is None:
+        if not self.episode.is_open:
             if not deviating:
                 self.run, self.run_start = 0, None
                 return
@@ -144,9 +137,8 @@ class _Series:
             "window": s.window,
             "samples": samples,
         }
-        if self.open is None:
-            det = raise_detection(
-                self.patient_id,
+        if not self.episode.is_open:
+            self.episode.raise_episode(
                 Rule.BASELINE_DEVIATION,
                 Severity.LOW,
                 at=now,
@@ -154,11 +146,10 @@ class _Series:
                 evidence=evidence,
                 key_suffix=s.metric,
             )
-            self.open, self.run, self.run_start, self.calm = episode_of(det), 0, None, 0
+            self.run, self.run_start, self.calm = 0, None, 0
         else:
-            det = clear_detection(self.patient_id, self.open, at=now, evidence=evidence)
-            self.open, self.calm = None, 0
-        self.found.append(det)
+            self.episode.clear(at=now, evidence=evidence)
+            self.calm = 0
 
     def state(self, last_ts: datetime | None) -> BaselineSeries:
         return BaselineSeries(
@@ -170,7 +161,7 @@ class _Series:
             run=self.run,
             run_start=self.run_start,
             calm=self.calm,
-            open=self.open,
+            open=self.episode.episode,
         )
 
 

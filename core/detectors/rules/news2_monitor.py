@@ -42,15 +42,8 @@ import msgspec
 
 from core.careplan import CarePlan
 from core.catalogue import acvpu_level
-from core.detectors.model import (
-    Detection,
-    Episode,
-    clear_detection,
-    episode_of,
-    iso,
-    new_readings,
-    raise_detection,
-)
+from core.detectors.episodes import EpisodeTracker
+from core.detectors.model import Detection, Episode, iso, new_readings
 from core.detectors.news2 import BAND_RANK, News2Input, News2Score, score_news2
 from core.rules import Rule
 from core.wire import Reading
@@ -163,17 +156,18 @@ def detect_news2(
         return state, []
     latest = dict(state.latest)
     last_ts = state.last_ts
-    open_ = state.open
-    lower_since = state.lower_since
     low_since = state.low_since
     max_age = timedelta(seconds=settings.max_age_s)
     step_down = timedelta(seconds=settings.step_down_s)
     low_hold = timedelta(seconds=settings.low_sustained_s)
     out: list[Detection] = []
+    # The band's episode; its hold is the lower band's, before the episode steps down.
+    band = EpisodeTracker(patient_id, out, [state.open], hold_since=state.lower_since)
     for at, late in _instants(batch, latest, state.last_ts, max_age):
         last_ts = at if last_ts is None or at > last_ts else last_ts
         obs, used = _observations(latest, at, max_age, plan.on_oxygen)
         score = score_news2(obs, scale=settings.spo2_scale)
+        open_ = band.episode
         current = BAND_RANK[open_.rule if open_ else None]
         new = BAND_RANK[score.rule]
         if new == LOW_RANK and open_ is None and low_hold:
@@ -183,41 +177,28 @@ def detect_news2(
         elif new <= current:
             low_since = None
         if new == current:
-            lower_since = None
+            band.break_hold()
             continue
-        if new < current:
-            lower_since = lower_since or at
-            if at - lower_since < step_down:
-                continue
+        if new < current and band.held(at, step_down) is None:
+            continue
         reason = "escalated" if new > current else "stepped_down"
-        if open_ is not None:
-            evidence = _evidence(score, obs, used, reason, late)
-            out.append(clear_detection(patient_id, open_, at=at, evidence=evidence))
-            open_ = None
+        band.clear(at=at, evidence=_evidence(score, obs, used, reason, late))
         if score.rule is not None:
             evidence = _evidence(score, obs, used, reason, late)
             started = at
             if new == LOW_RANK and low_since is not None:
                 started = low_since
                 evidence["held_since"] = iso(low_since)
-            det = raise_detection(
-                patient_id,
-                score.rule,
-                score.severity,
-                at=at,
-                episode_start=started,
-                evidence=evidence,
-            )
-            out.append(det)
-            open_ = episode_of(det)
-        lower_since = low_since = None
+            band.raise_episode(score.rule, score.severity, at=at, episode_start=started, evidence=evidence)
+        band.break_hold()
+        low_since = None
     if latest == state.latest and last_ts == state.last_ts and not out:
         return state, out  # nothing new (a replay): the saved state stays as it is
     new_state = News2State(
         latest=latest,
         last_ts=last_ts,
-        open=open_,
-        lower_since=lower_since,
+        open=band.episode,
+        lower_since=band.hold_since,
         low_since=low_since,
     )
     return new_state, out

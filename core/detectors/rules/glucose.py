@@ -14,21 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
 from core.careplan import CarePlan, GlucoseLimits
-from core.detectors.model import (
-    Detection,
-    Episode,
-    clear_detection,
-    episode_of,
-    iso,
-    latest_ts,
-    new_readings,
-    raise_detection,
-)
+from core.detectors.episodes import EpisodeTracker
+from core.detectors.model import Detection, Episode, iso, latest_ts, new_readings
 from core.rules import Rule, Severity
 from core.wire import Reading
 
@@ -39,6 +31,10 @@ class GlucoseState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     hypo_recovering_since: datetime | None = None
     hyper: Episode | None = None
     hyper_recovering_since: datetime | None = None
+
+
+_HYPO: Final = (Rule.GLUCOSE_LOW_L1, Rule.GLUCOSE_LOW_L2)
+_HYPER: Final = (Rule.GLUCOSE_HIGH,)
 
 
 def glucose_level(value: float, cfg: GlucoseLimits) -> Rule | None:
@@ -63,19 +59,16 @@ def _severity(rule: Rule, cfg: GlucoseLimits) -> Severity:
 def detect_glucose(
     patient_id: str, plan: CarePlan, state: GlucoseState, readings: Sequence[Reading]
 ) -> tuple[GlucoseState, list[Detection]]:
-    """Classify each new glucose reading and raise / clear hypo- and hyperglycaemia episodes."""
+    """Classify each new glucose reading and raise / clear hypo- and hyperglycaemia episodes:
+    both hypoglycaemia levels belong to one episode, hyperglycaemia has an episode of its own."""
     cfg = plan.glucose
-    if not cfg.enabled:
-        return state, []
-    batch = new_readings(readings, "glucose", state.last_ts)
+    batch = new_readings(readings, "glucose", state.last_ts) if cfg.enabled else []
     if not batch:
         return state, []
     hold = timedelta(seconds=cfg.clear_sustained_s)
-    hypo = dict(state.hypo)
-    hypo_since = state.hypo_recovering_since
-    hyper = state.hyper
-    hyper_since = state.hyper_recovering_since
     out: list[Detection] = []
+    hypo = EpisodeTracker(patient_id, out, state.hypo.values(), hold_since=state.hypo_recovering_since)
+    hyper = EpisodeTracker(patient_id, out, [state.hyper], hold_since=state.hyper_recovering_since)
     for r in batch:
         level = glucose_level(r.value, cfg)
         evidence: dict[str, Any] = {
@@ -88,49 +81,21 @@ def detect_glucose(
             },
             "ts": iso(r.ts),
         }
-        if level in (Rule.GLUCOSE_LOW_L1, Rule.GLUCOSE_LOW_L2):
-            hypo_since = None
-            if not hypo or (level is Rule.GLUCOSE_LOW_L2 and level.value not in hypo):
-                det = raise_detection(
-                    patient_id,
-                    level,
-                    _severity(level, cfg),
-                    at=r.ts,
-                    episode_start=r.ts,
-                    evidence=evidence,
-                )
-                out.append(det)
-                hypo[level.value] = episode_of(det)
-        elif hypo:
-            hypo_since = hypo_since or r.ts
-            if r.ts - hypo_since >= hold:
-                evidence["in_range_since"] = iso(hypo_since)
-                out.extend(clear_detection(patient_id, e, at=r.ts, evidence=evidence) for e in hypo.values())
-                hypo, hypo_since = {}, None
-        if level is Rule.GLUCOSE_HIGH:
-            hyper_since = None
-            if hyper is None:
-                det = raise_detection(
-                    patient_id,
-                    level,
-                    _severity(level, cfg),
-                    at=r.ts,
-                    episode_start=r.ts,
-                    evidence=evidence,
-                )
-                out.append(det)
-                hyper = episode_of(det)
-        elif hyper is not None:
-            hyper_since = hyper_since or r.ts
-            if r.ts - hyper_since >= hold:
-                evidence["in_range_since"] = iso(hyper_since)
-                out.append(clear_detection(patient_id, hyper, at=r.ts, evidence=evidence))
-                hyper, hyper_since = None, None
+        # Hypoglycaemia first: a reading's detections keep that order.
+        for episodes, levels in ((hypo, _HYPO), (hyper, _HYPER)):
+            if level is not None and level in levels:
+                episodes.break_hold()
+                # Once per level reached: level 2 after level 1 raises, level 1 after 2 does not.
+                if not episodes.is_open or (level is Rule.GLUCOSE_LOW_L2 and not episodes.has(level)):
+                    episodes.raise_episode(level, _severity(level, cfg), at=r.ts, evidence=evidence)
+            elif (since := episodes.held(r.ts, hold)) is not None:
+                evidence["in_range_since"] = iso(since)
+                episodes.clear(at=r.ts, evidence=evidence)
     new_state = GlucoseState(
         last_ts=latest_ts(batch, state.last_ts),
-        hypo=hypo,
-        hypo_recovering_since=hypo_since,
-        hyper=hyper,
-        hyper_recovering_since=hyper_since,
+        hypo=hypo.episodes,
+        hypo_recovering_since=hypo.hold_since,
+        hyper=hyper.episode,
+        hyper_recovering_since=hyper.hold_since,
     )
     return new_state, out

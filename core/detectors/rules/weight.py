@@ -26,16 +26,8 @@ from typing import Any, Final
 import msgspec
 
 from core.careplan import CarePlan
-from core.detectors.model import (
-    Detection,
-    Episode,
-    clear_detection,
-    episode_of,
-    iso,
-    latest_ts,
-    new_readings,
-    raise_detection,
-)
+from core.detectors.episodes import EpisodeTracker
+from core.detectors.model import Detection, Episode, iso, latest_ts, new_readings
 from core.rules import Rule
 from core.wire import Reading
 
@@ -68,9 +60,7 @@ def detect_weight_gain(
 ) -> tuple[WeightState, list[Detection]]:
     """Raise `hf_weight_gain_1d` / `_3d` / `_7d` when a weighing crosses the plan's limits."""
     cfg = plan.hf_weight
-    if not cfg.enabled:
-        return state, []
-    batch = new_readings(readings, "body_weight", state.last_ts)
+    batch = new_readings(readings, "body_weight", state.last_ts) if cfg.enabled else []
     if not batch:
         return state, []
     slack = timedelta(seconds=cfg.slack_s)
@@ -80,9 +70,9 @@ def detect_weight_gain(
     rules.append((Rule.HF_WEIGHT_GAIN_7D, timedelta(days=7), cfg.gain_7d_kg))
     horizon = timedelta(days=7) + slack
     minima = deque(state.minima, maxlen=MAX_POINTS)
-    open_ = dict(state.open)
-    reference = dict(state.reference_kg)
     out: list[Detection] = []
+    episodes = EpisodeTracker(patient_id, out, state.open.values())
+    reference = dict(state.reference_kg)
     for r in batch:
         while minima and minima[0].ts < r.ts - horizon:
             minima.popleft()
@@ -98,23 +88,17 @@ def detect_weight_gain(
                 "limit_kg": limit,
                 "window": {"start": iso(start), "end": iso(r.ts)},
             }
-            episode = open_.get(rule.value)
-            if episode is None:
+            if not episodes.has(rule):
                 if ref is not None and gain is not None and gain + _EPSILON >= limit:
-                    det = raise_detection(
-                        patient_id, rule, cfg.severity, at=r.ts, episode_start=r.ts, evidence=evidence
-                    )
-                    out.append(det)
-                    open_[rule.value] = episode_of(det)
+                    episodes.raise_episode(rule, cfg.severity, at=r.ts, evidence=evidence)
                     reference[rule.value] = ref.kg
             elif round(r.value - reference[rule.value], 3) + _EPSILON < limit:
                 evidence["episode_reference_kg"] = reference.pop(rule.value)
-                out.append(clear_detection(patient_id, episode, at=r.ts, evidence=evidence))
-                del open_[rule.value]
+                episodes.clear(at=r.ts, evidence=evidence, rule=rule)
         while minima and minima[-1].kg >= r.value:
             minima.pop()
         minima.append(WeightPoint(r.ts, r.value))
     new_state = WeightState(
-        last_ts=latest_ts(batch, state.last_ts), minima=tuple(minima), open=open_, reference_kg=reference
+        last_ts=latest_ts(batch, state.last_ts), minima=tuple(minima), open=episodes.episodes, reference_kg=reference
     )
     return new_state, out

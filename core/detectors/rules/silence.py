@@ -24,17 +24,9 @@ import msgspec
 
 from core.careplan import CarePlan
 from core.catalogue import CATALOGUE
-from core.detectors.adherence import schedules_of
-from core.detectors.model import (
-    Detection,
-    Episode,
-    as_utc,
-    clear_detection,
-    episode_of,
-    iso,
-    new_readings,
-    raise_detection,
-)
+from core.detectors.episodes import EpisodeTracker
+from core.detectors.model import Detection, Episode, as_utc, iso, new_readings
+from core.detectors.rules.adherence import schedules_of
 from core.rules import Rule, Severity
 from core.wire import Reading
 
@@ -80,7 +72,7 @@ def observe_device(
                 "resumed_at": iso(newest),
                 "silent_for_s": int((newest - previous.last_seen).total_seconds()),
             }
-            out.extend(clear_detection(patient_id, e, at=newest, evidence=evidence) for e in previous.open)
+            EpisodeTracker(patient_id, out, previous.open).clear(at=newest, evidence=evidence)
         seen = DeviceSeen(device_class=device_class, last_seen=newest, metrics=tuple(sorted(metrics)))
     devices = {**state.devices, device_id: seen}
     if len(devices) > MAX_DEVICES:
@@ -123,15 +115,14 @@ def evaluate_silence(
             continue
         warn, urgent = thresholds
         silent = now - device.last_seen
-        raised = {e.rule for e in device.open}
-        if silent >= urgent and Rule.DEVICE_SILENT_URGENT not in raised:
+        episodes = EpisodeTracker(patient_id, out, device.open)
+        if silent >= urgent and not episodes.has(Rule.DEVICE_SILENT_URGENT):
             rule, threshold = Rule.DEVICE_SILENT_URGENT, urgent
-        elif silent >= warn and not raised:
+        elif silent >= warn and not episodes.is_open:
             rule, threshold = Rule.DEVICE_SILENT_WARN, warn
         else:
             continue
-        det = raise_detection(
-            patient_id,
+        episodes.raise_episode(
             rule,
             _SEVERITY[rule],
             at=device.last_seen + threshold,
@@ -147,7 +138,6 @@ def evaluate_silence(
                 "metrics": list(device.metrics),
             },
         )
-        out.append(det)
-        devices[device_id] = msgspec.structs.replace(device, open=(*device.open, episode_of(det)))
+        devices[device_id] = msgspec.structs.replace(device, open=tuple(episodes.episodes.values()))
     out.sort(key=lambda d: d.detected_at)
     return SilenceState(devices=devices), out

@@ -22,16 +22,8 @@ from typing import Any
 import msgspec
 
 from core.careplan import CarePlan, Limit
-from core.detectors.model import (
-    Detection,
-    Episode,
-    clear_detection,
-    episode_of,
-    iso,
-    latest_ts,
-    new_readings,
-    raise_detection,
-)
+from core.detectors.episodes import EpisodeTracker
+from core.detectors.model import Detection, Episode, iso, latest_ts, new_readings
 from core.wire import Reading
 
 
@@ -55,17 +47,18 @@ class LimitsState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Machine:
-    """Mutable working copy of a LimitState while one batch is processed."""
+    """Mutable working copy of a LimitState while one batch is processed; the raised episode and
+    its clearing run are kept by an EpisodeTracker."""
 
-    def __init__(self, limit: Limit, state: LimitState) -> None:
+    def __init__(self, patient_id: str, limit: Limit, state: LimitState, found: list[Detection]) -> None:
         self.limit = limit
-        self.open = state.open
+        self.episode = EpisodeTracker(
+            patient_id, found, [state.open], hold_since=state.clear_start, hold_last=state.clear_last
+        )
         self.start = state.start
         self.last_beyond = state.last_beyond
         self.count = state.beyond_count
         self.worst = state.worst
-        self.clear_start = state.clear_start
-        self.clear_last = state.clear_last
         self.max_gap = timedelta(seconds=limit.max_gap_s)
         self.sustained = timedelta(seconds=limit.sustained_s)
         self.clear_sustained = timedelta(seconds=limit.clear_sustained_s)
@@ -73,19 +66,19 @@ class _Machine:
     def snapshot(self, last_ts: datetime | None) -> LimitState:
         return LimitState(
             last_ts=last_ts,
-            open=self.open,
+            open=self.episode.episode,
             start=self.start,
             last_beyond=self.last_beyond,
             beyond_count=self.count,
             worst=self.worst,
-            clear_start=self.clear_start,
-            clear_last=self.clear_last,
+            clear_start=self.episode.hold_since,
+            clear_last=self.episode.hold_last,
         )
 
     def _reset(self) -> None:
         self.start = self.last_beyond = self.worst = None
         self.count = 0
-        self.clear_start = self.clear_last = None
+        self.episode.break_hold()
 
     def _worse(self, value: float) -> float:
         if self.worst is None:
@@ -109,9 +102,9 @@ class _Machine:
             **extra,
         }
 
-    def step(self, patient_id: str, r: Reading) -> Detection | None:
+    def step(self, r: Reading) -> None:
         lim, t, v = self.limit, r.ts, r.value
-        if self.open is None:
+        if not self.episode.is_open:
             if self.last_beyond is not None and t - self.last_beyond > self.max_gap:
                 self._reset()
             if lim.beyond(v):
@@ -121,35 +114,22 @@ class _Machine:
                 self.last_beyond = t
                 self.worst = self._worse(v)
                 if t - self.start >= self.sustained and self.count >= lim.repeat_count:
-                    det = raise_detection(
-                        patient_id,
-                        lim.rule,
-                        lim.severity,
-                        at=t,
-                        episode_start=self.start,
-                        evidence=self._evidence(r),
+                    self.episode.raise_episode(
+                        lim.rule, lim.severity, at=t, episode_start=self.start, evidence=self._evidence(r)
                     )
-                    self.open = episode_of(det)
-                    return det
             elif lim.recovered(v):
                 self._reset()
-            return None
+            return
         if lim.beyond(v):
             self.worst = self._worse(v)
             self.count += 1
         if not lim.recovered(v):
-            self.clear_start = self.clear_last = None
-            return None
-        if self.clear_start is None or self.clear_last is None or t - self.clear_last > self.max_gap:
-            self.clear_start = t
-        self.clear_last = t
-        clear_start = self.clear_start
-        if t - clear_start < self.clear_sustained:
-            return None
-        det = clear_detection(patient_id, self.open, at=t, evidence=self._evidence(r, cleared_from=iso(clear_start)))
-        self.open = None
-        self._reset()
-        return det
+            self.episode.break_hold()
+            return
+        clear_start = self.episode.held(t, self.clear_sustained, max_gap=self.max_gap)
+        if clear_start is not None:
+            self.episode.clear(at=t, evidence=self._evidence(r, cleared_from=iso(clear_start)))
+            self._reset()
 
 
 def detect_limits(
@@ -170,11 +150,9 @@ def detect_limits(
         if not batch:
             by_rule[limit.rule.value] = previous
             continue
-        machine = _Machine(limit, previous)
+        machine = _Machine(patient_id, limit, previous, out)
         for r in batch:
-            det = machine.step(patient_id, r)
-            if det is not None:
-                out.append(det)
+            machine.step(r)
         by_rule[limit.rule.value] = machine.snapshot(latest_ts(batch, previous.last_ts))
     out.sort(key=lambda d: d.detected_at)
     return LimitsState(by_rule=by_rule), out

@@ -23,16 +23,8 @@ from typing import Any, Final
 import msgspec
 
 from core.careplan import BpCrisis, CarePlan
-from core.detectors.model import (
-    Detection,
-    Episode,
-    clear_detection,
-    episode_of,
-    iso,
-    latest_ts,
-    new_readings,
-    raise_detection,
-)
+from core.detectors.episodes import EpisodeTracker
+from core.detectors.model import Detection, Episode, iso, latest_ts, new_readings
 from core.rules import Rule, Severity
 from core.wire import Reading
 
@@ -74,16 +66,16 @@ def detect_bp_crisis(
 ) -> tuple[BpState, list[Detection]]:
     """Raise "confirm" on a first reading >= 180/120 and the confirmed crisis on a high repeat."""
     cfg = plan.bp_crisis
-    if not cfg.enabled:
-        return state, []
-    batch = new_readings(readings, BP_METRICS, state.last_ts)
+    batch = new_readings(readings, BP_METRICS, state.last_ts) if cfg.enabled else []
     if not batch:
         return state, []
     min_gap = timedelta(seconds=cfg.min_gap_s)
     window = timedelta(seconds=cfg.confirm_window_s)
     thresholds = {"systolic": cfg.systolic, "diastolic": cfg.diastolic}
-    unconfirmed, first, confirmed = state.unconfirmed, state.first, state.confirmed
     out: list[Detection] = []
+    unconfirmed = EpisodeTracker(patient_id, out, [state.unconfirmed])
+    confirmed = EpisodeTracker(patient_id, out, [state.confirmed])
+    first = state.first
 
     def evidence(m: BpMeasurement, reason: str) -> dict[str, Any]:
         return {
@@ -97,27 +89,24 @@ def detect_bp_crisis(
 
     for m in _measurements(batch):
         high = _is_high(m, cfg)
-        if confirmed is not None:
+        if confirmed.is_open:
             if not high:
-                out.append(clear_detection(patient_id, confirmed, at=m.ts, evidence=evidence(m, "normal reading")))
-                confirmed = None
+                confirmed.clear(at=m.ts, evidence=evidence(m, "normal reading"))
             continue
         since_first = m.ts - first.ts if first is not None else None
         if since_first is not None and since_first > window:
             # No repeat in time: the "confirm" episode stays open for a clinician to follow up,
             # but this reading starts afresh.
-            unconfirmed = first = None
-            since_first = None
+            unconfirmed.drop()
+            first = since_first = None
         if since_first is not None and since_first < min_gap:
             continue  # too soon to count as a re-measurement
         if high and first is None:
             first = m
-            det = raise_detection(
-                patient_id,
+            unconfirmed.raise_episode(
                 Rule.BP_CRISIS_UNCONFIRMED,
                 Severity.LOW,
                 at=m.ts,
-                episode_start=m.ts,
                 evidence={
                     "reason": "first reading >= threshold: re-measure",
                     "thresholds": thresholds,
@@ -125,25 +114,22 @@ def detect_bp_crisis(
                     "confirm_window_s": cfg.confirm_window_s,
                 },
             )
-            out.append(det)
-            unconfirmed = episode_of(det)
         elif first is not None:
             reason = "high repeat" if high else "normal repeat"
-            if unconfirmed is not None:
-                out.append(clear_detection(patient_id, unconfirmed, at=m.ts, evidence=evidence(m, reason)))
+            unconfirmed.clear(at=m.ts, evidence=evidence(m, reason))
             if high:
-                det = raise_detection(
-                    patient_id,
+                confirmed.raise_episode(
                     Rule.BP_CRISIS_CONFIRMED,
                     cfg.confirmed_severity,
                     at=m.ts,
                     episode_start=first.ts,
                     evidence=evidence(m, reason),
                 )
-                out.append(det)
-                confirmed = episode_of(det)
-            unconfirmed = first = None
+            first = None
     new_state = BpState(
-        last_ts=latest_ts(batch, state.last_ts), unconfirmed=unconfirmed, first=first, confirmed=confirmed
+        last_ts=latest_ts(batch, state.last_ts),
+        unconfirmed=unconfirmed.episode,
+        first=first,
+        confirmed=confirmed.episode,
     )
     return new_state, out
