@@ -2,28 +2,54 @@
 (Royal College of Physicians 2017, see shared/reference/clinical.md) for the parameters a
 device measures, and the home-monitoring limits its scenarios aim at.
 
-This is the simulator's own copy, used only to predict what a correct platform raises;
-the platform's detectors live in streams/ and are checked against this ground truth.
-Values are rounded half up to the band table's resolution (integers; temperature to 0.1 °C),
-from their shortest decimal text.
+This is the simulator's own code, used only to predict what a correct platform raises; the
+platform's detectors (core/detectors) are checked against this ground truth, so none of them is
+imported here. The limits are the care plan's: the defaults of `core.careplan` (a patient
+without a plan), or the patient's plan where a caller has one (`News2Monitor.for_plan`,
+`GlucoseEpisodes(plan.glucose)`). The NEWS2 scoring table itself is clinical.md's, written out
+below as band edges; values are rounded half up to the table's resolution (integers;
+temperature to 0.1 °C), from their shortest decimal text.
 """
 
 from __future__ import annotations
 
+import math
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
-BP_CRISIS_SYSTOLIC: Final = 180.0
-BP_CRISIS_DIASTOLIC: Final = 120.0
-GLUCOSE_LOW_L1: Final = 70.0
-GLUCOSE_LOW_L2: Final = 54.0
-HF_GAIN_1D_KG: Final = 1.4
-HF_GAIN_7D_KG: Final = 2.3
-SPO2_LOW: Final = 90.0
-SPO2_LOW_SUSTAIN_S: Final = 600.0
-SILENT_WARN_S: Final = 15 * 60.0
-SILENT_URGENT_S: Final = 30 * 60.0
+from core.careplan import CarePlan, GlucoseLimits, default_care_plan
+from core.rules import Rule
+
+# What applies to a patient without a care plan (core/careplan.py's defaults).
+DEFAULT_PLAN: Final = default_care_plan("simulated-patient")
+_SPO2_LIMIT: Final = next(limit for limit in DEFAULT_PLAN.limits if limit.rule is Rule.SPO2_LOW)
+_WEARABLE_SILENCE: Final = DEFAULT_PLAN.silence_policy("wearable")
+
+BP_CRISIS_SYSTOLIC: Final = float(DEFAULT_PLAN.bp_crisis.systolic)
+BP_CRISIS_DIASTOLIC: Final = float(DEFAULT_PLAN.bp_crisis.diastolic)
+GLUCOSE_LOW_L1: Final = float(DEFAULT_PLAN.glucose.level1_below)
+GLUCOSE_LOW_L2: Final = float(DEFAULT_PLAN.glucose.level2_below)
+HF_GAIN_1D_KG: Final = float(DEFAULT_PLAN.hf_weight.gain_1d_kg)
+HF_GAIN_7D_KG: Final = float(DEFAULT_PLAN.hf_weight.gain_7d_kg)
+SPO2_LOW: Final = float(_SPO2_LIMIT.raise_at)
+SPO2_LOW_SUSTAIN_S: Final = float(_SPO2_LIMIT.sustained_s)
+SILENT_WARN_S: Final = float(_WEARABLE_SILENCE.warn_s)
+SILENT_URGENT_S: Final = float(_WEARABLE_SILENCE.urgent_s)
+# Not a care-plan limit: how far in the future ingest accepts a reading's time.
 FUTURE_TOLERANCE_S: Final = 5 * 60.0
+
+# NEWS2 scoring table (clinical.md): per parameter, (highest value of a band, its score) from the
+# lowest band up, and the score of anything above the last band.
+Bands = tuple[tuple[tuple[float, int], ...], int]
+RESP_RATE_BANDS: Final[Bands] = (((8, 3), (11, 1), (20, 0), (24, 2)), 3)
+SPO2_SCALE1_BANDS: Final[Bands] = (((91, 3), (93, 2), (95, 1)), 0)
+# Scale 2 (a prescribed 88-92 % target): above 92 % scores only on oxygen.
+SPO2_SCALE2_AIR_BANDS: Final[Bands] = (((83, 3), (85, 2), (87, 1)), 0)
+SPO2_SCALE2_OXYGEN_BANDS: Final[Bands] = (((83, 3), (85, 2), (87, 1), (92, 0), (94, 1), (96, 2)), 3)
+SYSTOLIC_BANDS: Final[Bands] = (((90, 3), (100, 2), (110, 1), (219, 0)), 3)
+PULSE_BANDS: Final[Bands] = (((40, 3), (50, 1), (90, 0), (110, 1), (130, 2)), 3)
+TEMPERATURE_BANDS: Final[Bands] = (((35.0, 3), (36.0, 1), (38.0, 0), (39.0, 1)), 2)
+ON_OXYGEN_SCORE: Final = 2
 
 
 def _half_up(value: float, places: int = 0) -> float:
@@ -32,67 +58,31 @@ def _half_up(value: float, places: int = 0) -> float:
     return float(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
+def _score(value: float, bands: Bands) -> int:
+    edges, above = bands
+    return next((score for highest, score in edges if value <= highest), above)
+
+
 def score_resp_rate(rr: float) -> int:
-    rr = _half_up(rr)
-    if rr <= 8:
-        return 3
-    if rr <= 11:
-        return 1
-    if rr <= 20:
-        return 0
-    if rr <= 24:
-        return 2
-    return 3
+    return _score(_half_up(rr), RESP_RATE_BANDS)
 
 
 def score_spo2(spo2: float, *, scale: int = 1, on_oxygen: bool = False) -> int:
-    s = _half_up(spo2)
     if scale == 1:
-        return 3 if s <= 91 else 2 if s <= 93 else 1 if s <= 95 else 0
-    if s <= 83:
-        return 3
-    if s <= 85:
-        return 2
-    if s <= 87:
-        return 1
-    if s <= 92 or not on_oxygen:
-        return 0
-    return 1 if s <= 94 else 2 if s <= 96 else 3
+        return _score(_half_up(spo2), SPO2_SCALE1_BANDS)
+    return _score(_half_up(spo2), SPO2_SCALE2_OXYGEN_BANDS if on_oxygen else SPO2_SCALE2_AIR_BANDS)
 
 
 def score_systolic(sbp: float) -> int:
-    s = _half_up(sbp)
-    if s <= 90:
-        return 3
-    if s <= 100:
-        return 2
-    if s <= 110:
-        return 1
-    return 0 if s <= 219 else 3
+    return _score(_half_up(sbp), SYSTOLIC_BANDS)
 
 
 def score_pulse(hr: float) -> int:
-    h = _half_up(hr)
-    if h <= 40:
-        return 3
-    if h <= 50:
-        return 1
-    if h <= 90:
-        return 0
-    if h <= 110:
-        return 1
-    return 2 if h <= 130 else 3
+    return _score(_half_up(hr), PULSE_BANDS)
 
 
 def score_temperature(temp: float) -> int:
-    t = _half_up(temp, 1)
-    if t <= 35.0:
-        return 3
-    if t <= 36.0:
-        return 1
-    if t <= 38.0:
-        return 0
-    return 1 if t <= 39.0 else 2
+    return _score(_half_up(temp, 1), TEMPERATURE_BANDS)
 
 
 def news2(
@@ -112,25 +102,29 @@ def news2(
         + score_spo2(spo2, scale=scale, on_oxygen=on_oxygen)
         + score_pulse(pulse)
         + score_temperature(temperature)
-        + (2 if on_oxygen else 0)
+        + (ON_OXYGEN_SCORE if on_oxygen else 0)
     )
     if systolic is not None:
         total += score_systolic(systolic)
     return total
 
 
-GLUCOSE_HIGH: Final = 250.0
-GLUCOSE_CLEAR_SUSTAIN_S: Final = 15 * 60.0
+GLUCOSE_HIGH: Final = math.inf if DEFAULT_PLAN.glucose.high_above is None else float(DEFAULT_PLAN.glucose.high_above)
+GLUCOSE_CLEAR_SUSTAIN_S: Final = float(DEFAULT_PLAN.glucose.clear_sustained_s)
 
 
 class GlucoseEpisodes:
     """Which glucose detections a patient's readings imply (ADA levels, clinical.md; the
-    care plan's episode rule): a hypoglycaemia episode raises once per level reached (level 1,
-    then level 2 if it goes that low), hyperglycaemia (> 250 mg/dL) is a separate episode, and
-    an episode ends only when readings have stayed in range for 15 minutes, i.e. at the second
-    in-range reading at least 15 minutes after the first."""
+    care plan's episode rule and limits, the defaults unless given): a hypoglycaemia episode
+    raises once per level reached (level 1, then level 2 if it goes that low), hyperglycaemia
+    (> 250 mg/dL by default) is a separate episode, and an episode ends only when readings have
+    stayed in range for the plan's hold (15 minutes), i.e. at the second in-range reading at
+    least that long after the first."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: GlucoseLimits = DEFAULT_PLAN.glucose) -> None:
+        self.level1_below, self.level2_below = limits.level1_below, limits.level2_below
+        self.high_above = math.inf if limits.high_above is None else limits.high_above
+        self.clear_sustained_s = float(limits.clear_sustained_s)
         self.hypo: set[str] = set()
         self.hypo_since: float | None = None
         self.hyper = False
@@ -139,8 +133,15 @@ class GlucoseEpisodes:
     def observe(self, ts: float, mg_dl: float) -> list[str]:
         """Feed one reading (in time order); returns the rules it raises."""
         raised: list[str] = []
-        level = ("glucose_low_l2" if mg_dl < GLUCOSE_LOW_L2 else "glucose_low_l1" if mg_dl < GLUCOSE_LOW_L1
-                 else "glucose_high" if mg_dl > GLUCOSE_HIGH else None)
+        level = (
+            "glucose_low_l2"
+            if mg_dl < self.level2_below
+            else "glucose_low_l1"
+            if mg_dl < self.level1_below
+            else "glucose_high"
+            if mg_dl > self.high_above
+            else None
+        )
         if level in ("glucose_low_l1", "glucose_low_l2"):
             self.hypo_since = None
             if not self.hypo or (level == "glucose_low_l2" and level not in self.hypo):
@@ -148,7 +149,7 @@ class GlucoseEpisodes:
                 self.hypo.add(level)
         elif self.hypo:
             self.hypo_since = ts if self.hypo_since is None else self.hypo_since
-            if ts - self.hypo_since >= GLUCOSE_CLEAR_SUSTAIN_S:
+            if ts - self.hypo_since >= self.clear_sustained_s:
                 self.hypo, self.hypo_since = set(), None
         if level == "glucose_high":
             self.hyper_since = None
@@ -157,7 +158,7 @@ class GlucoseEpisodes:
                 self.hyper = True
         elif self.hyper:
             self.hyper_since = ts if self.hyper_since is None else self.hyper_since
-            if ts - self.hyper_since >= GLUCOSE_CLEAR_SUSTAIN_S:
+            if ts - self.hyper_since >= self.clear_sustained_s:
                 self.hyper, self.hyper_since = False, None
         return raised
 
@@ -184,11 +185,15 @@ def weight_gain_raises(
 
 
 NEWS2_BANDS: Final = (None, "news2_low", "news2_single_parameter", "news2_medium", "news2_high")
-NEWS2_MAX_AGE_S: Final = 3600.0
-NEWS2_STEP_DOWN_S: Final = 1800.0
-NEWS2_LOW_HOLD_S: Final = 900.0
-_SCORERS: Final = {"resp_rate": score_resp_rate, "heart_rate": score_pulse, "body_temp": score_temperature,
-                   "bp_systolic": score_systolic}
+NEWS2_MAX_AGE_S: Final = float(DEFAULT_PLAN.news2.max_age_s)
+NEWS2_STEP_DOWN_S: Final = float(DEFAULT_PLAN.news2.step_down_s)
+NEWS2_LOW_HOLD_S: Final = float(DEFAULT_PLAN.news2.low_sustained_s)
+_SCORERS: Final = {
+    "resp_rate": score_resp_rate,
+    "heart_rate": score_pulse,
+    "body_temp": score_temperature,
+    "bp_systolic": score_systolic,
+}
 
 
 def news2_band(total: int, max_single: int) -> str | None:
@@ -204,14 +209,21 @@ def news2_band(total: int, max_single: int) -> str | None:
 
 class News2Monitor:
     """The NEWS2 alerts a patient's readings imply, as the care plan's NEWS2 settings define
-    them: the latest value of each parameter by its own time (not older than 1 h), whatever
-    the arrival order, is scored at every reading time, on the plan's SpO2 scale and oxygen
-    (consciousness is not measured, so not scored); a higher band raises at once, except the
-    low band, which must first hold for 15 minutes (with no band raised); a lower one replaces
-    a raised band only after it held for 30 minutes."""
+    them (`for_plan`; the defaults' figures below): the latest value of each parameter by its
+    own time (not older than 1 h), whatever the arrival order, is scored at every reading time,
+    on the plan's SpO2 scale and oxygen (consciousness is not measured, so not scored); a higher
+    band raises at once, except the low band, which must first hold for 15 minutes (with no band
+    raised); a lower one replaces a raised band only after it held for 30 minutes."""
 
-    def __init__(self, *, scale: int, on_oxygen: bool, max_age_s: float = NEWS2_MAX_AGE_S,
-                 step_down_s: float = NEWS2_STEP_DOWN_S, low_hold_s: float = NEWS2_LOW_HOLD_S) -> None:
+    def __init__(
+        self,
+        *,
+        scale: int,
+        on_oxygen: bool,
+        max_age_s: float = NEWS2_MAX_AGE_S,
+        step_down_s: float = NEWS2_STEP_DOWN_S,
+        low_hold_s: float = NEWS2_LOW_HOLD_S,
+    ) -> None:
         self.scale, self.on_oxygen = scale, on_oxygen
         self.max_age_s, self.step_down_s, self.low_hold_s = max_age_s, step_down_s, low_hold_s
         self.latest: dict[str, tuple[float, float]] = {}  # parameter -> (value, time)
@@ -220,8 +232,20 @@ class News2Monitor:
         self.low_since: float | None = None  # the low band pending since (no band raised)
         self.last_ts: float | None = None
 
+    @classmethod
+    def for_plan(cls, plan: CarePlan) -> News2Monitor:
+        """The monitor of a patient with this care plan (its NEWS2 settings and oxygen)."""
+        news2 = plan.news2
+        return cls(
+            scale=news2.spo2_scale,
+            on_oxygen=plan.on_oxygen,
+            max_age_s=news2.max_age_s,
+            step_down_s=news2.step_down_s,
+            low_hold_s=news2.low_sustained_s,
+        )
+
     def score(self, at: float) -> tuple[int, int]:
-        scores = [2 if self.on_oxygen else 0]
+        scores = [ON_OXYGEN_SCORE if self.on_oxygen else 0]
         for name, (value, ts) in self.latest.items():
             if at - ts > self.max_age_s:
                 continue
@@ -276,8 +300,9 @@ class LowLimitEpisode:
     raises at the first value below `raise_at` at least `sustained_s` after the start with
     `repeat` values below counted. Raises once."""
 
-    def __init__(self, *, raise_at: float, clear_at: float, sustained_s: float, repeat: int = 1,
-                 max_gap_s: float = 600.0) -> None:
+    def __init__(
+        self, *, raise_at: float, clear_at: float, sustained_s: float, repeat: int = 1, max_gap_s: float = 600.0
+    ) -> None:
         self.raise_at, self.clear_at = raise_at, clear_at
         self.sustained_s, self.repeat, self.max_gap_s = sustained_s, repeat, max_gap_s
         self.start: float | None = None
