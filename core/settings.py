@@ -36,7 +36,7 @@ class BaseRpmSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RPM_", env_file=".env", extra="ignore")
 
     environment: Environment = Field(
-        "development", description="development, test or production; production refuses placeholders"
+        "development", description="development, test or production; only development accepts placeholder secrets"
     )
     log_level: str = Field("INFO", description="Python log level name")
     log_json: bool = Field(False, description="Emit JSON log lines (production) instead of console lines")
@@ -46,10 +46,16 @@ class BaseRpmSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> BaseRpmSettings:
-        if self.environment == "production":
+        # Development (the local stack, a laptop) may run on the committed defaults; test and
+        # production environments must be given real secrets (CONVENTIONS: "refused outside
+        # development").
+        if self.environment != "development":
             weak = [n for n, v in self._secrets().items() if _is_placeholder(v.get_secret_value())]
             if weak:
-                raise ValueError(f"placeholder secrets are not allowed in production: {', '.join(weak)}")
+                raise ValueError(
+                    f"placeholder secrets are not allowed outside development "
+                    f"(environment {self.environment}): {', '.join(weak)}"
+                )
         return self
 
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,7 +18,7 @@ from rich.table import Table
 from core.catalogue import DEVICE_CLASSES
 from core.devices import ProvisioningError, provision_device, revoke_device
 from infra.grafana.cli import app as grafana_app
-from infra.stack import PLATFORM_COMPONENTS, ROOT, SERVICE_COMPONENTS, Stack, StackError
+from infra.stack import PLATFORM_COMPONENTS, SERVICE_COMPONENTS, Stack, StackError, StackSettings
 
 app = typer.Typer(help="Remote patient monitoring platform", no_args_is_help=True)
 stack_app = typer.Typer(help="The local stack (state in .rpm/)", no_args_is_help=True)
@@ -32,7 +30,7 @@ console = Console(soft_wrap=True)
 
 
 def _stack() -> Stack:
-    return Stack(Path(os.environ.get("RPM_STATE_DIR", ROOT / ".rpm")))
+    return Stack(StackSettings().state)
 
 
 def _fail(exc: StackError) -> None:

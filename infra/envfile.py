@@ -10,6 +10,7 @@ from alerts.settings import AlertsSettings
 from api.settings import ApiSettings
 from core.settings import BrokerAdminSettings
 from infra.deploy import DeploySettings
+from infra.stack.settings import StackSettings
 from ingest.settings import IngestSettings
 from streams.settings import StreamsSettings
 
@@ -20,6 +21,7 @@ SETTINGS_CLASSES: tuple[tuple[str, type[BaseSettings]], ...] = (
     ("API (python -m api)", ApiSettings),
     ("broker administration (rpm devices, provisioning)", BrokerAdminSettings),
     ("one-off set-up of a deployment (python -m infra.deploy)", DeploySettings),
+    ("the local stack runner (rpm stack, make run)", StackSettings),
 )
 
 

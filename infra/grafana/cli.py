@@ -4,8 +4,6 @@ rules as files, or uploaded to a running Grafana."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -41,9 +39,9 @@ def generate(
 def _local_stack_targets() -> tuple[str, str | None, str]:
     """Addresses and the reporting password of the local stack (`make run`), where it exists;
     read from its state files, never created here."""
-    from infra.stack import ROOT, Ports
+    from infra.stack import Ports, StackSettings
 
-    state = Path(os.environ.get("RPM_STATE_DIR", ROOT / ".rpm"))
+    state = StackSettings().state
     ports_file, secrets_file = state / "ports.json", state / "secrets.json"
     ports = Ports(**json.loads(ports_file.read_text())) if ports_file.exists() else Ports()
     password = None

@@ -10,13 +10,12 @@ it, says why and shows the tail of its log. Stop ends exactly the processes it s
 One module per job: `config` (state directory, ports, credentials, the environment handed
 to our processes), `supervisor` (spawn, wait, stop), `services` (Mosquitto, Tansu,
 PostgreSQL, SMTP, Prometheus), `platform` (our processes), `probes` (health checks and
-metrics), `runner` (the `Stack` that ties them together).
+metrics), `runner` (the `Stack` that ties them together), `settings` (the runner's own
+RPM_ settings).
 """
 
 from infra.stack.config import (
     DB_ROLES,
-    DYNSEC_PLUGIN,
-    PG_BIN,
     PLATFORM_COMPONENTS,
     ROOT,
     SERVICE_COMPONENTS,
@@ -34,12 +33,11 @@ from infra.stack.probes import (
 )
 from infra.stack.runner import Stack
 from infra.stack.services import create_topics
+from infra.stack.settings import StackSettings
 from infra.stack.supervisor import StackError, tail
 
 __all__ = [
     "DB_ROLES",
-    "DYNSEC_PLUGIN",
-    "PG_BIN",
     "PLATFORM_COMPONENTS",
     "ROOT",
     "SERVICE_COMPONENTS",
@@ -47,6 +45,7 @@ __all__ = [
     "Secrets",
     "Stack",
     "StackError",
+    "StackSettings",
     "create_topics",
     "http_status",
     "metric_value",

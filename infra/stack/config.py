@@ -14,10 +14,6 @@ from typing import Final
 from core.broker_admin import BrokerAdmin
 
 ROOT: Final = Path(__file__).resolve().parent.parent.parent
-PG_BIN: Final = Path(os.environ.get("RPM_PG_BIN", "/usr/lib/postgresql/15/bin"))
-DYNSEC_PLUGIN: Final = Path(
-    os.environ.get("RPM_MOSQUITTO_DYNSEC_PLUGIN", "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
-)
 PLATFORM_COMPONENTS: Final = ("ingest", "streams", "alerts", "api")
 SERVICE_COMPONENTS: Final = ("mosquitto", "kafka", "postgres", "smtp", "prometheus")
 

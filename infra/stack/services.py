@@ -8,14 +8,16 @@ import asyncio
 import shutil
 import subprocess
 import sys
+from functools import cached_property
 
 import psycopg
 from psycopg import sql
 
 from core.db import apply_migrations
 from core.wire import ALL_TOPICS
-from infra.stack.config import DB_ROLES, DYNSEC_PLUGIN, PG_BIN, ROOT
+from infra.stack.config import DB_ROLES, ROOT
 from infra.stack.probes import port_answers, smtp_greets
+from infra.stack.settings import StackSettings
 from infra.stack.supervisor import StackError, Supervisor, chown_tree, tail, unprivileged_user
 
 
@@ -49,6 +51,11 @@ async def create_topics(bootstrap: str) -> None:
 class Services(Supervisor):
     """Start each of the stack's services (a second start of a running one does nothing)."""
 
+    @cached_property
+    def settings(self) -> StackSettings:
+        """Where the Debian binaries are (read when a service first starts: RPM_ variables or .env)."""
+        return StackSettings()
+
     # --- Mosquitto ---------------------------------------------------------------------------
     def start_mosquitto(self) -> None:
         name = "mosquitto"
@@ -57,8 +64,9 @@ class Services(Supervisor):
         self._require_free(name, self.ports.mqtt)
         if shutil.which("mosquitto") is None or shutil.which("mosquitto_ctrl") is None:
             raise StackError(name, "binary not found: mosquitto / mosquitto_ctrl (run infra/setup.sh)")
-        if not DYNSEC_PLUGIN.exists():
-            raise StackError(name, f"dynamic-security plugin missing at {DYNSEC_PLUGIN}")
+        plugin = self.settings.mosquitto_dynsec_plugin
+        if not plugin.exists():
+            raise StackError(name, f"dynamic-security plugin missing at {plugin}")
         user = unprivileged_user("mosquitto")
         self._require_reachable(name, user)
         mdir = self.state / "mosquitto"
@@ -80,7 +88,7 @@ class Services(Supervisor):
                 state=mdir,
                 port=self.ports.mqtt,
                 host="127.0.0.1",
-                plugin=DYNSEC_PLUGIN,
+                plugin=plugin,
                 user_line=f"user {user.pw_name}" if user else "",
             )
         )
@@ -172,9 +180,10 @@ class Services(Supervisor):
             self._migrate()
             return
         self._require_free(name, self.ports.postgres)
+        pg_bin = self.settings.pg_bin
         for binary in ("initdb", "postgres"):
-            if not (PG_BIN / binary).exists():
-                raise StackError(name, f"binary not found: {PG_BIN / binary} (run infra/setup.sh)")
+            if not (pg_bin / binary).exists():
+                raise StackError(name, f"binary not found: {pg_bin / binary} (run infra/setup.sh)")
         user = unprivileged_user("postgres")
         self._require_reachable(name, user)
         pgdir = self.state / "postgres"
@@ -188,7 +197,7 @@ class Services(Supervisor):
             chown_tree(pgdir, user)
             result = subprocess.run(
                 [
-                    str(PG_BIN / "initdb"),
+                    str(pg_bin / "initdb"),
                     "-D",
                     str(data),
                     "-U",
@@ -210,7 +219,7 @@ class Services(Supervisor):
             if result.returncode != 0:
                 raise StackError(name, "initdb failed", result.stderr[-2000:])
         argv = [
-            str(PG_BIN / "postgres"),
+            str(pg_bin / "postgres"),
             "-D",
             str(data),
             "-p",

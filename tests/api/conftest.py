@@ -46,6 +46,7 @@ def make_settings(stack: Stack, **overrides: Any) -> ApiSettings:
         "kafka_bootstrap": stack.kafka_bootstrap,
         "mqtt_host": "127.0.0.1",
         "mqtt_port": stack.ports.mqtt,
+        "mqtt_admin_password": stack.secrets.mqtt_admin_password,  # placeholders are refused outside development
         "jwt_secret": JWT_SECRET,
         "readiness_timeout": 2.0,
         "db_acquire_timeout": 2.0,

@@ -224,6 +224,7 @@ def test_a_stopping_api_process_ends_its_streams(
         "RPM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "RPM_MQTT_HOST": settings.mqtt_host,
         "RPM_MQTT_PORT": str(settings.mqtt_port),
+        "RPM_MQTT_ADMIN_PASSWORD": settings.mqtt_admin_password.get_secret_value(),
         "RPM_JWT_SECRET": settings.jwt_secret.get_secret_value(),
         "RPM_API_PORT": str(port),
     }

@@ -49,6 +49,7 @@ def api_process(settings: ApiSettings, tmp_path: Path) -> Iterator[tuple[str, Pa
         "RPM_KAFKA_IDEMPOTENT_PRODUCER": "false",
         "RPM_MQTT_HOST": settings.mqtt_host,
         "RPM_MQTT_PORT": str(settings.mqtt_port),
+        "RPM_MQTT_ADMIN_PASSWORD": settings.mqtt_admin_password.get_secret_value(),
         "RPM_JWT_SECRET": settings.jwt_secret.get_secret_value(),
         "RPM_API_PORT": str(port),
         # The fuzzer sends hundreds of wrong logins from one address; what this test is about

@@ -56,6 +56,7 @@ def check_in(stack: Stack, username: str, patient_id: str, level: str, observed_
         kafka_idempotent_producer=False,  # the embedded broker has none (ADR 0003)
         mqtt_host="127.0.0.1",
         mqtt_port=stack.ports.mqtt,
+        mqtt_admin_password=stack.secrets.mqtt_admin_password,  # placeholders are refused outside development
         jwt_secret=secrets.token_urlsafe(32),
     )
 

@@ -112,4 +112,9 @@ def test_fault_injection_is_refused_in_production_and_must_name_a_point() -> Non
         )
     with pytest.raises(ValueError, match="must be one of"):
         StreamsSettings(streams_fault_inject="everywhere")
-    assert StreamsSettings(environment="test", streams_fault_inject="lane-store").streams_fault_inject == "lane-store"
+    in_test = StreamsSettings(
+        environment="test",
+        database_url="postgresql://rpm_streams_login:s3cret-db-pw@db/rpm",  # placeholders: development only
+        streams_fault_inject="lane-store",
+    )
+    assert in_test.streams_fault_inject == "lane-store"
