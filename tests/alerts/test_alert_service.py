@@ -101,7 +101,8 @@ def alerts_of(db: psycopg.Connection, patient: str, rule: str | None = None) -> 
 
 
 def events_of(db: psycopg.Connection, alert_id: str) -> list[tuple[str, Any, dict[str, Any]]]:
-    """The alert's lifecycle history; delivery records ('notified') are checked in test_notify_delivery."""
+    """The alert's lifecycle history; delivery records ('notified') are checked in
+    test_notify_delivery and test_notify_outbox."""
     return [
         (r[0], r[1], r[2])
         for r in db.execute(

@@ -18,7 +18,7 @@ from alerts.reminders import LoopSettings, ReminderLoop
 from core.careplan import CarePlan, MeasurementSchedule, encode_care_plan
 from core.db import create_pool
 from infra.stack import Stack
-from tests.alerts.test_notify_delivery import mail_to
+from tests.alerts.notify_support import mail_to
 from tests.helpers import create_patient, unique
 
 DAY = datetime(2026, 1, 15, tzinfo=UTC)

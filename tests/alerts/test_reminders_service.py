@@ -16,7 +16,7 @@ import pytest
 
 from core.careplan import CarePlan, MeasurementSchedule, encode_care_plan
 from infra.stack import Stack
-from tests.alerts.test_notify_delivery import content, mail_to
+from tests.alerts.notify_support import content, mail_to
 from tests.helpers import create_patient, unique, wait_for
 
 

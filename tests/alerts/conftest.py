@@ -1,0 +1,21 @@
+"""Fixtures of the alert service's tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from infra.stack import Stack
+
+
+@pytest.fixture(scope="module")
+def senders(stack: Stack) -> Iterator[Stack]:
+    """The stack's SMTP server, and no other sender than this module's."""
+    was_running = stack.pid("alerts") is not None
+    if was_running:
+        stack.stop(["alerts"])
+    stack.start_smtp()
+    yield stack
+    if was_running:
+        stack.start_alerts()
