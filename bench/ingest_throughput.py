@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from core.mqtt5 import (
+from core.clients.mqtt5 import (
     MqttConnection,
     encode_connect,
     encode_disconnect,

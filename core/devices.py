@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg import AsyncConnection
 
-from core.broker_admin import BrokerAdmin
 from core.catalogue import DEVICE_CLASSES
+from core.clients.broker_admin import BrokerAdmin
 
 
 class ProvisioningError(ValueError):

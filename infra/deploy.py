@@ -27,7 +27,7 @@ from psycopg import sql
 from pydantic import Field, SecretStr, model_validator
 
 from api.security import hash_password
-from core.broker_admin import BrokerAdmin, BrokerAdminError
+from core.clients.broker_admin import BrokerAdmin, BrokerAdminError
 from core.db import apply_migrations
 from core.settings import BrokerAdminSettings
 from infra.stack import DB_ROLES  # process -> its group role (migration 0005)

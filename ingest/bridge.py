@@ -25,10 +25,9 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer
 from psycopg import AsyncConnection
 
+from core.clients.mqtt5 import Incoming, MqttSession, SessionOptions, is_failure, reason_name
 from core.dead_letters import dead_letter
 from core.logging import get_logger
-from core.mqtt5 import Incoming, is_failure, reason_name
-from core.mqtt5_client import MqttSession, SessionOptions
 from core.progress import Progress
 from core.retry import DATABASE_DOWN, KAFKA_DOWN, until_done
 from core.supervision import Supervisor, error_detail, failure, safe_text

@@ -21,7 +21,7 @@ from api.devices.schemas import (
 )
 from api.problems import Problem, problem_responses
 from api.settings import ApiSettings
-from core.broker_admin import BrokerAdmin
+from core.clients.broker_admin import BrokerAdmin
 
 router = APIRouter(tags=["devices"])
 

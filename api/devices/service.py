@@ -22,7 +22,7 @@ from api.auth.schemas import Principal
 from api.db import Conn
 from api.devices import repository
 from api.devices.schemas import DeviceBind, DeviceCredentialsRead, DevicePage, DeviceProvision, DeviceQuery, DeviceRead
-from core.broker_admin import BrokerAdmin, BrokerAdminError
+from core.clients.broker_admin import BrokerAdmin, BrokerAdminError
 from core.devices import ProvisioningError, bind_device, provision_device, revoke_device
 
 RESOURCE: Final = "device"

@@ -133,7 +133,7 @@ def provision(
     import psycopg
     from aiokafka.errors import KafkaError
 
-    from core.broker_admin import BrokerAdmin, BrokerAdminError
+    from core.clients.broker_admin import BrokerAdmin, BrokerAdminError
     from core.devices import ProvisioningError
     from devices.simulator.provisioning import backdated, publish_care_plans
     from devices.simulator.provisioning import care_plans as plans_of

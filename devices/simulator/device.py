@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import msgspec
 
-from core import mqtt5 as mqtt
+from core.clients import mqtt5 as mqtt
 from core.supervision import Supervisor
 from core.wire import ResendFrom, commands_topic, status_topic, telemetry_topic
 from devices.simulator.groundtruth import GroundTruth

@@ -20,7 +20,7 @@ from typing import Any, Final
 import numpy as np
 
 from core.catalogue import CATALOGUE
-from core.mqtt5 import mqtt_string
+from core.clients.mqtt5 import mqtt_string
 from core.wire import telemetry_topic
 from devices.simulator.careplans import care_plan_for
 from devices.simulator.config import Roster, RunOptions

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from psycopg import AsyncConnection
 
-from core.broker_admin import BrokerAdmin
 from core.careplan import CarePlan, encode_care_plan
+from core.clients.broker_admin import BrokerAdmin
 from core.devices import provision_device
 from core.wire import CARE_PLANS
 from devices.simulator.careplans import care_plan_for

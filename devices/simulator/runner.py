@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from core import mqtt5 as mqtt
+from core.clients import mqtt5 as mqtt
 from devices.simulator.config import ConfigError, Roster, RunOptions
 from devices.simulator.device import Entry, Fleet
 from devices.simulator.engine import Engine

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Final
 
-from core.broker_admin import BrokerAdmin
+from core.clients.broker_admin import BrokerAdmin
 
 ROOT: Final = Path(__file__).resolve().parent.parent.parent
 PLATFORM_COMPONENTS: Final = ("ingest", "streams", "alerts", "api")

@@ -1,4 +1,4 @@
-"""The MQTT 5 codec and connections of `core.mqtt5`, byte for byte against the OASIS
+"""The MQTT 5 codec and connections of `core.clients.mqtt5`, byte for byte against the OASIS
 MQTT 5.0 layouts, without a broker (the real-broker behaviour is tested in
 test_mqtt5_session.py and by the bridge tests)."""
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core import mqtt5
-from core.mqtt5 import Incoming
+from core.clients import mqtt5
+from core.clients.mqtt5 import Incoming
 
 
 def _props(*items: bytes) -> bytes:

@@ -1,4 +1,4 @@
-"""`core.mqtt5_client.MqttSession` and the limits a broker's CONNACK sets (Server Keep Alive,
+"""`core.clients.mqtt5.MqttSession` and the limits a broker's CONNACK sets (Server Keep Alive,
 Receive Maximum, Maximum Packet Size), against a Mosquitto of our own configured to send small
 ones (`own_mosquitto` of test_mqtt5_session.py); the session against the test stack's broker is
 in test_mqtt5_session.py."""
@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from core import mqtt5
-from core.mqtt5_client import MqttSession, SessionOptions
+from core.clients import mqtt5
+from core.clients.mqtt5 import MqttSession, SessionOptions
 from tests.core.test_mqtt5_session import own_mosquitto
 from tests.helpers import unique
 

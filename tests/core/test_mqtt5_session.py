@@ -1,4 +1,4 @@
-"""`core.mqtt5_client.MqttSession` against the real Mosquitto of the test stack, logged in
+"""`core.clients.mqtt5.MqttSession` against the real Mosquitto of the test stack, logged in
 as the ingest service: the persistent session keeps messages while we are away, a message
 not acknowledged is redelivered after a lost connection, each is acknowledged once and
 only on the connection it came in on, and our own QoS 1 publishes get the broker's verdict.
@@ -26,9 +26,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from core import mqtt5
-from core.mqtt5 import Incoming
-from core.mqtt5_client import MAX_PENDING_PUBLISHES, MqttSession, SessionOptions, SessionRefusedError
+from core.clients import mqtt5
+from core.clients.mqtt5 import MAX_PENDING_PUBLISHES, Incoming, MqttSession, SessionOptions, SessionRefusedError
 from core.wire import commands_topic, telemetry_topic
 from infra.stack import Stack
 from tests.core.test_mqtt5 import FakeTransport
@@ -291,7 +290,7 @@ def test_every_packet_id_held_refuses_the_next_publish_instead_of_spinning(stack
 def test_acknowledgements_are_matched_to_their_packet_ids() -> None:
     # White-box, without a broker: Mosquitto never answers out of order or with a packet id
     # we did not use, so the session's own request/answer matching is driven directly.
-    from core.mqtt5_client import _Link
+    from core.clients.mqtt5.session import _Link
 
     async def scenario() -> None:
         session = MqttSession(SessionOptions("127.0.0.1", 1, "c"), lambda _m: None)

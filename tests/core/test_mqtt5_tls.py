@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from core.mqtt5 import Incoming
-from core.mqtt5_client import MqttSession, SessionOptions
+from core.clients.mqtt5 import Incoming, MqttSession, SessionOptions
 from tests.core.test_mqtt5_session import _until, own_mosquitto
 from tests.helpers import unique
 

@@ -80,7 +80,7 @@ def check_delivery(gt_path: Path, received: list[tuple[str, bytes, bool]]) -> De
 
 
 async def _publish_as(port: int, device_id: str, password: str, topic: str, payload: bytes) -> int:
-    from core import mqtt5 as mqtt
+    from core.clients import mqtt5 as mqtt
 
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
@@ -122,13 +122,13 @@ def stop_broker(stack: Stack) -> None:
     """Stop the test stack's Mosquitto (its persistence and dynsec file stay in the state dir).
 
     Work-around: the stack's health check on start calls BrokerAdmin.ensure_ingest_client,
-    which is not idempotent in core/broker_admin.py (addRoleACL answers "ACL with this
+    which is not idempotent in core/clients/broker_admin.py (addRoleACL answers "ACL with this
     topic already exists", addClientRole "already in this role"), so a restarted broker is
     never reported healthy. Taking the ingest role's ACLs and its assignment away first
     lets the start add them back exactly as before. (deleteRole instead crashed Mosquitto
     2.0.11 here while clients were connected.)
     """
-    from core.broker_admin import INGEST_ACLS, INGEST_ROLE
+    from core.clients.broker_admin import INGEST_ACLS, INGEST_ROLE
 
     with stack.broker_admin() as admin:
         admin.execute({"command": "removeClientRole", "username": "rpm-ingest", "rolename": INGEST_ROLE},

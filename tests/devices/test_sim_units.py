@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core import mqtt5 as mqtt
+from core.clients import mqtt5 as mqtt
 from devices.simulator import clinical
 from devices.simulator.outbox import Outbox
 from devices.simulator.physiology import (

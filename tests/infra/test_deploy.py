@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from api.security import verify_password
-from core.broker_admin import INGEST_ROLE
+from core.clients.broker_admin import INGEST_ROLE
 from infra.deploy import DeploySettings, set_up_broker, set_up_database
 from infra.stack import DB_ROLES, Stack
 from tests.helpers import unique

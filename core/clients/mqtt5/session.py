@@ -8,13 +8,13 @@ to its filters (shared subscriptions included), PINGREQ when the link is quiet, 
 reconnect with exponential backoff and jitter whenever the connection is lost or refused.
 
 Incoming messages reach the owner in lists (`on_messages`), one per socket read, as
-`core.mqtt5.Incoming` records; the owner acknowledges them with `ack` when it is done.
+`connection.Incoming` records; the owner acknowledges them with `ack` when it is done.
 A message is acknowledged at most once, and only on the connection it arrived on: after a
 reconnect the broker redelivers what was not acknowledged.
 
 `publish` sends QoS 1 messages of our own and resolves with the broker's PUBACK reason code;
 unacknowledged ones are sent again (DUP) after a reconnect. The session honours what the
-broker's CONNACK asks (`core.mqtt5.ServerLimits`): it pings at the Server Keep Alive when
+broker's CONNACK asks (`codec.ServerLimits`): it pings at the Server Keep Alive when
 the broker sets one, never has more publishes awaiting PUBACK than the broker's Receive
 Maximum (the rest wait, in order), and never sends a packet above its Maximum Packet Size.
 It holds at most `SessionOptions.max_pending_publishes` publishes not yet acknowledged,
@@ -34,22 +34,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Final
 
-from core.logging import get_logger
-from core.mqtt5 import (
+from core.clients.mqtt5.codec import (
     MAX_PACKET_ID,
     MAX_VARINT,
     PINGREQ_PACKET,
     RC_PACKET_TOO_LARGE,
     RC_QUOTA_EXCEEDED,
-    Incoming,
-    ManualAckConnection,
     MqttProtocolError,
     ServerLimits,
     encode_connect,
@@ -62,61 +57,13 @@ from core.mqtt5 import (
     publish_size,
     reason_name,
 )
+from core.clients.mqtt5.connection import Incoming, ManualAckConnection
+from core.clients.mqtt5.options import PendingPublish, SessionOptions, SessionRefusedError
+from core.logging import get_logger
 
 log = get_logger("core.mqtt5")
 
 CONNACK_SESSION_PRESENT: Final = 0x01
-# Packet ids are shared by our publishes, SUBSCRIBE and UNSUBSCRIBE (§2.2.1): two stay free
-# for the latter, so a full outgoing queue never leaves a reconnect without a SUBSCRIBE id.
-MAX_PENDING_PUBLISHES: Final = MAX_PACKET_ID - 2
-
-
-@dataclass(frozen=True, slots=True)
-class SessionOptions:
-    """Where and how to connect; see the module docstring."""
-
-    host: str
-    port: int
-    client_id: str
-    username: str | None = None
-    password: str | None = None
-    subscriptions: tuple[tuple[str, int], ...] = ()
-    keepalive: int = 30
-    session_expiry: int = 3600
-    receive_maximum: int = 2000
-    clean_start: bool = False
-    ssl: ssl.SSLContext | None = None
-    connect_timeout: float = 10.0
-    backoff_min: float = 0.25
-    backoff_max: float = 10.0
-    # Our own publishes held until the broker acknowledges them (in flight or waiting to be
-    # sent, connected or not); one more is refused with 0x97. The bridge's resend commands
-    # are rate-limited per device, so 1,000 is far above what it holds in normal operation.
-    max_pending_publishes: int = 1000
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.max_pending_publishes <= MAX_PENDING_PUBLISHES:
-            raise ValueError(f"max_pending_publishes must be within 1..{MAX_PENDING_PUBLISHES}")
-
-
-class SessionRefusedError(ConnectionError):
-    """The broker answered CONNECT, SUBSCRIBE or UNSUBSCRIBE with a failure reason code (or
-    the packet could not be sent within the broker's limits)."""
-
-    def __init__(self, what: str, reason: int, detail: str | None = None) -> None:
-        super().__init__(f"{what} refused: {reason_name(reason)}" + (f" ({detail})" if detail else ""))
-        self.reason = reason
-        self.detail = detail
-
-
-class _Outgoing:
-    """One of our QoS 1 publishes, held until its PUBACK."""
-
-    __slots__ = ("payload", "retain", "sent", "topic", "waiter")
-
-    def __init__(self, topic: bytes, payload: bytes, retain: bool, waiter: asyncio.Future[int]) -> None:
-        self.topic, self.payload, self.retain, self.waiter = topic, payload, retain, waiter
-        self.sent = False  # written on some connection: a resend carries DUP
 
 
 class _Link:
@@ -205,7 +152,7 @@ class MqttSession:
         # What the current (else the last) broker's CONNACK asked of us.
         self._limits = ServerLimits()
         # Our own QoS 1 publishes awaiting PUBACK, in the order they were published.
-        self._outgoing: dict[int, _Outgoing] = {}
+        self._outgoing: dict[int, PendingPublish] = {}
         # Of those, the ones written on the current connection (at most Receive Maximum) and
         # the ones waiting for their turn, in order.
         self._inflight: set[int] = set()
@@ -481,7 +428,7 @@ class MqttSession:
         if pid is None:  # pragma: no cover - the bound above keeps ids free
             self._refuse(waiter, RC_QUOTA_EXCEEDED, topic, "no packet identifier free")
             return waiter
-        self._outgoing[pid] = _Outgoing(encoded, payload, retain, waiter)
+        self._outgoing[pid] = PendingPublish(encoded, payload, retain, waiter)
         self._waiting.append(pid)
         self._pump()
         return waiter
