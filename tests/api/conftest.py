@@ -232,3 +232,26 @@ def audit_rows(db: psycopg.Connection) -> Callable[..., list[dict[str, Any]]]:
             return cur.fetchall()
 
     return rows
+
+
+@pytest.fixture
+def team(
+    make_patient: Callable[[], str],
+    make_user: Callable[..., TestUser],
+    make_care_team: Callable[..., uuid.UUID],
+) -> dict[str, Any]:
+    """A clinician and a colleague with two patients; another team's clinician and patient (the
+    alerts API tests; test_patients_api.py has a team of its own)."""
+    patients = [make_patient(), make_patient()]
+    clinician, colleague = make_user("clinician"), make_user("clinician")
+    make_care_team([clinician, colleague], patients)
+    other_patient = make_patient()
+    outsider = make_user("clinician")
+    make_care_team([outsider], [other_patient])
+    return {
+        "patients": patients,
+        "clinician": clinician,
+        "colleague": colleague,
+        "outsider": outsider,
+        "other_patient": other_patient,
+    }

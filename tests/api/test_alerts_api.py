@@ -1,10 +1,12 @@
 """The clinician's alerts API (api/alerts) over the real database: the inbox with its filters,
-sorts and cursors; one alert with its history; every move, legal and not; the cancel of queued
-notifications; precision figures; scope (404 outside the care team, for patients, for ids that
-do not exist) and exactly one audit event per request, denied ones included.
+sorts and cursors; one alert with its history; precision figures; scope (404 outside the care
+team, for patients, for ids that do not exist) and exactly one audit event per request, denied
+ones included.
 
 Alerts are written as the alert service writes them (an `alerts` row and its `opened` history
-row, notifications queued), through the superuser `db` connection.
+row, notifications queued: `raise_alert` of tests/api/support.py), through the superuser `db`
+connection. Every move, legal and not, and the cancel of queued notifications are in
+test_alerts_api_moves.py.
 """
 
 from __future__ import annotations
@@ -13,91 +15,17 @@ import base64
 import json
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
 from tests.api.conftest import TestUser
-from tests.api.support import assert_problem
+from tests.api.support import assert_problem, audit_count, raise_alert
 
 pytestmark = pytest.mark.anyio
-
-
-def raise_alert(
-    db: psycopg.Connection,
-    patient_id: str,
-    *,
-    rule: str = "spo2_low",
-    severity: str = "high",
-    age: timedelta = timedelta(minutes=5),
-    queued: tuple[str, ...] = (),
-) -> str:
-    """An open alert as the alert service opens it, with its history row and queued notifications."""
-    alert_id = str(uuid.uuid4())
-    opened = datetime.now(UTC) - age
-    db.execute(
-        "INSERT INTO alerts (id, patient_id, rule, severity, state, title, evidence, opened_at, updated_at, "
-        "detection_ids, last_triggered_at, next_escalation_at) VALUES (%s, %s, %s, %s, 'open', %s, %s, %s, %s, %s, "
-        "%s, %s)",
-        (
-            alert_id,
-            patient_id,
-            rule,
-            severity,
-            f"{rule} ({severity})",
-            Jsonb({"value": 88}),
-            opened,
-            opened,
-            [f"det-{uuid.uuid4().hex}"],
-            opened,
-            opened + timedelta(minutes=15),
-        ),
-    )
-    db.execute(
-        "INSERT INTO alert_events (alert_id, at, from_state, to_state, patient_id, kind, detail) "
-        "VALUES (%s, %s, NULL, 'open', %s, 'opened', %s)",
-        (alert_id, opened, patient_id, Jsonb({"why": "detection raised"})),
-    )
-    for channel in queued:
-        db.execute(
-            "INSERT INTO notifications (alert_id, tier, channel, recipient, due_at) VALUES (%s, 1, %s, %s, %s)",
-            (alert_id, channel, f"{channel}-recipient@example.org", opened + timedelta(minutes=15)),
-        )
-    return alert_id
-
-
-@pytest.fixture
-def team(
-    make_patient: Callable[[], str],
-    make_user: Callable[..., TestUser],
-    make_care_team: Callable[..., uuid.UUID],
-) -> dict[str, Any]:
-    """A clinician and a colleague with two patients; another team's clinician and patient."""
-    patients = [make_patient(), make_patient()]
-    clinician, colleague = make_user("clinician"), make_user("clinician")
-    make_care_team([clinician, colleague], patients)
-    other_patient = make_patient()
-    outsider = make_user("clinician")
-    make_care_team([outsider], [other_patient])
-    return {
-        "patients": patients,
-        "clinician": clinician,
-        "colleague": colleague,
-        "outsider": outsider,
-        "other_patient": other_patient,
-    }
-
-
-def audit_count(db: psycopg.Connection, user: TestUser) -> int:
-    row = db.execute(
-        "SELECT count(*) FROM audit_events WHERE actor_id = %s AND resource = 'alert'", (user.id,)
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 async def test_inbox_shows_the_care_teams_alerts_most_severe_then_oldest(
@@ -197,154 +125,6 @@ async def test_cursor_pages_cover_the_inbox_once(
     assert_problem(
         await client.get("/api/v1/alerts", params={"limit": 10_000}, headers=headers), 422, "validation_error"
     )
-
-
-async def test_acknowledge_writes_history_and_cancels_queued_notifications(
-    client: httpx.AsyncClient,
-    db: psycopg.Connection,
-    team: dict[str, Any],
-    auth_headers: Callable[[TestUser], dict[str, str]],
-) -> None:
-    alert_id = raise_alert(db, team["patients"][0], queued=("email", "webhook"))
-    # One already sent stays as it was.
-    db.execute(
-        "INSERT INTO notifications (alert_id, tier, channel, recipient, due_at, state, sent_at) "
-        "VALUES (%s, 0, 'email', 'sent@example.org', now(), 'sent', now())",
-        (alert_id,),
-    )
-    headers = auth_headers(team["clinician"])
-    answer = await client.post(f"/api/v1/alerts/{alert_id}/acknowledge", json={"note": "calling"}, headers=headers)
-    assert answer.status_code == 200, answer.text
-    body = answer.json()
-    assert body["state"] == "acknowledged"
-    assert body["acknowledged_by"] == str(team["clinician"].id)
-    assert [e["kind"] for e in body["history"]] == ["opened", "acknowledged"]
-    ack = body["history"][-1]
-    assert ack["actor_id"] == str(team["clinician"].id)
-    assert ack["note"] == "calling"
-    assert (ack["from_state"], ack["to_state"]) == ("open", "acknowledged")
-    states = db.execute(
-        "SELECT channel, state FROM notifications WHERE alert_id = %s ORDER BY channel, state", (alert_id,)
-    ).fetchall()
-    assert states == [("email", "cancelled"), ("email", "sent"), ("webhook", "cancelled")]
-    row = db.execute("SELECT state, next_escalation_at FROM alerts WHERE id = %s", (alert_id,)).fetchone()
-    assert row == ("acknowledged", None)
-
-    again = await client.post(f"/api/v1/alerts/{alert_id}/acknowledge", headers=headers)
-    problem = assert_problem(again, 409, "invalid_transition")
-    assert "already acknowledged" in problem["detail"]
-    history = await client.get(f"/api/v1/alerts/{alert_id}", headers=headers)
-    assert [e["kind"] for e in history.json()["history"]] == ["opened", "acknowledged"]
-
-
-async def test_resolve_needs_a_persons_disposition_and_other_needs_a_note(
-    client: httpx.AsyncClient,
-    db: psycopg.Connection,
-    team: dict[str, Any],
-    auth_headers: Callable[[TestUser], dict[str, str]],
-) -> None:
-    alert_id = raise_alert(db, team["patients"][0], queued=("email",))
-    headers = auth_headers(team["clinician"])
-    url = f"/api/v1/alerts/{alert_id}/resolve"
-    assert_problem(await client.post(url, json={}, headers=headers), 422, "validation_error")
-    assert_problem(
-        await client.post(url, json={"disposition": "self_resolved"}, headers=headers), 422, "validation_error"
-    )
-    assert_problem(await client.post(url, json={"disposition": "other"}, headers=headers), 422, "note_required")
-    assert_problem(
-        await client.post(url, json={"disposition": "other", "note": "   "}, headers=headers), 422, "note_required"
-    )
-    row = db.execute("SELECT state FROM alerts WHERE id = %s", (alert_id,)).fetchone()
-    assert row == ("open",)  # nothing lost, nothing changed
-
-    done = await client.post(url, json={"disposition": "other", "note": "cuff too small"}, headers=headers)
-    assert done.status_code == 200, done.text
-    assert done.json()["state"] == "resolved"
-    assert done.json()["disposition"] == "other"
-    assert done.json()["resolution_note"] == "cuff too small"
-    assert done.json()["resolved_by"] == str(team["clinician"].id)
-    assert db.execute("SELECT state FROM notifications WHERE alert_id = %s", (alert_id,)).fetchall() == [("cancelled",)]
-
-    assert_problem(
-        await client.post(url, json={"disposition": "actionable"}, headers=headers), 409, "invalid_transition"
-    )
-    assert_problem(
-        await client.post(f"/api/v1/alerts/{alert_id}/snooze", json={"minutes": 10}, headers=headers),
-        409,
-        "invalid_transition",
-    )
-    assert_problem(
-        await client.post(f"/api/v1/alerts/{alert_id}/acknowledge", headers=headers), 409, "invalid_transition"
-    )
-    # A note is possible in any state.
-    note = await client.post(f"/api/v1/alerts/{alert_id}/notes", json={"note": "family informed"}, headers=headers)
-    assert note.status_code == 200, note.text
-    assert [e["kind"] for e in note.json()["history"]] == ["opened", "resolved", "note"]
-    assert_problem(
-        await client.post(f"/api/v1/alerts/{alert_id}/notes", json={"note": "  "}, headers=headers),
-        422,
-        "note_required",
-    )
-
-
-async def test_snooze_and_assign(
-    client: httpx.AsyncClient,
-    db: psycopg.Connection,
-    team: dict[str, Any],
-    auth_headers: Callable[[TestUser], dict[str, str]],
-) -> None:
-    alert_id = raise_alert(db, team["patients"][0], queued=("webhook",))
-    headers = auth_headers(team["clinician"])
-    url = f"/api/v1/alerts/{alert_id}/snooze"
-    assert_problem(await client.post(url, json={"minutes": 24 * 60 + 1}, headers=headers), 422, "validation_error")
-    assert_problem(await client.post(url, json={}, headers=headers), 422, "validation_error")
-    both = {"minutes": 5, "until": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
-    assert_problem(await client.post(url, json=both, headers=headers), 422, "validation_error")
-    too_far = {"until": (datetime.now(UTC) + timedelta(hours=25)).isoformat()}
-    assert_problem(await client.post(url, json=too_far, headers=headers), 422, "invalid_snooze")
-    past = {"until": (datetime.now(UTC) - timedelta(minutes=1)).isoformat()}
-    assert_problem(await client.post(url, json=past, headers=headers), 422, "invalid_snooze")
-
-    snoozed = await client.post(url, json={"minutes": 30, "note": "repeat in 30 min"}, headers=headers)
-    assert snoozed.status_code == 200, snoozed.text
-    body = snoozed.json()
-    assert body["state"] == "snoozed"
-    # Counted from the server's clock at the move (the alert's updated_at).
-    until = datetime.fromisoformat(body["snoozed_until"])
-    assert until - datetime.fromisoformat(body["updated_at"]) == timedelta(minutes=30)
-    assert body["history"][-1]["kind"] == "snoozed"
-    assert body["history"][-1]["note"] == "repeat in 30 min"
-    assert db.execute("SELECT state FROM notifications WHERE alert_id = %s", (alert_id,)).fetchall() == [("cancelled",)]
-
-    assign = f"/api/v1/alerts/{alert_id}/assign"
-    given = await client.post(assign, json={"assignee": str(team["colleague"].id)}, headers=headers)
-    assert given.status_code == 200, given.text
-    assert given.json()["assigned_to"] == str(team["colleague"].id)
-    assert given.json()["state"] == "snoozed"
-    assert given.json()["history"][-1]["detail"] == {"assigned_to": str(team["colleague"].id), "assigned_from": None}
-    assert_problem(
-        await client.post(assign, json={"assignee": str(team["colleague"].id)}, headers=headers),
-        409,
-        "invalid_transition",
-    )
-    assert_problem(
-        await client.post(assign, json={"assignee": str(team["outsider"].id)}, headers=headers),
-        422,
-        "assignee_not_in_care_team",
-    )
-    assert_problem(
-        await client.post(assign, json={"assignee": str(uuid.uuid4())}, headers=headers),
-        422,
-        "assignee_not_in_care_team",
-    )
-    taken = await client.post(assign, json={"assignee": None}, headers=headers)
-    assert taken.status_code == 200
-    assert taken.json()["assigned_to"] is None
-    # A snoozed alert may be acknowledged.
-    ack = await client.post(f"/api/v1/alerts/{alert_id}/acknowledge", headers=headers)
-    assert ack.status_code == 200
-    assert ack.json()["state"] == "acknowledged"
-    assert ack.json()["snoozed_until"] is None
 
 
 async def test_precision_counts_only_dispositions_of_a_person(
@@ -503,32 +283,3 @@ async def test_an_admin_sees_and_counts_every_patients_alerts(
     assert {"rule": "admin_view_rule", "resolved_by_person": 1, "actionable": 1, "precision": 1.0} in figures.json()[
         "rules"
     ]
-
-
-async def test_if_match_refuses_a_move_on_an_alert_changed_since_it_was_read(
-    client: httpx.AsyncClient,
-    db: psycopg.Connection,
-    team: dict[str, Any],
-    auth_headers: Callable[[TestUser], dict[str, str]],
-) -> None:
-    alert_id = raise_alert(db, team["patients"][0])
-    mine, theirs = auth_headers(team["clinician"]), auth_headers(team["colleague"])
-    read = await client.get(f"/api/v1/alerts/{alert_id}", headers=mine)
-    seen = read.headers["ETag"]
-    # The colleague acknowledges first.
-    ack = await client.post(f"/api/v1/alerts/{alert_id}/acknowledge", headers={**theirs, "If-Match": seen})
-    assert ack.status_code == 200, ack.text
-    assert ack.headers["ETag"] != seen
-    stale = await client.post(
-        f"/api/v1/alerts/{alert_id}/resolve", json={"disposition": "actionable"}, headers={**mine, "If-Match": seen}
-    )
-    problem = assert_problem(stale, 412, "precondition_failed")
-    assert "acknowledged" in problem["detail"]
-    assert db.execute("SELECT state FROM alerts WHERE id = %s", (alert_id,)).fetchone() == ("acknowledged",)
-    fresh = await client.post(
-        f"/api/v1/alerts/{alert_id}/resolve",
-        json={"disposition": "actionable"},
-        headers={**mine, "If-Match": ack.headers["ETag"]},
-    )
-    assert fresh.status_code == 200, fresh.text
-    assert fresh.json()["state"] == "resolved"

@@ -29,8 +29,7 @@ from api.alerts.stream import QUEUE_SIZE, AlertEventHub
 from api.settings import ApiSettings
 from infra.stack import Stack
 from tests.api.conftest import TestUser
-from tests.api.support import PASSWORD, assert_problem, closed_port
-from tests.api.test_alerts_api import raise_alert
+from tests.api.support import PASSWORD, assert_problem, closed_port, raise_alert
 
 pytestmark = pytest.mark.anyio
 

@@ -17,8 +17,7 @@ import pytest
 
 from infra.stack import Stack
 from tests.api.conftest import TestUser
-from tests.api.support import PASSWORD
-from tests.api.test_alerts_api import raise_alert
+from tests.api.support import PASSWORD, raise_alert
 from tests.helpers import wait_for
 
 SUMMARY = "/api/v1/patients/{patient_id}/summary"

@@ -19,8 +19,7 @@ import pytest
 from api.app import create_app
 from infra.stack import Stack
 from tests.api.conftest import TestUser
-from tests.api.support import assert_problem
-from tests.api.test_alerts_api import raise_alert
+from tests.api.support import assert_problem, raise_alert
 from tests.api.test_alerts_stream import connected, events, next_event, token_of
 from tests.api.test_careplans_devices_scope_matrix import patient_routes
 

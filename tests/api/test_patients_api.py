@@ -16,8 +16,7 @@ import pytest
 
 from core.careplan import CarePlan, MeasurementSchedule, MedicationSchedule, encode_care_plan
 from tests.api.conftest import TestUser
-from tests.api.support import assert_problem
-from tests.api.test_alerts_api import raise_alert
+from tests.api.support import assert_problem, raise_alert
 
 pytestmark = pytest.mark.anyio
 

@@ -20,8 +20,7 @@ import pytest
 
 from core.careplan import CarePlan, HfWeightGain, MeasurementSchedule, News2Settings, encode_care_plan
 from tests.api.conftest import TestUser
-from tests.api.support import assert_problem
-from tests.api.test_alerts_api import raise_alert
+from tests.api.support import assert_problem, raise_alert
 from tests.api.test_patients_api import bind_device, store_plan
 
 pytestmark = pytest.mark.anyio

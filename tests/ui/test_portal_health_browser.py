@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, BrowserContext, expect
 
 from core.careplan import CarePlan, HfWeightGain, MeasurementSchedule, MedicationSchedule
 from tests.api.conftest import TestUser
-from tests.api.test_alerts_api import raise_alert
+from tests.api.support import raise_alert
 from tests.api.test_patients_api import bind_device, store_plan
 from tests.ui.test_pages_browser import PHONE, check_page, log_in
 
