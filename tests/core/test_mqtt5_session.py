@@ -332,7 +332,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def own_mosquitto(general: str = "", listener: str = "", directory: Path | None = None) -> Iterator[int]:
     """A Mosquitto of our own (anonymous, no persistence) on a free port, configured like the
-    stack's (infra/stack.py: as user mosquitto when we are root, TCP_NODELAY) plus `general`
+    stack's (infra/stack/services.py: as user mosquitto when we are root, TCP_NODELAY) plus `general`
     and `listener` settings; `{dir}` in them is its directory (a fresh one under /tmp unless
     given, e.g. holding certificates). Yields its port; stopped by its pid."""
     owned = directory is None
