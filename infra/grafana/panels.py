@@ -1,10 +1,11 @@
 """Small helpers over the SDK's panel builders: one call per panel, the datasource and the
-query language decided by the query given, ids numbered in order of appearance."""
+query language decided by the query given (a plain string is SQL), ids numbered in order of
+appearance."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, TypeVar
 
 from grafana_foundation_sdk.builders import bargauge, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
@@ -41,18 +42,33 @@ def _datasource(queries: Sequence[Query]) -> model.DataSourceRef:
     return POSTGRES if isinstance(queries[0], SqlQuery) else PROMETHEUS
 
 
-def time_series(
-    title: str, *queries: Query, unit: str = "short", description: str = "", w: int = 12, h: int = 8
-) -> timeseries.Panel:
+# The panel builders sharing the frame below (each one's methods return the builder itself).
+AnyPanel = TypeVar("AnyPanel", timeseries.Panel, stat.Panel, bargauge.Panel, table.Panel)
+
+
+def _framed(
+    panel: AnyPanel, title: str, queries: Sequence[Query | str], fmt: SqlFormat, description: str, w: int, h: int
+) -> AnyPanel:
+    """Title, description, queries (a plain string is raw SQL in `fmt`) with their datasource,
+    width and height: what every panel here sets."""
+    built = [sql(q, fmt) if isinstance(q, str) else q for q in queries]
     return (
-        timeseries.Panel()
-        .title(title)
+        panel.title(title)
         .description(description)
-        .datasource(_datasource(queries))
-        .targets(_targets(queries))
-        .unit(unit)
+        .datasource(_datasource(built))
+        .targets(_targets(built))
         .span(w)
         .height(h)
+    )
+
+
+def time_series(
+    title: str, *queries: Query | str, unit: str = "short", description: str = "", w: int = 12, h: int = 8
+) -> timeseries.Panel:
+    """A time series of PromQL or SQL queries (SQL as a string: time-series format)."""
+    return (
+        _framed(timeseries.Panel(), title, queries, "time_series", description, w, h)
+        .unit(unit)
         .line_width(1)
         .fill_opacity(10)
         .show_points(common.VisibilityMode.NEVER)
@@ -60,45 +76,28 @@ def time_series(
     )
 
 
-def stat_panel(title: str, query: Query, unit: str = "short", description: str = "", w: int = 6) -> stat.Panel:
+def stat_panel(title: str, query: Query | str, unit: str = "short", description: str = "", w: int = 6) -> stat.Panel:
+    """One value, the last one (SQL as a string: table format)."""
     return (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .datasource(_datasource([query]))
-        .targets(_targets([query]))
+        _framed(stat.Panel(), title, [query], "table", description, w, 4)
         .unit(unit)
-        .span(w)
-        .height(4)
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
     )
 
 
-def bar_gauge(title: str, query: Query, unit: str = "short", description: str = "", w: int = 8) -> bargauge.Panel:
+def bar_gauge(title: str, query: Query | str, unit: str = "short", description: str = "", w: int = 8) -> bargauge.Panel:
+    """Horizontal bars, one per row (SQL as a string: table format)."""
     return (
-        bargauge.Panel()
-        .title(title)
-        .description(description)
-        .datasource(_datasource([query]))
-        .targets(_targets([query]))
+        _framed(bargauge.Panel(), title, [query], "table", description, w, 8)
         .unit(unit)
-        .span(w)
-        .height(8)
         .orientation(common.VizOrientation.HORIZONTAL)
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(True))
     )
 
 
-def table_panel(title: str, query: Query, description: str = "", w: int = 12, h: int = 8) -> table.Panel:
-    return (
-        table.Panel()
-        .title(title)
-        .description(description)
-        .datasource(_datasource([query]))
-        .targets(_targets([query]))
-        .span(w)
-        .height(h)
-    )
+def table_panel(title: str, query: Query | str, description: str = "", w: int = 12, h: int = 8) -> table.Panel:
+    """A table (SQL as a string: table format)."""
+    return _framed(table.Panel(), title, [query], "table", description, w, h)
 
 
 def row(title: str) -> Row:
