@@ -7,12 +7,10 @@ process is stopped for this module so that every row is this loop's."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, time
 from typing import Any
 
 import psycopg
-import pytest
 
 from alerts.reminders import LoopSettings, ReminderLoop
 from core.careplan import CarePlan, MeasurementSchedule, encode_care_plan
@@ -22,17 +20,6 @@ from tests.alerts.notify_support import mail_to
 from tests.helpers import create_patient, unique
 
 DAY = datetime(2026, 1, 15, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def alone(stack: Stack) -> Iterator[Stack]:
-    was_running = stack.pid("alerts") is not None
-    if was_running:
-        stack.stop(["alerts"])
-    stack.start_smtp()
-    yield stack
-    if was_running:
-        stack.start_alerts()
 
 
 def at(hour: int, minute: int = 0) -> datetime:
@@ -89,27 +76,27 @@ def run_rounds(stack: Stack, *times: datetime) -> None:
     asyncio.run(go())
 
 
-def test_first_and_follow_up_once_per_channel_then_the_outcome(alone: Stack, db: psycopg.Connection) -> None:
+def test_first_and_follow_up_once_per_channel_then_the_outcome(senders: Stack, db: psycopg.Connection) -> None:
     patient, address = patient_with(db, channels=["in_app", "email"])
-    run_rounds(alone, at(7))
+    run_rounds(senders, at(7))
     assert [(c, f, s) for c, f, s, _, _ in rows(db, patient)] == [
         ("email", False, "queued"),
         ("in_app", False, "queued"),
     ]
-    assert mail_to(alone, address) == []
+    assert mail_to(senders, address) == []
 
-    run_rounds(alone, at(8), at(8, 5), at(8, 29))
+    run_rounds(senders, at(8), at(8, 5), at(8, 29))
     assert [(c, f, s, o, d) for c, f, s, o, d in rows(db, patient)] == [
         ("email", False, "sent", "sent", at(8)),
         ("in_app", False, "sent", "sent", at(8)),
         ("email", True, "queued", None, at(8, 30)),
         ("in_app", True, "queued", None, at(8, 30)),
     ]
-    assert len(mail_to(alone, address)) == 1
+    assert len(mail_to(senders, address)) == 1
 
-    run_rounds(alone, at(8, 30), at(8, 35))
+    run_rounds(senders, at(8, 30), at(8, 35))
     assert [(f, s) for _, f, s, _, _ in rows(db, patient)] == [(False, "sent")] * 2 + [(True, "sent")] * 2
-    messages = mail_to(alone, address)
+    messages = mail_to(senders, address)
     assert len(messages) == 2  # the first and the one follow-up, nothing more
     assert sorted(str(m["Subject"]) for m in messages) == ["Reminder: time to check your oxygen level"] * 2
 
@@ -120,23 +107,23 @@ def test_first_and_follow_up_once_per_channel_then_the_outcome(alone: Stack, db:
         "VALUES (%s, 'ox-1', 'spo2', %s, 96, %s, 1)",
         (patient, at(8, 40), at(8, 40)),
     )
-    run_rounds(alone, at(9, 1))
+    run_rounds(senders, at(9, 1))
     assert {o for _, _, _, o, _ in rows(db, patient)} == {"sent"}  # still inside the grace
-    run_rounds(alone, at(9, 6), at(10))
+    run_rounds(senders, at(9, 6), at(10))
     assert [o for _, _, _, o, _ in rows(db, patient)] == ["reading_after"] * 4
-    assert len(mail_to(alone, address)) == 2
+    assert len(mail_to(senders, address)) == 2
 
 
-def test_quiet_hours_move_a_reminder_to_their_end_or_skip_it(alone: Stack, db: psycopg.Connection) -> None:
+def test_quiet_hours_move_a_reminder_to_their_end_or_skip_it(senders: Stack, db: psycopg.Connection) -> None:
     early, early_address = patient_with(db, channels=["in_app", "email"], quiet=(time(22), time(8, 20)))
     late, late_address = patient_with(db, channels=["in_app", "email"], quiet=(time(22), time(9, 30)))
-    run_rounds(alone, at(7), at(8), at(8, 10))
+    run_rounds(senders, at(7), at(8), at(8, 10))
     assert [(f, s, d) for _, f, s, _, d in rows(db, early)] == [(False, "queued", at(8, 20))] * 2
-    assert mail_to(alone, early_address) == []
+    assert mail_to(senders, early_address) == []
     # Quiet until 09:30 outlasts the window (09:00): skipped, never sent.
     assert [(s, o) for _, _, s, o, _ in rows(db, late)] == [("skipped", "skipped_quiet_hours")] * 2
 
-    run_rounds(alone, at(8, 20), at(8, 40), at(8, 45))
+    run_rounds(senders, at(8, 20), at(8, 40), at(8, 45))
     got = [(f, s, o, d) for _, f, s, o, d in rows(db, early)]
     assert got == [
         (False, "sent", "sent", at(8, 20)),
@@ -144,5 +131,5 @@ def test_quiet_hours_move_a_reminder_to_their_end_or_skip_it(alone: Stack, db: p
         (True, "sent", "sent", at(8, 40)),  # half-way from 08:20 to 09:00
         (True, "sent", "sent", at(8, 40)),
     ]
-    assert len(mail_to(alone, early_address)) == 2
-    assert mail_to(alone, late_address) == []
+    assert len(mail_to(senders, early_address)) == 2
+    assert mail_to(senders, late_address) == []
