@@ -188,7 +188,9 @@ class GroundTruthKeeper:
         if mg_dl is None:
             return
         patient = info.patient
-        episodes = self.glucose_episodes.setdefault(patient, clinical.GlucoseEpisodes())
+        episodes = self.glucose_episodes.get(patient)
+        if episodes is None:
+            episodes = self.glucose_episodes[patient] = clinical.GlucoseEpisodes(self.plans[patient].glucose)
         for rule in episodes.observe(reading.ts, mg_dl):
             if any(
                 e.rule == rule and e.at is not None and abs(e.at - sim_t) < 1.0
@@ -227,14 +229,7 @@ class GroundTruthKeeper:
     def _news2_monitor(self, patient: int) -> clinical.News2Monitor:
         monitor = self.news2.get(patient)
         if monitor is None:
-            plan = self.plans[patient]
-            monitor = self.news2[patient] = clinical.News2Monitor(
-                scale=plan.news2.spo2_scale,
-                on_oxygen=plan.on_oxygen,
-                max_age_s=plan.news2.max_age_s,
-                step_down_s=plan.news2.step_down_s,
-                low_hold_s=plan.news2.low_sustained_s,
-            )
+            monitor = self.news2[patient] = clinical.News2Monitor.for_plan(self.plans[patient])
         return monitor
 
     def _record_expect(
