@@ -50,6 +50,7 @@ import numpy as np
 import psycopg
 from aiokafka import AIOKafkaConsumer
 
+from bench.support import cpu_seconds
 from core.wire import DETECTIONS, DetectionRecord
 from infra.stack import Ports, Stack, metric_value
 from tests.helpers import create_patient, provision
@@ -61,16 +62,6 @@ EPISODE_S = 400  # seconds of readings above the limit, then as many at a normal
 HIGH, NORMAL = 140, 70
 LAYOUT = ("mosquitto", "kafka", "postgres", "smtp", "ingest", "streams", "alerts")
 COMPONENTS = ("ingest", "streams", "alerts", "mosquitto", "kafka", "postgres", "publisher")
-
-
-def cpu_seconds(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_seconds(root: int | None) -> float:

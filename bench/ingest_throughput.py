@@ -17,19 +17,17 @@ import asyncio
 import functools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import psycopg
 
+from bench.support import bucket_quantile, buckets, cpu_seconds, scrape, temporary_stack
 from core.clients.mqtt5 import (
     MqttConnection,
     encode_connect,
@@ -38,7 +36,7 @@ from core.clients.mqtt5 import (
     is_failure,
     mqtt_string,
 )
-from infra.stack import Ports, Stack
+from infra.stack import Stack
 from tests.helpers import create_patient, provision
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,27 +58,7 @@ HEADER = "| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|"
 
 
 def metrics(stack: Stack) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for line in httpx.get(f"http://127.0.0.1:{stack.ports.ingest_metrics}/metrics", timeout=5).text.splitlines():
-        if line.startswith("rpm_ingest") and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
-
-
-def quantile(buckets: dict[float, float], q: float) -> float:
-    total = max(buckets.values())
-    for bound in sorted(buckets):
-        if buckets[bound] >= q * total:
-            return bound
-    return float("inf")
-
-
-def cpu_seconds(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return scrape(stack.ports.ingest_metrics, "rpm_ingest")
 
 
 @dataclass
@@ -119,11 +97,8 @@ def write_messages(path: Path, device_id: str, messages: int, per_message: int) 
 
 def run(devices: int, messages: int, per_message: int, rate: float = 0.0) -> Result:
     """One run on a fresh stack; `rate` > 0 paces the publisher (messages/s, all devices)."""
-    state = Path(tempfile.mkdtemp(prefix="rpm-bench-ingest-"))
-    state.chmod(0o755)
-    stack = Stack(state, Ports.free(), quiet=True)
-    try:
-        stack.start(["mosquitto", "kafka", "postgres", "ingest"])
+    with temporary_stack("rpm-bench-ingest-", ["mosquitto", "kafka", "postgres", "ingest"]) as stack:
+        state = stack.state
         manifest = []
         with psycopg.connect(stack.admin_db_url, autocommit=True) as db:
             for _ in range(devices):
@@ -168,17 +143,8 @@ def run(devices: int, messages: int, per_message: int, rate: float = 0.0) -> Res
         if publisher.wait(timeout=120) != 0:
             raise RuntimeError("the publisher saw a refused PUBACK or lost its connection")
         after = metrics(stack)
-        buckets = {
-            float(k.split('le="')[1].split('"')[0]): v
-            for k, v in after.items()
-            if k.startswith("rpm_ingest_ack_latency_seconds_bucket")
-        }
-        before_buckets = {
-            float(k.split('le="')[1].split('"')[0]): v
-            for k, v in before.items()
-            if k.startswith("rpm_ingest_ack_latency_seconds_bucket")
-        }
-        window = {bound: count - before_buckets.get(bound, 0) for bound, count in buckets.items()}
+        before_buckets, after_buckets = (buckets(m, "rpm_ingest_ack_latency_seconds") for m in (before, after))
+        window = {bound: count - before_buckets.get(bound, 0) for bound, count in after_buckets.items()}
         used = {name: (cpu1[name] - cpu0[name]) / elapsed for name in cpu1}
         return Result(
             readings_per_message=per_message,
@@ -187,17 +153,14 @@ def run(devices: int, messages: int, per_message: int, rate: float = 0.0) -> Res
             forwarded=after["rpm_ingest_forwarded_readings_total"]
             - before.get("rpm_ingest_forwarded_readings_total", 0),
             elapsed=elapsed,
-            p50=quantile(window, 0.5),
-            p99=quantile(window, 0.99),
+            p50=bucket_quantile(window, 0.5),
+            p99=bucket_quantile(window, 0.99),
             bridge_cpu=used["ingest"],
             broker_cpu=used["mosquitto"],
             kafka_cpu=used["kafka"],
             publisher_cpu=used["publisher"],
             load_before=load_before,
         )
-    finally:
-        stack.stop()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 class _Publisher:
