@@ -86,7 +86,9 @@ class Reading(msgspec.Struct, array_like=True):
 
 class ReadingBatch(msgspec.Struct):
     """The validated readings of one device message, or of several messages of one device
-    received in one bridge batch (ADR 0032); key = patient_id.
+    received in one bridge batch (ADR 0032); key = patient_id. A record of `rpm.readings.v1`
+    is one of these, or a JSON array of them: the batches of several patients whose readings
+    share a partition, keyed by the first one's patient id (ADR 0034).
 
     `seq` is the (first) message's seq. When the record carries several messages, `seqs` holds
     each reading's own message seq, in the order of `readings`; None when every reading has
@@ -172,6 +174,9 @@ _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
 payload_decoder: Final = msgspec.json.Decoder(DevicePayload)
 batch_decoder: Final = msgspec.json.Decoder(ReadingBatch)
+# A record of rpm.readings.v1: one ReadingBatch (a JSON object), or the batches of several
+# patients of one partition (a JSON array of them, ADR 0034).
+readings_record_decoder: Final = msgspec.json.Decoder(ReadingBatch | list[ReadingBatch])
 rejected_decoder: Final = msgspec.json.Decoder(RejectedMessage)
 device_event_decoder: Final = msgspec.json.Decoder(DeviceEvent)
 detection_decoder: Final = msgspec.json.Decoder(DetectionRecord)

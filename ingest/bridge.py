@@ -35,6 +35,7 @@ from core.supervision import Supervisor, error_detail, failure, safe_text
 from core.wire import (
     DEVICE_EVENTS,
     INGEST_SHARE_GROUP,
+    READINGS,
     REJECTED,
     TOPIC_PREFIX,
     DeviceEvent,
@@ -338,7 +339,8 @@ class Bridge:
         self._forwarded = 0
         for msg in batch:
             records += self._records_for(msg, received_at, remember, carried)
-        records += carried.records(received_at)
+        assert self._batches is not None
+        records += carried.records(received_at, self._batches.partitioner(READINGS.name))
         metrics.FORWARDED.inc(self._forwarded)
         futures = await self._produce(records)
         task = self._supervisor.spawn(self._confirm(batch, records, remember, futures), name="confirm", job=True)

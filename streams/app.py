@@ -99,7 +99,7 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
     readings = _raw_topic(app, READINGS.name, READINGS.partitions)
     rejected = _raw_topic(app, REJECTED.name, REJECTED.partitions)
     closers: list[Any] = []
-    lanes: list[tuple[str, Handler, int]] = []
+    lanes: list[tuple[str, Handler, int, float]] = []
     faults = Faults(s.streams_fault_inject)
     inputs = Inputs(app)
     metrics.PROGRESS.stall_after_s = s.streams_stall_after_s
@@ -112,12 +112,14 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
     if "store" in s.roles:
         writer = StorageWriter(s.database_url.get_secret_value())
         closers.append(writer.close)
-        lanes.append(("store", _faulty("lane-store", faults, storage_lane(writer, dead_letters)), s.storage_batch_max))
+        lanes.append(
+            ("store", _faulty("lane-store", faults, storage_lane(writer, dead_letters)), s.storage_batch_max, 0.0)
+        )
         _add_device_events(app, s, dead_letters, closers, inputs)
 
     if "detect" in s.roles:
         detect = _add_detection(app, s, dead_letters, closers, faults, inputs)
-        lanes.append(("detect", _faulty("lane-detect", faults, detect), s.detection_batch_max))
+        lanes.append(("detect", _faulty("lane-detect", faults, detect), s.detection_batch_max, s.detection_linger_s))
 
     taken: dict[Any, int] = {}  # topic partition -> offset of the newest record taken
 

@@ -47,7 +47,7 @@ from streams import metrics
 from streams.careplans.service import PlanBook
 from streams.dead_letters import DeadLetters
 from streams.detection.state_store import StateStore
-from streams.records import UndecodableRecordError, decode_record
+from streams.records import UndecodableRecordError, decode_record, source_of
 
 log = get_logger("streams.detection")
 
@@ -97,33 +97,38 @@ def group_records(records: Iterable[tuple[int, int, bytes | None]]) -> Grouped:
     for partition, offset, raw in records:
         out.records += 1
         try:
-            batch = decode_record(raw)
+            batches = decode_record(raw)
         except UndecodableRecordError:
             out.undecodable += 1
             continue
         assert raw is not None  # decode_record refuses a tombstone
         seen = out.progress.get(partition)
         if seen is None or offset > seen[0]:
-            out.progress[partition] = (offset, batch.received_at)
-        if batch.quarantined:
+            out.progress[partition] = (offset, batches[0].received_at)
+        if all(batch.quarantined for batch in batches):
             out.quarantined += 1
-            continue
-        group = out.patients.get(batch.patient_id)
-        if group is None:
-            group = out.patients[batch.patient_id] = PatientRecords(batch.patient_id, partition)
-        elif group.partition != partition:
-            # Keys are patient ids, so this only happens when a producer picked partitions
-            # itself; the state follows the partition seen first.
-            log.warning("patient's readings on two partitions", partitions=[group.partition, partition])
-        group.readings.extend(batch.readings)
-        group.by_device.setdefault(batch.device_id, []).extend(batch.readings)
-        group.raw.append(raw)
-        group.batches.append(batch)
-        for r in batch.readings:
-            previous = group.received.get(r.ts)
-            if previous is None or batch.received_at > previous:
-                group.received[r.ts] = batch.received_at
+        for batch in batches:
+            if not batch.quarantined:
+                _add_batch(out, partition, batch, source_of(raw, batches, batch))
     return out
+
+
+def _add_batch(out: Grouped, partition: int, batch: ReadingBatch, raw: bytes) -> None:
+    group = out.patients.get(batch.patient_id)
+    if group is None:
+        group = out.patients[batch.patient_id] = PatientRecords(batch.patient_id, partition)
+    elif group.partition != partition:
+        # Keys pick partitions, so this only happens when a producer picked partitions
+        # itself; the state follows the partition seen first.
+        log.warning("patient's readings on two partitions", partitions=[group.partition, partition])
+    group.readings.extend(batch.readings)
+    group.by_device.setdefault(batch.device_id, []).extend(batch.readings)
+    group.raw.append(raw)
+    group.batches.append(batch)
+    for r in batch.readings:
+        previous = group.received.get(r.ts)
+        if previous is None or batch.received_at > previous:
+            group.received[r.ts] = batch.received_at
 
 
 def to_record(d: Detection, *, received_at: datetime | None, produced_at: datetime) -> DetectionRecord:
