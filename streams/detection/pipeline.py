@@ -47,7 +47,7 @@ from streams import metrics
 from streams.careplans.service import PlanBook
 from streams.dead_letters import DeadLetters
 from streams.detection.state_store import StateStore
-from streams.records import UndecodableRecordError, decode_record, source_of
+from streams.records import Decode, UndecodableRecordError, decode_record, source_of
 
 log = get_logger("streams.detection")
 
@@ -91,13 +91,13 @@ class Grouped:
     progress: dict[int, tuple[int, datetime]] = field(default_factory=dict)
 
 
-def group_records(records: Iterable[tuple[int, int, bytes | None]]) -> Grouped:
+def group_records(records: Iterable[tuple[int, int, bytes | None]], decode: Decode = decode_record) -> Grouped:
     """Decode (partition, offset, value) records and group their readings by patient."""
     out = Grouped()
     for partition, offset, raw in records:
         out.records += 1
         try:
-            batches = decode_record(raw)
+            batches = decode(raw)
         except UndecodableRecordError:
             out.undecodable += 1
             continue
@@ -205,8 +205,10 @@ class DetectionPipeline:
         retries: int = 5,
         yield_every: int = 64,
         collection: CollectionSource | None = None,
+        decode: Decode = decode_record,
     ) -> None:
         self._states = states
+        self._decode = decode
         self._collection = collection
         self._plans = plans
         self._devices = devices
@@ -225,7 +227,7 @@ class DetectionPipeline:
     async def process(self, records: Sequence[tuple[int, int, bytes | None]]) -> int:
         """Run one batch of (partition, offset, value) records; returns detections published."""
         started = time.monotonic()
-        grouped = group_records(records)
+        grouped = group_records(records, self._decode)
         metrics.DETECTION_RECORDS.inc(grouped.records - grouped.quarantined - grouped.undecodable)
         if grouped.quarantined:
             metrics.DETECTION_SKIPPED.labels(reason="quarantined").inc(grouped.quarantined)

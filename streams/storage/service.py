@@ -23,7 +23,7 @@ from core.logging import get_logger
 from core.retry import DATABASE_DOWN, until_done
 from core.supervision import error_detail
 from core.wire import ReadingBatch
-from streams.records import UndecodableRecordError, decode_record, source_of
+from streams.records import Decode, UndecodableRecordError, decode_record, source_of
 from streams.storage.repository import Row, store_rows
 
 log = get_logger("streams.storage")
@@ -61,11 +61,11 @@ class Refused:
     detail: str
 
 
-def decode_records(values: Sequence[bytes | None]) -> DecodedBatch:
+def decode_records(values: Sequence[bytes | None], decode: Decode = decode_record) -> DecodedBatch:
     out = DecodedBatch()
     for raw in values:
         try:
-            batches = decode_record(raw)
+            batches = decode(raw)
         except UndecodableRecordError as exc:
             out.undecodable.append((raw, str(exc)))
             continue

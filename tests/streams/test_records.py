@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from core.wire import Reading, encode
-from streams.records import UndecodableRecordError, decode_record, source_of
+from streams.records import DecodedOnce, UndecodableRecordError, decode_record, source_of
 from tests.streams.support import batch
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -78,3 +78,19 @@ def test_a_received_at_out_of_range_is_refused(received_at: datetime) -> None:
 def test_json_of_another_shape_is_undecodable() -> None:
     with pytest.raises(UndecodableRecordError):
         decode_record(msgspec.json.encode({"patient_id": "p1"}))
+
+
+def test_both_lanes_decode_a_record_once_until_it_is_acknowledged() -> None:
+    once = DecodedOnce()
+    value = raw([Reading("spo2", 97, NOW)])
+    first = once.decode(value)
+    assert once.decode(value) is first  # the other lane gets the same batches, not a second decode
+    bad = b"not json"
+    for _ in range(2):  # an undecodable record says why to each lane
+        with pytest.raises(UndecodableRecordError, match="JSON"):
+            once.decode(bad)
+    assert len(once) == 2
+    once.forget(value)
+    once.forget(bad)
+    assert len(once) == 0
+    assert once.decode(value) == first and once.decode(value) is not first  # decoded anew after forgetting
