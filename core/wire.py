@@ -170,6 +170,32 @@ CARE_PLANS: Final = KafkaTopic("rpm.care-plans.v1", 8, compacted=True)
 DETECTIONS: Final = KafkaTopic("rpm.detections.v1", 8)
 ALL_TOPICS: Final = (READINGS, REJECTED, DEVICE_EVENTS, CARE_PLANS, DETECTIONS)
 
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash of a record key (the Java client's `Utils.murmur2`), as an unsigned
+    32-bit value; written here so that every producer of ours and the worker agree on it."""
+    m, h = 0x5BD1E995, (0x9747B28C ^ len(data)) & 0xFFFFFFFF
+    whole = len(data) - len(data) % 4
+    for i in range(0, whole, 4):
+        k = (int.from_bytes(data[i : i + 4], "little") * m) & 0xFFFFFFFF
+        k = ((k ^ (k >> 24)) * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = data[whole:]
+    if tail:
+        for shift, byte in reversed(list(enumerate(tail))):
+            h ^= byte << (8 * shift)
+        h = (h * m) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
+def default_partition(key: bytes, partition_count: int) -> int:
+    """The partition Kafka's default partitioner (Java client, librdkafka's `murmur2_random`,
+    aiokafka's `DefaultPartitioner`) picks for a keyed record: a patient's records land on the
+    same partition whoever produces them, and the worker finds its state there."""
+    return (murmur2(key) & 0x7FFFFFFF) % partition_count
+
+
 _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
 payload_decoder: Final = msgspec.json.Decoder(DevicePayload)

@@ -45,7 +45,7 @@ from ingest.producer import BatchProducer, Record
 from ingest.registry import RegistrySnapshot, load_snapshot
 from ingest.settings import IngestSettings
 from ingest.tracking import DeviceTrack, SeqVerdict, device_status, judge_seq, observe
-from ingest.validation import Outcome, Reason, validate
+from ingest.validation import MessageOutcome, Reason, validate
 
 log = get_logger("ingest.bridge")
 
@@ -442,7 +442,9 @@ class Bridge:
             self._event(DeviceEvent(kind=state, device_id=device_id, at=at, patient_id=self._patient_of(device_id)))
         ]
 
-    def _device_side_events(self, device_id: str, outcome: Outcome, track: DeviceTrack, at: datetime) -> list[Record]:
+    def _device_side_events(
+        self, device_id: str, outcome: MessageOutcome, track: DeviceTrack, at: datetime
+    ) -> list[Record]:
         assert outcome.seq is not None
         side = observe(track, outcome.seq, outcome.battery)
         if side.gap_from is None and side.battery is None:

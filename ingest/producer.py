@@ -21,16 +21,12 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
+
+from core.wire import default_partition
 
 Record = tuple[str, bytes, bytes]  # Kafka topic, key, value
 
 _CACHE_LIMIT: Final = 100_000
-
-
-def default_partition(key: bytes, partition_count: int) -> int:
-    """The partition Kafka's default partitioner picks for a keyed record."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partition_count
 
 
 class BatchProducer:

@@ -182,7 +182,9 @@ def partition_is_current(
 
 
 @dataclass(slots=True)
-class Outcome:
+class PatientOutcome:
+    """What one patient's records (or a timer pass) came to: the new state and the detections."""
+
     patient_id: str
     partition: int
     state: DetectorState
@@ -236,7 +238,7 @@ class DetectionPipeline:
         device_ids = {d for g in grouped.patients.values() for d in g.by_device}
         classes = await self._devices.classes_of(device_ids) if device_ids else {}
         async with self.lock:
-            outcomes: list[Outcome] = []
+            outcomes: list[PatientOutcome] = []
             refused: list[tuple[bytes, str]] = []
             for i, group in enumerate(grouped.patients.values()):
                 if i and i % self._yield_every == 0:
@@ -248,7 +250,9 @@ class DetectionPipeline:
                     if outcome is not None:
                         outcomes.append(outcome)
                     continue
-                outcomes.append(Outcome(group.patient_id, group.partition, state, found, group.received, group.raw))
+                outcomes.append(
+                    PatientOutcome(group.patient_id, group.partition, state, found, group.received, group.raw)
+                )
             offsets = {p: seen[0] for p, seen in grouped.progress.items()}
             published = await self._commit(outcomes, offsets, by="batch")
         for raw, error in refused:
@@ -276,7 +280,7 @@ class DetectionPipeline:
 
     def _detect_one_by_one(
         self, group: PatientRecords, classes: dict[str, str], refused: list[tuple[bytes, str]]
-    ) -> Outcome | None:
+    ) -> PatientOutcome | None:
         """The detectors refused a patient's records taken together: run them one record at a
         time, so that only the records they refuse are left out (and dead-lettered)."""
         state = self._states.get(group.patient_id)
@@ -295,7 +299,7 @@ class DetectionPipeline:
             kept.append(raw)
         if not kept:
             return None
-        return Outcome(group.patient_id, group.partition, state, found, group.received, kept)
+        return PatientOutcome(group.patient_id, group.partition, state, found, group.received, kept)
 
     async def run_due(self, now: datetime, partitions: frozenset[int]) -> int:
         """Judge the clock-driven rules for the patients of `partitions`; returns detections published."""
@@ -304,7 +308,7 @@ class DetectionPipeline:
         if self._collection is not None:
             withdrawn = await self._collection.withdrawn(p for p, _, _ in self._states.owned(partitions))
         async with self.lock:
-            outcomes: list[Outcome] = []
+            outcomes: list[PatientOutcome] = []
             patients = 0
             silent = {"warn": 0, "urgent": 0}
             for patient_id, partition, state in self._states.owned(partitions):
@@ -322,7 +326,7 @@ class DetectionPipeline:
                     metrics.DETECTION_FAILURES.labels(reason="due_failed").inc()
                     continue
                 if found or new_state != state:
-                    outcomes.append(Outcome(patient_id, partition, new_state, found, {}, []))
+                    outcomes.append(PatientOutcome(patient_id, partition, new_state, found, {}, []))
                 for level, count in silent_devices(new_state).items():
                     silent[level] += count
             published = await self._commit(outcomes, {}, by="timer")
@@ -332,7 +336,7 @@ class DetectionPipeline:
         metrics.DETECTION_DUE_SECONDS.observe(time.monotonic() - started)
         return published
 
-    async def _commit(self, outcomes: list[Outcome], offsets: dict[int, int], by: str) -> int:
+    async def _commit(self, outcomes: list[PatientOutcome], offsets: dict[int, int], by: str) -> int:
         """Publish the detections, then save the states of the patients whose detections are in."""
         if not outcomes:
             return 0

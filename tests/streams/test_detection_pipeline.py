@@ -20,8 +20,7 @@ from core.detectors import news2
 from core.detectors.model import DetectionKind, raise_detection
 from core.detectors.service import DetectorState, observe_devices
 from core.rules import Rule, Severity
-from core.wire import DetectionRecord, Reading, detection_decoder, encode, rejected_decoder
-from streams.careplans.agents import default_partition
+from core.wire import DetectionRecord, Reading, default_partition, detection_decoder, encode, rejected_decoder
 from streams.careplans.service import InvalidCarePlanError, PlanBook, validate_care_plan
 from streams.dead_letters import DeadLetters
 from streams.detection.pipeline import DetectionPipeline, group_records, partition_is_current, to_record

@@ -93,4 +93,6 @@ def test_both_lanes_decode_a_record_once_until_it_is_acknowledged() -> None:
     once.forget(value)
     once.forget(bad)
     assert len(once) == 0
-    assert once.decode(value) == first and once.decode(value) is not first  # decoded anew after forgetting
+    again = once.decode(value)  # decoded anew after forgetting
+    assert again == first
+    assert again is not first
