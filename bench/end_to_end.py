@@ -4,7 +4,7 @@ worker -> TimescaleDB rows and detections -> alert service, on one machine.
 Each run starts a fresh stack in the `make run` layout (Mosquitto, Tansu, TimescaleDB, SMTP, one
 bridge, one stream worker with both roles, the alert service; no simulator) on free loopback
 ports. `--devices` patients each get one wearable provisioned through the platform's own path,
-with their own credentials. One publisher process (bench/ingest_throughput.py's: `core.mqtt5`,
+with their own credentials. One publisher process (bench/ingest_throughput.py's: `core.clients.mqtt5`,
 QoS 1, up to 1,000 messages in flight per device, packets encoded beforehand) sends a fixed
 number of messages of 1 or 5 heart-rate readings each, either as fast as the broker takes them
 or paced to a fixed offered rate. The readings are one second apart and end about now; every

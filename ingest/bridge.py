@@ -1,6 +1,6 @@
 """The MQTT -> Kafka bridge.
 
-MQTT v5 on the platform's own asyncio client (`core.mqtt5_client`, ADR 0007): persistent
+MQTT v5 on the platform's own asyncio client (`core.clients.mqtt5`, ADR 0007): persistent
 session, shared subscription, manual acknowledgement. Everything runs on one asyncio loop:
 the messages of each socket read join an inbox, are validated in batches, produced to
 Kafka, and acknowledged to the broker only after Kafka confirmed every record made from
@@ -15,17 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import ssl
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
 from psycopg import AsyncConnection
 
-from core.clients.mqtt5 import Incoming, MqttSession, SessionOptions, is_failure, reason_name
+from core.clients.mqtt5 import Incoming, MqttSession, is_failure, reason_name
 from core.dead_letters import dead_letter
 from core.logging import get_logger
 from core.progress import Progress
@@ -33,9 +30,8 @@ from core.retry import DATABASE_DOWN, KAFKA_DOWN, until_done
 from core.supervision import Supervisor, error_detail, failure, safe_text
 from core.wire import (
     DEVICE_EVENTS,
-    INGEST_SHARE_GROUP,
+    READINGS,
     REJECTED,
-    TOPIC_PREFIX,
     DeviceEvent,
     ResendFrom,
     commands_topic,
@@ -47,63 +43,17 @@ from ingest.carried import CarriedReadings
 from ingest.producer import BatchProducer, Record
 from ingest.registry import RegistrySnapshot, load_snapshot
 from ingest.settings import IngestSettings
-from ingest.validation import Outcome, Reason, validate
+from ingest.tracking import DeviceTrack, SeqVerdict, device_status, judge_seq, observe
+from ingest.validation import MessageOutcome, Reason, validate
 
 log = get_logger("ingest.bridge")
 
 RESEND_COOLDOWN_S: Final = 30.0
-BATTERY_STEP: Final = 0.05
 CONNECT_WAIT_S: Final = 30.0
 SHUTDOWN_GRACE_S: Final = 5.0
 LEAVE_GRACE_S: Final = 10.0  # within the stack runner's 20 s between SIGTERM and SIGKILL
 LEAVE_QUIET_S: Final = 0.5
 TOPIC_CACHE_LIMIT: Final = 200_000
-
-
-SEQ_WINDOW: Final = 4096
-
-
-@dataclass(slots=True)
-class DeviceTrack:
-    """What the bridge remembers of a device: recent seqs with their readings' digest (dedup,
-    counter resets), last seq (gaps), battery, and messages refused before their seq was known."""
-
-    recent: OrderedDict[int, int] = field(default_factory=OrderedDict)
-    last_seq: int | None = None
-    last_battery: float | None = None
-    last_resend_request: float = 0.0
-    seqless_rejects: int = 0  # messages refused as a whole whose seq could not be read
-
-    def digest_of(self, seq: int) -> int | None:
-        return self.recent.get(seq)
-
-    def remember(self, seq: int, digest: int, window: int = SEQ_WINDOW) -> None:
-        self.recent[seq] = digest
-        while len(self.recent) > window:
-            self.recent.popitem(last=False)
-
-    def reset(self) -> None:
-        """The device restarted its seq counter: what it sent before says nothing of what comes."""
-        self.recent.clear()
-        self.last_seq = None
-        self.seqless_rejects = 0
-
-
-def session_options(settings: IngestSettings) -> SessionOptions:
-    share = f"$share/{INGEST_SHARE_GROUP}/{TOPIC_PREFIX}"
-    return SessionOptions(
-        host=settings.mqtt_host,
-        port=settings.mqtt_port,
-        client_id=settings.mqtt_client_id,
-        username=settings.mqtt_username,
-        password=settings.mqtt_password.get_secret_value(),
-        subscriptions=((f"{share}/+/telemetry", 1), (f"{share}/+/status", 1)),
-        keepalive=settings.mqtt_keepalive_s,
-        session_expiry=settings.mqtt_session_expiry_s,
-        receive_maximum=settings.mqtt_receive_maximum,
-        clean_start=False,
-        ssl=ssl.create_default_context(cafile=settings.mqtt_ca_file) if settings.mqtt_tls else None,
-    )
 
 
 class Bridge:
@@ -148,7 +98,7 @@ class Bridge:
         self._batches = BatchProducer(self._producer)
         await self._refresh_registry(force=True)
         self._mqtt = MqttSession(
-            session_options(s), self._on_messages, on_connected=self._on_connected, on_disconnected=self._on_lost
+            s.session_options(), self._on_messages, on_connected=self._on_connected, on_disconnected=self._on_lost
         )
         self._mqtt.start()
         process = self._supervisor.spawn(self._process(), name="process")
@@ -337,7 +287,8 @@ class Bridge:
         self._forwarded = 0
         for msg in batch:
             records += self._records_for(msg, received_at, remember, carried)
-        records += carried.records(received_at)
+        assert self._batches is not None
+        records += carried.records(received_at, self._batches.partitioner(READINGS.name))
         metrics.FORWARDED.inc(self._forwarded)
         futures = await self._produce(records)
         task = self._supervisor.spawn(self._confirm(batch, records, remember, futures), name="confirm", job=True)
@@ -430,12 +381,12 @@ class Bridge:
         else:
             key = (device_id, outcome.seq)
             known = self._unconfirmed_seqs.get(key, track.digest_of(outcome.seq))
-            if known == outcome.digest:
+            verdict = judge_seq(track, outcome.seq, outcome.digest, known)
+            if verdict is SeqVerdict.DUPLICATE:
                 metrics.DUPLICATES.inc()
                 return []
-            if known is not None or (track.last_seq is not None and outcome.seq < track.last_seq - SEQ_WINDOW):
-                # An old seq with other readings: the device restarted its counter. Its
-                # readings are new; they are stored unless (patient, metric, ts) is already.
+            if verdict is SeqVerdict.RESET:
+                # Its readings are new; they are stored unless (patient, metric, ts) is already.
                 records.append(self._seq_reset(device_id, track, outcome.seq, received_at))
             self._unconfirmed_seqs[key] = outcome.digest
             remember.append(key)
@@ -483,59 +434,36 @@ class Bridge:
         return (DEVICE_EVENTS.name, key, encode(event))
 
     def _status_event(self, device_id: str, payload: bytes, at: datetime) -> list[Record]:
-        state = payload.decode("utf-8", "replace").strip().strip('"').lower()
-        if state not in ("online", "offline"):
+        state = device_status(payload)
+        if state is None:
             return []
         return [
-            self._event(
-                DeviceEvent(
-                    kind="online" if state == "online" else "offline",
-                    device_id=device_id,
-                    at=at,
-                    patient_id=self._patient_of(device_id),
-                )
-            )
+            self._event(DeviceEvent(kind=state, device_id=device_id, at=at, patient_id=self._patient_of(device_id)))
         ]
 
-    def _device_side_events(self, device_id: str, outcome: Outcome, track: DeviceTrack, at: datetime) -> list[Record]:
+    def _device_side_events(
+        self, device_id: str, outcome: MessageOutcome, track: DeviceTrack, at: datetime
+    ) -> list[Record]:
+        assert outcome.seq is not None
+        side = observe(track, outcome.seq, outcome.battery)
+        if side.gap_from is None and side.battery is None:
+            return []
+        patient_id = self._patient_of(device_id)
         records = []
-        seq = outcome.seq
-        assert seq is not None
-        missing = seq - track.last_seq - 1 if track.last_seq is not None else 0
-        if missing > 0 and track.seqless_rejects:
-            # Messages refused before their seq was known fill these slots.
-            explained = min(missing, track.seqless_rejects)
-            track.seqless_rejects -= explained
-            missing -= explained
-        gap = missing > 0
-        battery = outcome.battery
-        battery_moved = battery is not None and (
-            track.last_battery is None or abs(battery - track.last_battery) >= BATTERY_STEP
-        )
-        patient_id = self._patient_of(device_id) if gap or battery_moved else None
-        if gap and track.last_seq is not None:
-            records.append(
-                self._event(
-                    DeviceEvent(
-                        kind="seq_gap",
-                        device_id=device_id,
-                        at=at,
-                        patient_id=patient_id,
-                        expected_seq=track.last_seq + 1,
-                        got_seq=seq,
-                    )
-                )
+        if side.gap_from is not None:
+            event = DeviceEvent(
+                kind="seq_gap",
+                device_id=device_id,
+                at=at,
+                patient_id=patient_id,
+                expected_seq=side.gap_from,
+                got_seq=outcome.seq,
             )
-            self._request_resend(device_id, track.last_seq + 1, track)
-        if track.last_seq is None or seq > track.last_seq:
-            track.last_seq = seq
-        if battery_moved and battery is not None:
-            track.last_battery = battery
-            records.append(
-                self._event(
-                    DeviceEvent(kind="battery", device_id=device_id, at=at, patient_id=patient_id, battery=battery)
-                )
-            )
+            records.append(self._event(event))
+            self._request_resend(device_id, side.gap_from, track)
+        if side.battery is not None:
+            event = DeviceEvent(kind="battery", device_id=device_id, at=at, patient_id=patient_id, battery=side.battery)
+            records.append(self._event(event))
         return records
 
     def _request_resend(self, device_id: str, from_seq: int, track: DeviceTrack) -> None:

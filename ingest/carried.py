@@ -1,13 +1,22 @@
 """The readings of one bridge batch, carried to Kafka in as few records as the contract allows
-(ADR 0032).
+(ADRs 0032 and 0034).
 
 A bridge batch holds up to a few hundred MQTT messages received together, and a wearable
 often sends one reading per message. The stream worker's cost is per Kafka record (about
 200 µs of CPU each, docs/benchmarks/end_to_end.md), not per reading, so the readings of one
 patient from one device in one batch travel in one `ReadingBatch`, in the order they were
 received, with each reading's message seq in `seqs`. Quarantined readings travel apart (the
-worker stores them elsewhere). A record carries at most MAX_READINGS readings; a record of one
-message is exactly what the bridge sent before (no `seqs`).
+worker stores them elsewhere). A `ReadingBatch` holds at most MAX_READINGS readings; one of a
+single message is exactly what the bridge sent before (no `seqs`).
+
+Many devices that each send rarely leave one message per device in a batch, so per-device
+records alone would still cost the worker one record per message. The batches of patients
+whose readings go to the same partition therefore travel together, as a JSON array of
+`ReadingBatch`, keyed by the first one's patient id (which picks that partition), up to
+MAX_READINGS readings per record. A patient's readings keep their partition, and so their
+order and the worker that holds their detector state. The partition is Kafka's default
+partitioner's, for the topic's real partition count; when the bridge does not know it yet
+(`partition_of` None), each batch travels alone under its own key.
 
 Pure: no I/O; the bridge adds each message's readings once the message is judged, then takes
 the records when the batch is complete.
@@ -15,6 +24,7 @@ the records when the batch is complete.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -67,6 +77,30 @@ class CarriedReadings:
                 )
         return out
 
-    def records(self, received_at: datetime) -> list[Record]:
-        """The Kafka records (topic, key = patient id, value) of the batch's readings."""
-        return [(READINGS.name, b.patient_id.encode(), encode(b)) for b in self.batches(received_at)]
+    def records(self, received_at: datetime, partition_of: Callable[[bytes], int] | None = None) -> list[Record]:
+        """The Kafka records (topic, key = patient id, value) of the batch's readings: the
+        batches of one partition together (`partition_of(key)`), or each alone without it."""
+        batches = self.batches(received_at)
+        if partition_of is None:
+            return [(READINGS.name, b.patient_id.encode(), encode(b)) for b in batches]
+        by_partition: dict[int, list[ReadingBatch]] = {}
+        for b in batches:
+            by_partition.setdefault(partition_of(b.patient_id.encode()), []).append(b)
+        out: list[Record] = []
+        for together in by_partition.values():
+            chunk: list[ReadingBatch] = []
+            count = 0
+            for b in together:
+                if chunk and count + len(b.readings) > self._max:
+                    out.append(_record(chunk))
+                    chunk, count = [], 0
+                chunk.append(b)
+                count += len(b.readings)
+            out.append(_record(chunk))
+        return out
+
+
+def _record(batches: list[ReadingBatch]) -> Record:
+    """One record: a lone batch as itself (what a single-patient record always was), several as an array."""
+    value = encode(batches[0]) if len(batches) == 1 else encode(batches)
+    return (READINGS.name, batches[0].patient_id.encode(), value)

@@ -17,19 +17,16 @@ a key.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
+
+from core.wire import default_partition
 
 Record = tuple[str, bytes, bytes]  # Kafka topic, key, value
 
 _CACHE_LIMIT: Final = 100_000
-
-
-def default_partition(key: bytes, partition_count: int) -> int:
-    """The partition Kafka's default partitioner picks for a keyed record."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partition_count
 
 
 class BatchProducer:
@@ -44,6 +41,25 @@ class BatchProducer:
         if not partitions:  # metadata not loaded yet (or the topic is new): ask for it
             partitions = await self._producer.partitions_for(topic)
         return len(partitions)
+
+    def partitioner(self, topic: str) -> Callable[[bytes], int] | None:
+        """The partition of a key of `topic`, as `send` will choose it; None while the
+        producer has no metadata of the topic yet (before its first send)."""
+        partitions = self._producer.client.cluster.partitions_for_topic(topic)
+        if not partitions:
+            return None
+        count = len(partitions)
+        cache = self._partition_of
+        if len(cache) > _CACHE_LIMIT:
+            cache.clear()
+
+        def partition_of(key: bytes) -> int:
+            partition = cache.get((key, count))
+            if partition is None:
+                partition = cache[(key, count)] = default_partition(key, count)
+            return partition
+
+        return partition_of
 
     async def send(self, records: list[Record]) -> list[asyncio.Future[Any]]:
         """Queue the records; the futures resolve when Kafka acknowledged them (or fail).

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+import ssl
 
 from pydantic import Field, SecretStr
 
+from core.clients.mqtt5 import SessionOptions
 from core.settings import DatabaseSettings, KafkaSettings, MqttSettings
+from core.wire import INGEST_SHARE_GROUP, TOPIC_PREFIX
 
 
 class IngestSettings(DatabaseSettings, KafkaSettings, MqttSettings):
@@ -45,3 +48,20 @@ class IngestSettings(DatabaseSettings, KafkaSettings, MqttSettings):
         description="Not ready when messages wait and none was acknowledged for this many seconds "
         "(rpm_ingest_ready, make status)",
     )
+
+    def session_options(self) -> SessionOptions:
+        """The bridge's MQTT session: persistent, on the shared subscription of device topics."""
+        share = f"$share/{INGEST_SHARE_GROUP}/{TOPIC_PREFIX}"
+        return SessionOptions(
+            host=self.mqtt_host,
+            port=self.mqtt_port,
+            client_id=self.mqtt_client_id,
+            username=self.mqtt_username,
+            password=self.mqtt_password.get_secret_value(),
+            subscriptions=((f"{share}/+/telemetry", 1), (f"{share}/+/status", 1)),
+            keepalive=self.mqtt_keepalive_s,
+            session_expiry=self.mqtt_session_expiry_s,
+            receive_maximum=self.mqtt_receive_maximum,
+            clean_start=False,
+            ssl=ssl.create_default_context(cafile=self.mqtt_ca_file) if self.mqtt_tls else None,
+        )

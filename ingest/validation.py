@@ -105,8 +105,8 @@ class PatientReadings:
 
 
 @dataclass(slots=True)
-class Outcome:
-    """The verdict on one message."""
+class MessageOutcome:
+    """The verdict on one device message (the bridge's boundary with devices)."""
 
     device_id: str | None
     seq: int | None = None
@@ -127,8 +127,8 @@ class Outcome:
         return sum(len(p.readings) + len(p.quarantined) for p in self.accepted.values())
 
 
-def _reject(device_id: str | None, reason: Reason, detail: str, seq: int | None = None) -> Outcome:
-    return Outcome(device_id=device_id, seq=seq, rejections=[Rejection(reason, _printable(detail))])
+def _reject(device_id: str | None, reason: Reason, detail: str, seq: int | None = None) -> MessageOutcome:
+    return MessageOutcome(device_id=device_id, seq=seq, rejections=[Rejection(reason, _printable(detail))])
 
 
 def _printable(text: str, cap: int = DETAIL_CAP) -> str:
@@ -136,7 +136,7 @@ def _printable(text: str, cap: int = DETAIL_CAP) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")[:cap]
 
 
-def validate(topic_device_id: str, raw: bytes, received_at: datetime, registry: Registry) -> Outcome:
+def validate(topic_device_id: str, raw: bytes, received_at: datetime, registry: Registry) -> MessageOutcome:
     """Judge one telemetry message published on `rpm/v1/devices/{topic_device_id}/telemetry`."""
     if len(raw) > MAX_PAYLOAD_BYTES:
         return _reject(topic_device_id, Reason.OVERSIZE, f"{len(raw)} bytes > {MAX_PAYLOAD_BYTES}")
@@ -147,7 +147,7 @@ def validate(topic_device_id: str, raw: bytes, received_at: datetime, registry: 
     if msg.schema != SCHEMA_VERSION:
         return _reject(topic_device_id, Reason.UNSUPPORTED_SCHEMA, f"schema {msg.schema}, expected {SCHEMA_VERSION}")
     digest = hash(tuple((w.metric, w.value, w.unit, w.ts, w.dose_id) for w in msg.readings))
-    envelope = Outcome(device_id=topic_device_id, seq=msg.seq, battery=msg.battery, digest=digest)
+    envelope = MessageOutcome(device_id=topic_device_id, seq=msg.seq, battery=msg.battery, digest=digest)
     readings: list[tuple[int, WireReading | Rejection]] = list(enumerate(msg.readings))
     return _judge(topic_device_id, msg.device_id, envelope, readings, received_at, registry)
 
@@ -163,7 +163,7 @@ def _big_int(text: str) -> int | float:
     return int(text) if len(text) <= 300 else math.inf
 
 
-def _validate_lenient(device_id: str, raw: bytes, received_at: datetime, registry: Registry) -> Outcome:
+def _validate_lenient(device_id: str, raw: bytes, received_at: datetime, registry: Registry) -> MessageOutcome:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -195,7 +195,7 @@ def _validate_lenient(device_id: str, raw: bytes, received_at: datetime, registr
     items = doc.get("readings")
     if not isinstance(items, list) or not items:
         return _reject(device_id, Reason.SCHEMA_INVALID, "readings must be a non-empty list", seq)
-    outcome = Outcome(device_id=device_id, seq=seq, digest=hash(repr(items)))
+    outcome = MessageOutcome(device_id=device_id, seq=seq, digest=hash(repr(items)))
     battery = doc.get("battery")
     if battery is not None:
         if isinstance(battery, int | float) and not isinstance(battery, bool) and 0.0 <= battery <= 1.0:
@@ -227,11 +227,11 @@ def _wire_reading(index: int, item: Any) -> WireReading | Rejection:
 def _judge(
     device_id: str,
     payload_device: str,
-    outcome: Outcome,
+    outcome: MessageOutcome,
     readings: list[tuple[int, WireReading | Rejection]],
     received_at: datetime,
     registry: Registry,
-) -> Outcome:
+) -> MessageOutcome:
     seq = outcome.seq
     if payload_device != device_id:
         return _reject(device_id, Reason.DEVICE_MISMATCH, "payload device_id differs from the topic's", seq)

@@ -45,6 +45,7 @@ from streams.devices.agents import apply_device_events
 from streams.devices.repository import DeviceBatteries
 from streams.fanout import Fanout, Handler
 from streams.faults import Faults
+from streams.records import DecodedOnce
 from streams.settings import StreamsSettings
 from streams.storage.agents import storage_lane
 from streams.storage.service import StorageWriter
@@ -99,9 +100,11 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
     readings = _raw_topic(app, READINGS.name, READINGS.partitions)
     rejected = _raw_topic(app, REJECTED.name, REJECTED.partitions)
     closers: list[Any] = []
-    lanes: list[tuple[str, Handler, int]] = []
+    lanes: list[tuple[str, Handler, int, float]] = []
     faults = Faults(s.streams_fault_inject)
     inputs = Inputs(app)
+    # Both lanes take the same records: decode each once (forgotten when acknowledged).
+    decoded = DecodedOnce()
     metrics.PROGRESS.stall_after_s = s.streams_stall_after_s
 
     async def send_dead_letter(value: bytes) -> Any:
@@ -112,12 +115,19 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
     if "store" in s.roles:
         writer = StorageWriter(s.database_url.get_secret_value())
         closers.append(writer.close)
-        lanes.append(("store", _faulty("lane-store", faults, storage_lane(writer, dead_letters)), s.storage_batch_max))
+        lanes.append(
+            (
+                "store",
+                _faulty("lane-store", faults, storage_lane(writer, dead_letters, decoded.decode)),
+                s.storage_batch_max,
+                0.0,
+            )
+        )
         _add_device_events(app, s, dead_letters, closers, inputs)
 
     if "detect" in s.roles:
-        detect = _add_detection(app, s, dead_letters, closers, faults, inputs)
-        lanes.append(("detect", _faulty("lane-detect", faults, detect), s.detection_batch_max))
+        detect = _add_detection(app, s, dead_letters, closers, faults, inputs, decoded)
+        lanes.append(("detect", _faulty("lane-detect", faults, detect), s.detection_batch_max, s.detection_linger_s))
 
     taken: dict[Any, int] = {}  # topic partition -> offset of the newest record taken
 
@@ -140,6 +150,7 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
     async def process(stream: Any) -> Any:
         async def ack(event: Any) -> None:
             await stream.ack(event)
+            decoded.forget(event.value)
             inputs.finished(event)
 
         fanout = Fanout(
@@ -268,7 +279,13 @@ def _add_device_events(
 
 
 def _add_detection(
-    app: faust.App, s: StreamsSettings, dead_letters: DeadLetters, closers: list[Any], faults: Faults, inputs: Inputs
+    app: faust.App,
+    s: StreamsSettings,
+    dead_letters: DeadLetters,
+    closers: list[Any],
+    faults: Faults,
+    inputs: Inputs,
+    decoded: DecodedOnce,
 ) -> Handler:
     """Tables, the care-plan agent and the timer; returns the detection lane's handler."""
     care_plans = _raw_topic(app, CARE_PLANS.name, CARE_PLANS.partitions)
@@ -305,6 +322,7 @@ def _add_detection(
         dead_letters=dead_letters,
         retries=s.detection_send_retries,
         collection=collection,
+        decode=decoded.decode,
     )
 
     async def care_plan_outcomes(stream: Any) -> Any:

@@ -21,12 +21,10 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 from core.logging import get_logger
 from core.retry import KAFKA_DOWN, until_done
 from core.supervision import error_detail, failure, safe_text
-from core.wire import CARE_PLANS
+from core.wire import CARE_PLANS, default_partition
 from streams import metrics
 from streams.careplans.service import InvalidCarePlanError, PlanBook, validate_care_plan
 from streams.dead_letters import INTERNAL_ERROR, DeadLetters
@@ -35,11 +33,6 @@ log = get_logger("streams.careplans")
 
 # (key, value or None for a tombstone, partition) -> acknowledged
 PlanChangelogSend = Callable[[bytes, bytes | None, int], Awaitable[object]]
-
-
-def default_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2, Java client compatible) gives a key."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 async def apply_care_plans(

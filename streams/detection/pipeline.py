@@ -47,7 +47,7 @@ from streams import metrics
 from streams.careplans.service import PlanBook
 from streams.dead_letters import DeadLetters
 from streams.detection.state_store import StateStore
-from streams.records import UndecodableRecordError, decode_record
+from streams.records import Decode, UndecodableRecordError, decode_record, source_of
 
 log = get_logger("streams.detection")
 
@@ -91,39 +91,44 @@ class Grouped:
     progress: dict[int, tuple[int, datetime]] = field(default_factory=dict)
 
 
-def group_records(records: Iterable[tuple[int, int, bytes | None]]) -> Grouped:
+def group_records(records: Iterable[tuple[int, int, bytes | None]], decode: Decode = decode_record) -> Grouped:
     """Decode (partition, offset, value) records and group their readings by patient."""
     out = Grouped()
     for partition, offset, raw in records:
         out.records += 1
         try:
-            batch = decode_record(raw)
+            batches = decode(raw)
         except UndecodableRecordError:
             out.undecodable += 1
             continue
         assert raw is not None  # decode_record refuses a tombstone
         seen = out.progress.get(partition)
         if seen is None or offset > seen[0]:
-            out.progress[partition] = (offset, batch.received_at)
-        if batch.quarantined:
+            out.progress[partition] = (offset, batches[0].received_at)
+        if all(batch.quarantined for batch in batches):
             out.quarantined += 1
-            continue
-        group = out.patients.get(batch.patient_id)
-        if group is None:
-            group = out.patients[batch.patient_id] = PatientRecords(batch.patient_id, partition)
-        elif group.partition != partition:
-            # Keys are patient ids, so this only happens when a producer picked partitions
-            # itself; the state follows the partition seen first.
-            log.warning("patient's readings on two partitions", partitions=[group.partition, partition])
-        group.readings.extend(batch.readings)
-        group.by_device.setdefault(batch.device_id, []).extend(batch.readings)
-        group.raw.append(raw)
-        group.batches.append(batch)
-        for r in batch.readings:
-            previous = group.received.get(r.ts)
-            if previous is None or batch.received_at > previous:
-                group.received[r.ts] = batch.received_at
+        for batch in batches:
+            if not batch.quarantined:
+                _add_batch(out, partition, batch, source_of(raw, batches, batch))
     return out
+
+
+def _add_batch(out: Grouped, partition: int, batch: ReadingBatch, raw: bytes) -> None:
+    group = out.patients.get(batch.patient_id)
+    if group is None:
+        group = out.patients[batch.patient_id] = PatientRecords(batch.patient_id, partition)
+    elif group.partition != partition:
+        # Keys pick partitions, so this only happens when a producer picked partitions
+        # itself; the state follows the partition seen first.
+        log.warning("patient's readings on two partitions", partitions=[group.partition, partition])
+    group.readings.extend(batch.readings)
+    group.by_device.setdefault(batch.device_id, []).extend(batch.readings)
+    group.raw.append(raw)
+    group.batches.append(batch)
+    for r in batch.readings:
+        previous = group.received.get(r.ts)
+        if previous is None or batch.received_at > previous:
+            group.received[r.ts] = batch.received_at
 
 
 def to_record(d: Detection, *, received_at: datetime | None, produced_at: datetime) -> DetectionRecord:
@@ -177,7 +182,9 @@ def partition_is_current(
 
 
 @dataclass(slots=True)
-class Outcome:
+class PatientOutcome:
+    """What one patient's records (or a timer pass) came to: the new state and the detections."""
+
     patient_id: str
     partition: int
     state: DetectorState
@@ -200,8 +207,10 @@ class DetectionPipeline:
         retries: int = 5,
         yield_every: int = 64,
         collection: CollectionSource | None = None,
+        decode: Decode = decode_record,
     ) -> None:
         self._states = states
+        self._decode = decode
         self._collection = collection
         self._plans = plans
         self._devices = devices
@@ -220,7 +229,7 @@ class DetectionPipeline:
     async def process(self, records: Sequence[tuple[int, int, bytes | None]]) -> int:
         """Run one batch of (partition, offset, value) records; returns detections published."""
         started = time.monotonic()
-        grouped = group_records(records)
+        grouped = group_records(records, self._decode)
         metrics.DETECTION_RECORDS.inc(grouped.records - grouped.quarantined - grouped.undecodable)
         if grouped.quarantined:
             metrics.DETECTION_SKIPPED.labels(reason="quarantined").inc(grouped.quarantined)
@@ -229,7 +238,7 @@ class DetectionPipeline:
         device_ids = {d for g in grouped.patients.values() for d in g.by_device}
         classes = await self._devices.classes_of(device_ids) if device_ids else {}
         async with self.lock:
-            outcomes: list[Outcome] = []
+            outcomes: list[PatientOutcome] = []
             refused: list[tuple[bytes, str]] = []
             for i, group in enumerate(grouped.patients.values()):
                 if i and i % self._yield_every == 0:
@@ -241,7 +250,9 @@ class DetectionPipeline:
                     if outcome is not None:
                         outcomes.append(outcome)
                     continue
-                outcomes.append(Outcome(group.patient_id, group.partition, state, found, group.received, group.raw))
+                outcomes.append(
+                    PatientOutcome(group.patient_id, group.partition, state, found, group.received, group.raw)
+                )
             offsets = {p: seen[0] for p, seen in grouped.progress.items()}
             published = await self._commit(outcomes, offsets, by="batch")
         for raw, error in refused:
@@ -269,7 +280,7 @@ class DetectionPipeline:
 
     def _detect_one_by_one(
         self, group: PatientRecords, classes: dict[str, str], refused: list[tuple[bytes, str]]
-    ) -> Outcome | None:
+    ) -> PatientOutcome | None:
         """The detectors refused a patient's records taken together: run them one record at a
         time, so that only the records they refuse are left out (and dead-lettered)."""
         state = self._states.get(group.patient_id)
@@ -288,7 +299,7 @@ class DetectionPipeline:
             kept.append(raw)
         if not kept:
             return None
-        return Outcome(group.patient_id, group.partition, state, found, group.received, kept)
+        return PatientOutcome(group.patient_id, group.partition, state, found, group.received, kept)
 
     async def run_due(self, now: datetime, partitions: frozenset[int]) -> int:
         """Judge the clock-driven rules for the patients of `partitions`; returns detections published."""
@@ -297,7 +308,7 @@ class DetectionPipeline:
         if self._collection is not None:
             withdrawn = await self._collection.withdrawn(p for p, _, _ in self._states.owned(partitions))
         async with self.lock:
-            outcomes: list[Outcome] = []
+            outcomes: list[PatientOutcome] = []
             patients = 0
             silent = {"warn": 0, "urgent": 0}
             for patient_id, partition, state in self._states.owned(partitions):
@@ -315,7 +326,7 @@ class DetectionPipeline:
                     metrics.DETECTION_FAILURES.labels(reason="due_failed").inc()
                     continue
                 if found or new_state != state:
-                    outcomes.append(Outcome(patient_id, partition, new_state, found, {}, []))
+                    outcomes.append(PatientOutcome(patient_id, partition, new_state, found, {}, []))
                 for level, count in silent_devices(new_state).items():
                     silent[level] += count
             published = await self._commit(outcomes, {}, by="timer")
@@ -325,7 +336,7 @@ class DetectionPipeline:
         metrics.DETECTION_DUE_SECONDS.observe(time.monotonic() - started)
         return published
 
-    async def _commit(self, outcomes: list[Outcome], offsets: dict[int, int], by: str) -> int:
+    async def _commit(self, outcomes: list[PatientOutcome], offsets: dict[int, int], by: str) -> int:
         """Publish the detections, then save the states of the patients whose detections are in."""
         if not outcomes:
             return 0

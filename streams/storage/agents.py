@@ -21,12 +21,15 @@ from typing import Any
 from core.logging import get_logger
 from streams import metrics
 from streams.dead_letters import DeadLetters, each_or_dead_letter
+from streams.records import Decode, decode_record
 from streams.storage.service import StorageWriter, decode_records
 
 log = get_logger("streams.storage")
 
 
-def storage_lane(writer: StorageWriter, dead_letters: DeadLetters) -> Callable[[Sequence[Any]], Awaitable[None]]:
+def storage_lane(
+    writer: StorageWriter, dead_letters: DeadLetters, decode: Decode = decode_record
+) -> Callable[[Sequence[Any]], Awaitable[None]]:
     """The lane handler: events of `rpm.readings.v1` stored (or dead-lettered)."""
 
     async def handle(events: Sequence[Any]) -> None:
@@ -34,17 +37,19 @@ def storage_lane(writer: StorageWriter, dead_letters: DeadLetters) -> Callable[[
         metrics.RECORDS.inc(len(values))
 
         async def run(part: Sequence[bytes | None]) -> int:
-            return await store_records(part, writer, dead_letters)
+            return await store_records(part, writer, dead_letters, decode)
 
         await each_or_dead_letter("storage", values, run, lambda raw: raw, dead_letters)
 
     return handle
 
 
-async def store_records(values: Sequence[bytes | None], writer: StorageWriter, dead_letters: DeadLetters) -> int:
+async def store_records(
+    values: Sequence[bytes | None], writer: StorageWriter, dead_letters: DeadLetters, decode: Decode = decode_record
+) -> int:
     """Store the readings of these records; returns readings newly stored."""
     started = time.monotonic()
-    decoded = decode_records(values)
+    decoded = decode_records(values, decode)
     for raw, error in decoded.undecodable:
         await dead_letters.send("undecodable_record", error, raw)
     inserted, refused = await writer.write(decoded)

@@ -23,7 +23,7 @@ from core.logging import get_logger
 from core.retry import DATABASE_DOWN, until_done
 from core.supervision import error_detail
 from core.wire import ReadingBatch
-from streams.records import UndecodableRecordError, decode_record
+from streams.records import Decode, UndecodableRecordError, decode_record, source_of
 from streams.storage.repository import Row, store_rows
 
 log = get_logger("streams.storage")
@@ -44,7 +44,8 @@ WAIT_FOR = (*DATABASE_DOWN, *MISCONFIGURED)
 class DecodedBatch:
     observations: list[Row] = field(default_factory=list)
     quarantined: list[Row] = field(default_factory=list)
-    # the record each row came from (its raw value), by table
+    # the record each row came from (its raw value; its batch alone when the record holds
+    # several patients' batches), by table
     observation_sources: list[bytes] = field(default_factory=list)
     quarantined_sources: list[bytes] = field(default_factory=list)
     batches: list[ReadingBatch] = field(default_factory=list)
@@ -60,35 +61,37 @@ class Refused:
     detail: str
 
 
-def decode_records(values: Sequence[bytes | None]) -> DecodedBatch:
+def decode_records(values: Sequence[bytes | None], decode: Decode = decode_record) -> DecodedBatch:
     out = DecodedBatch()
     for raw in values:
         try:
-            batch = decode_record(raw)
+            batches = decode(raw)
         except UndecodableRecordError as exc:
             out.undecodable.append((raw, str(exc)))
             continue
         assert raw is not None  # decode_record refuses a tombstone
-        out.batches.append(batch)
-        rows, sources = (
-            (out.quarantined, out.quarantined_sources)
-            if batch.quarantined
-            else (out.observations, out.observation_sources)
-        )
-        for i, r in enumerate(batch.readings):
-            rows.append(
-                (
-                    batch.patient_id,
-                    batch.device_id,
-                    r.metric,
-                    r.ts,
-                    r.value,
-                    batch.received_at,
-                    batch.seq_of(i),
-                    r.dose_id,
-                )
+        for batch in batches:
+            out.batches.append(batch)
+            source = source_of(raw, batches, batch)
+            rows, sources = (
+                (out.quarantined, out.quarantined_sources)
+                if batch.quarantined
+                else (out.observations, out.observation_sources)
             )
-            sources.append(raw)
+            for i, r in enumerate(batch.readings):
+                rows.append(
+                    (
+                        batch.patient_id,
+                        batch.device_id,
+                        r.metric,
+                        r.ts,
+                        r.value,
+                        batch.received_at,
+                        batch.seq_of(i),
+                        r.dose_id,
+                    )
+                )
+                sources.append(source)
     return out
 
 

@@ -66,7 +66,7 @@ def _options(port: int, cafile: Path, **extra: object) -> SessionOptions:
         "session_expiry": 0,
         "keepalive": 5,
         "backoff_min": 0.1,
-        "ssl": ssl.create_default_context(cafile=str(cafile)),  # as ingest.bridge.session_options
+        "ssl": ssl.create_default_context(cafile=str(cafile)),  # as IngestSettings.session_options
         **extra,
     }
     return SessionOptions(**values)  # type: ignore[arg-type]

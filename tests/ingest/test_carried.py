@@ -64,3 +64,39 @@ def test_the_worker_refuses_a_record_whose_seqs_do_not_match_its_readings() -> N
     batch.seqs = [1]
     with pytest.raises(UndecodableRecordError, match="1 seqs for 2 readings"):
         decode_record(encode(batch))
+
+
+def test_patients_of_one_partition_travel_together_up_to_the_cap() -> None:
+    partitions = {b"p1": 0, b"p2": 1, b"p3": 0, b"p4": 0}
+    carried = CarriedReadings(max_readings=4)
+    carried.add("p1", "d1", False, 1, [hr(1)])
+    carried.add("p2", "d2", False, 1, [hr(2)])
+    carried.add("p3", "d3", False, 5, [hr(3), hr(4)])
+    carried.add("p1", "d1", False, 2, [hr(5)])
+    carried.add("p4", "d4", False, 9, [hr(6)])  # would make 5 readings on partition 0: a new record
+    records = carried.records(NOW, partitions.__getitem__)
+    # Keyed by the first patient: Kafka's partitioner sends the record to that patient's partition.
+    assert [key for _, key, _ in records] == [b"p1", b"p4", b"p2"]
+    first, second, third = (decode_record(value) for _, _, value in records)
+    assert [(b.patient_id, b.seqs or b.seq) for b in first] == [("p1", [1, 2]), ("p3", 5)]
+    assert [(b.patient_id, b.seq) for b in second] == [("p4", 9)]
+    assert [(b.patient_id, b.seq) for b in third] == [("p2", 1)]
+    # A lone batch is written as itself, as a record of one patient always was.
+    assert batch_decoder.decode(records[2][2]).patient_id == "p2"
+    # Every reading stored once, with its own message seq.
+    rows = decode_records([value for _, _, value in records]).observations
+    assert sorted((row[0], row[6]) for row in rows) == [
+        ("p1", 1),
+        ("p1", 2),
+        ("p2", 1),
+        ("p3", 5),
+        ("p3", 5),
+        ("p4", 9),
+    ]
+
+
+def test_without_the_partition_count_each_batch_travels_under_its_own_key() -> None:
+    carried = CarriedReadings()
+    carried.add("p1", "d1", False, 1, [hr(1)])
+    carried.add("p2", "d2", False, 1, [hr(2)])
+    assert [key for _, key, _ in carried.records(NOW)] == [b"p1", b"p2"]

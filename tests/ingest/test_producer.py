@@ -12,8 +12,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.wire import default_partition
 from infra.stack import Stack
-from ingest.producer import BatchProducer, Record, default_partition
+from ingest.producer import BatchProducer, Record
 from tests.helpers import unique
 
 # murmur2 of the Java client, from Kafka's UtilsTest: a record keyed so lands on

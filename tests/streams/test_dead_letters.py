@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.careplan import default_care_plan, encode_care_plan
-from core.wire import CARE_PLANS, READINGS, RejectedMessage, rejected_decoder
-from streams.careplans.agents import apply_one, default_partition
+from core.wire import CARE_PLANS, READINGS, RejectedMessage, default_partition, rejected_decoder
+from streams.careplans.agents import apply_one
 from streams.careplans.service import PlanBook
 from streams.dead_letters import DeadLetters, each_or_dead_letter
 

@@ -20,12 +20,12 @@ from core.detectors import news2
 from core.detectors.model import DetectionKind, raise_detection
 from core.detectors.service import DetectorState, observe_devices
 from core.rules import Rule, Severity
-from core.wire import DetectionRecord, Reading, detection_decoder, encode, rejected_decoder
-from streams.careplans.agents import default_partition
+from core.wire import DetectionRecord, Reading, default_partition, detection_decoder, encode, rejected_decoder
 from streams.careplans.service import InvalidCarePlanError, PlanBook, validate_care_plan
 from streams.dead_letters import DeadLetters
 from streams.detection.pipeline import DetectionPipeline, group_records, partition_is_current, to_record
 from streams.detection.state_store import StateStore, decode_stored, encode_stored, stored_partition
+from streams.records import decode_record
 from streams.settings import StreamsSettings
 from tests.streams.support import batch, vitals
 
@@ -65,6 +65,20 @@ def test_records_are_grouped_per_patient_and_quarantined_ones_left_out() -> None
     assert len(grouped.patients["b"].readings) == 4  # the quarantined batch never reaches detection
     assert grouped.progress[0][0] == 11
     assert grouped.progress[3][0] == 8
+
+
+def test_a_record_of_several_patients_is_grouped_per_patient_each_with_its_own_source() -> None:
+    received = datetime.now(UTC)
+    a = batch("a", vitals(T0), device_id="w1", received_at=received)
+    b = batch("b", [Reading("spo2", 97, T0)], device_id="ox2", received_at=received)
+    q = batch("c", [Reading("spo2", 80, T0)], received_at=received, quarantined=True)
+    grouped = group_records([record(2, 40, encode([a, b, q]))])
+    assert (grouped.records, grouped.quarantined, grouped.undecodable) == (1, 0, 0)
+    assert {p: (g.partition, len(g.readings)) for p, g in grouped.patients.items()} == {"a": (2, 4), "b": (2, 1)}
+    # What a dead letter about one patient would carry: that patient's batch alone.
+    (alone,) = grouped.patients["b"].raw
+    assert decode_record(alone) == decode_record(encode(b))
+    assert grouped.progress[2] == (40, received)
 
 
 def test_a_detection_record_carries_what_alerts_need_and_round_trips() -> None:

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from core.wire import Reading, encode
-from streams.records import UndecodableRecordError, decode_record
+from streams.records import DecodedOnce, UndecodableRecordError, decode_record, source_of
 from tests.streams.support import batch
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -23,8 +23,27 @@ def raw(readings: list[Reading], **kw: object) -> bytes:
 
 
 def test_a_valid_record_decodes() -> None:
-    decoded = decode_record(raw([Reading("heart_rate", 72, NOW), Reading("spo2", 97, NOW)]))
+    (decoded,) = decode_record(raw([Reading("heart_rate", 72, NOW), Reading("spo2", 97, NOW)]))
     assert [r.metric for r in decoded.readings] == ["heart_rate", "spo2"]
+
+
+def test_a_record_of_several_patients_batches_decodes_in_order() -> None:
+    one = batch("p1", [Reading("heart_rate", 72, NOW)], received_at=NOW)
+    two = batch("p2", [Reading("spo2", 97, NOW), Reading("spo2", 96, NOW)], received_at=NOW)
+    decoded = decode_record(encode([one, two]))
+    assert [(b.patient_id, [r.value for r in b.readings]) for b in decoded] == [("p1", [72]), ("p2", [97, 96])]
+    # A dead letter about one batch of it carries that batch alone; a lone batch, the record itself.
+    assert decode_record(source_of(encode([one, two]), decoded, decoded[1])) == [two]
+    assert source_of(raw([Reading("spo2", 97, NOW)]), [one], one) == raw([Reading("spo2", 97, NOW)])
+
+
+def test_one_bad_batch_refuses_the_record_and_says_which() -> None:
+    good = batch("p1", [Reading("heart_rate", 72, NOW)], received_at=NOW)
+    bad = batch("p2", [Reading("heart_rate", 1e308, NOW)], received_at=NOW)
+    with pytest.raises(UndecodableRecordError, match="batch 1: reading 0: heart_rate value 1e"):
+        decode_record(encode([good, bad]))
+    with pytest.raises(UndecodableRecordError, match="empty array"):
+        decode_record(b"[]")
 
 
 @pytest.mark.parametrize(
@@ -59,3 +78,21 @@ def test_a_received_at_out_of_range_is_refused(received_at: datetime) -> None:
 def test_json_of_another_shape_is_undecodable() -> None:
     with pytest.raises(UndecodableRecordError):
         decode_record(msgspec.json.encode({"patient_id": "p1"}))
+
+
+def test_both_lanes_decode_a_record_once_until_it_is_acknowledged() -> None:
+    once = DecodedOnce()
+    value = raw([Reading("spo2", 97, NOW)])
+    first = once.decode(value)
+    assert once.decode(value) is first  # the other lane gets the same batches, not a second decode
+    bad = b"not json"
+    for _ in range(2):  # an undecodable record says why to each lane
+        with pytest.raises(UndecodableRecordError, match="JSON"):
+            once.decode(bad)
+    assert len(once) == 2
+    once.forget(value)
+    once.forget(bad)
+    assert len(once) == 0
+    again = once.decode(value)  # decoded anew after forgetting
+    assert again == first
+    assert again is not first

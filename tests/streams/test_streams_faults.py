@@ -27,9 +27,8 @@ import numpy as np
 import psycopg
 import pytest
 
-from core.wire import REJECTED, DetectionRecord, Reading, ReadingBatch, encode, rejected_decoder
+from core.wire import REJECTED, DetectionRecord, Reading, ReadingBatch, default_partition, encode, rejected_decoder
 from infra.stack import Stack, metric_value
-from streams.careplans.agents import default_partition
 from tests.helpers import wait_for
 from tests.streams.support import (
     DetectionLog,
