@@ -35,7 +35,7 @@ from core.alert_lifecycle import (
 )
 from core.wire import DetectionRecord
 
-Outcome = Literal["opened", "retriggered", "cleared", "duplicate", "stale_clear"]
+DetectionOutcome = Literal["opened", "retriggered", "cleared", "duplicate", "stale_clear"]
 CHANNELS: Final = ("email", "webhook")  # 'inbox' is the history row itself (SSE), nothing to queue
 
 
@@ -77,7 +77,7 @@ def merged_tiers(teams: Sequence[TeamTiers]) -> tuple[Tier, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    outcome: Outcome
+    outcome: DetectionOutcome
     alert: Alert | None = None
     transition: Transition | None = None
     queued: tuple[str, ...] = ()  # channels of the notifications queued
@@ -141,7 +141,7 @@ async def apply_detection(conn: Conn, detection: Detection, now: datetime) -> Ap
     if current is None:
         t = open_alert(str(uuid.uuid4()), detection, tiers, now)
         queued = await _write(conn, t, new=True, teams=teams, now=now)
-        outcome: Outcome = "opened"
+        outcome: DetectionOutcome = "opened"
     else:
         t = retrigger(current, detection, tiers, now)
         queued = await _write(conn, t, new=False, teams=teams, now=now)

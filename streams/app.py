@@ -100,7 +100,7 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
     readings = _raw_topic(app, READINGS.name, READINGS.partitions)
     rejected = _raw_topic(app, REJECTED.name, REJECTED.partitions)
     closers: list[Any] = []
-    lanes: list[tuple[str, Handler, int, float]] = []
+    lanes: list[tuple[str, Handler, int]] = []
     faults = Faults(s.streams_fault_inject)
     inputs = Inputs(app)
     # Both lanes take the same records: decode each once (forgotten when acknowledged).
@@ -120,14 +120,13 @@ def create_app(settings: StreamsSettings | None = None) -> faust.App:
                 "store",
                 _faulty("lane-store", faults, storage_lane(writer, dead_letters, decoded.decode)),
                 s.storage_batch_max,
-                0.0,
             )
         )
         _add_device_events(app, s, dead_letters, closers, inputs)
 
     if "detect" in s.roles:
         detect = _add_detection(app, s, dead_letters, closers, faults, inputs, decoded)
-        lanes.append(("detect", _faulty("lane-detect", faults, detect), s.detection_batch_max, s.detection_linger_s))
+        lanes.append(("detect", _faulty("lane-detect", faults, detect), s.detection_batch_max))
 
     taken: dict[Any, int] = {}  # topic partition -> offset of the newest record taken
 

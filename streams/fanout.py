@@ -26,15 +26,6 @@ from the consumer's high-water marks), a free lane waits up to `gather_s` for qu
 to reach its size: the records are already there, so the wait costs no latency, and one state
 save then covers several records of each patient. A worker that keeps up never waits.
 
-Lingering: a lane may also always wait `linger_s` after a batch was queued for more batches to
-join it, whether or not Kafka holds more. The detection lane does (RPM_DETECTION_LINGER_S,
-ADR 0034): when thousands of patients each send a reading every few hundred milliseconds, a
-batch of 0.1 s holds about one reading per patient and the detection lane's work per patient
-and batch (detectors' fixed work, state save and its changelog record) is paid per reading;
-waiting a few hundred milliseconds more covers several readings of each patient with one state
-save. It adds at most `linger_s` to detection latency; a lane already behind does not wait,
-since its oldest batch was queued long enough ago.
-
 For lanes that never wait on each other, run the roles in separate workers with different
 application ids (`RPM_STREAMS_ROLES`, `RPM_STREAMS_APP_ID`).
 """
@@ -61,7 +52,6 @@ Ack = Callable[[Any], Awaitable[object]]
 class _Batch:
     events: list[Any]
     pending: int
-    queued_at: float = 0.0  # loop time when submitted
 
 
 @dataclass(eq=False)
@@ -69,7 +59,6 @@ class Lane:
     name: str
     handle: Handler
     max_events: int
-    linger_s: float = 0.0  # always wait this long after a batch was queued for more to join it
     queue: asyncio.Queue[_Batch] = field(init=False)
     waiting: int = 0  # events queued, not yet handled
     drained: asyncio.Event = field(init=False)
@@ -86,7 +75,7 @@ def _never_behind() -> int:
 class Fanout:
     def __init__(
         self,
-        lanes: Sequence[tuple[str, Handler, int] | tuple[str, Handler, int, float]],
+        lanes: Sequence[tuple[str, Handler, int]],
         ack: Ack,
         backlog: int = 100_000,
         *,
@@ -96,7 +85,7 @@ class Fanout:
     ) -> None:
         if not lanes:
             raise ValueError("a fan-out needs at least one lane")
-        self._lanes = [Lane(*lane) for lane in lanes]
+        self._lanes = [Lane(name, handle, max_events) for name, handle, max_events in lanes]
         self._ack = ack
         self._backlog = backlog
         self._behind = behind
@@ -125,7 +114,7 @@ class Fanout:
         """Hand a batch to every lane; waits while a lane has `backlog` records waiting."""
         if not events:
             return
-        batch = _Batch(list(events), len(self._lanes), asyncio.get_running_loop().time())
+        batch = _Batch(list(events), len(self._lanes))
         for lane in self._lanes:
             while lane.waiting and lane.waiting + len(batch.events) > self._backlog:
                 lane.drained.clear()
@@ -141,14 +130,10 @@ class Fanout:
         size = len(batches[0].events)
         loop = asyncio.get_running_loop()
         deadline: float | None = None
-        linger_until = batches[0].queued_at + lane.linger_s
         while size < lane.max_events:
             if not lane.queue.empty():
                 batches.append(lane.queue.get_nowait())
                 size += len(batches[-1].events)
-                continue
-            if loop.time() < linger_until:
-                await asyncio.sleep(min(GATHER_POLL_S, linger_until - loop.time()))
                 continue
             if self._gather_s <= 0 or self._behind() < self._gather_above:
                 break

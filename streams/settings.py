@@ -48,14 +48,6 @@ class StreamsSettings(DatabaseSettings, KafkaSettings):
     detection_batch_max: int = Field(
         5000, description="Most Kafka records run through the detectors at once (queued batches are merged)"
     )
-    detection_linger_s: float = Field(
-        0.3,
-        ge=0,
-        le=5,
-        description="How long the detection lane always waits after a batch arrives for more to join it: "
-        "with many patients each sending often, one detector run and one state save then cover several "
-        "readings of each patient (adds at most this to detection latency; 0 turns it off)",
-    )
     detection_due_interval_s: float = Field(
         30.0, description="How often the timer looks for missed measurements and doses and silent devices"
     )

@@ -43,7 +43,7 @@ from core.supervision import error_detail, failure
 log = get_logger("alerts.notify")
 
 Clock = Callable[[], datetime]
-Outcome = Literal["sent", "retry", "failed", "cancelled", "deferred", "lost"]
+DeliveryOutcome = Literal["sent", "retry", "failed", "cancelled", "deferred", "lost"]
 LAST_ERROR_CAP: Final = 500
 
 NOTIFICATIONS = Counter(
@@ -146,7 +146,7 @@ class OutboxSender:
                 else:
                     to_send.append((row, await repository.start_attempt(conn, row.id, lease_until)))
                     continue
-                outcomes: dict[str, Outcome] = {"cancel": "cancelled", "defer": "deferred", "fail": "failed"}
+                outcomes: dict[str, DeliveryOutcome] = {"cancel": "cancelled", "defer": "deferred", "fail": "failed"}
                 self._count(row, outcomes[decision.action])
                 log.info(
                     "notification not sent",
@@ -213,7 +213,7 @@ class OutboxSender:
             return f"internal error: {error_detail(exc)}", False
         return None, False
 
-    def _not_sent(self, row: OutboxRow, outcome: Outcome, reason: str) -> None:
+    def _not_sent(self, row: OutboxRow, outcome: DeliveryOutcome, reason: str) -> None:
         self._count(row, outcome)
         log.info(
             "notification not sent",
@@ -265,7 +265,7 @@ class OutboxSender:
     ) -> None:
         now = self.clock()
         if error is None:
-            outcome: Outcome = "sent" if await repository.mark_sent(conn, row, attempt, now) else "lost"
+            outcome: DeliveryOutcome = "sent" if await repository.mark_sent(conn, row, attempt, now) else "lost"
         else:
             error = error[:LAST_ERROR_CAP]
             if permanent or attempt >= self.settings.notify_max_attempts:
@@ -287,7 +287,7 @@ class OutboxSender:
             error=error,
         )
 
-    def _count(self, row: OutboxRow, outcome: Outcome) -> None:
+    def _count(self, row: OutboxRow, outcome: DeliveryOutcome) -> None:
         NOTIFICATIONS.labels(row.channel, outcome).inc()
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path
 from api.access import repository
 from api.access.schemas import BreakGlassGrant, BreakGlassList, BreakGlassRequest
 from api.audit import repository as audit_repository
-from api.audit.schemas import AuditEvent, Outcome
+from api.audit.schemas import AuditEvent, AuditOutcome
 from api.auth.dependencies import CurrentPrincipal
 from api.db import Pool
 from api.dependencies import get_pool, get_settings
@@ -45,7 +45,7 @@ async def open_break_glass(
     grant: BreakGlassGrant | None = None
     async with pool.connection(timeout=settings.db_acquire_timeout) as conn:
 
-        async def audit(outcome: Outcome, **detail: object) -> None:
+        async def audit(outcome: AuditOutcome, **detail: object) -> None:
             event = AuditEvent(
                 action="create",
                 resource=RESOURCE,

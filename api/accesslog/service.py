@@ -31,7 +31,7 @@ from api.accesslog.schemas import (
 )
 from api.admin.schemas import encode_cursor
 from api.audit import repository as audit_repository
-from api.audit.schemas import AuditEvent, Outcome
+from api.audit.schemas import AuditEvent, AuditOutcome
 from api.auth.schemas import Principal
 from api.db import Conn
 
@@ -53,7 +53,7 @@ async def _audit(
     action: str,
     resource: str,
     patient_id: str | None,
-    outcome: Outcome,
+    outcome: AuditOutcome,
     **detail: Any,
 ) -> None:
     await audit_repository.record(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from api.admin import repository
 from api.admin.schemas import AuditPage, AuditQuery, encode_cursor
 from api.audit import repository as audit_repository
-from api.audit.schemas import AuditEvent, Outcome
+from api.audit.schemas import AuditEvent, AuditOutcome
 from api.auth.schemas import Principal
 from api.db import Conn
 
@@ -28,7 +28,7 @@ async def query_audit(conn: Conn, principal: Principal, query: AuditQuery) -> Au
     }
     asked["client_ip"] = principal.client_ip
 
-    async def audit(outcome: Outcome, **detail: object) -> None:
+    async def audit(outcome: AuditOutcome, **detail: object) -> None:
         await audit_repository.record(
             conn,
             AuditEvent(

@@ -39,7 +39,7 @@ from api.alerts.schemas import (
 )
 from api.alerts.stream import StreamScope
 from api.audit import repository as audit_repository
-from api.audit.schemas import AuditEvent, Outcome
+from api.audit.schemas import AuditEvent, AuditOutcome
 from api.auth.schemas import Principal
 from api.db import Conn
 from api.metrics import observe_acknowledged
@@ -73,7 +73,7 @@ class _Audit:
     def __init__(self, conn: Conn, principal: Principal, action: str, **detail: Any) -> None:
         self.conn, self.principal, self.action, self.detail = conn, principal, action, detail
 
-    async def __call__(self, outcome: Outcome, patient_id: str | None = None, **detail: Any) -> None:
+    async def __call__(self, outcome: AuditOutcome, patient_id: str | None = None, **detail: Any) -> None:
         await audit_repository.record(
             self.conn,
             AuditEvent(

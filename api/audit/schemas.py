@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Outcome = Literal["allowed", "denied", "error"]
+AuditOutcome = Literal["allowed", "denied", "error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +15,7 @@ class AuditEvent:
 
     action: str
     resource: str
-    outcome: Outcome
+    outcome: AuditOutcome
     actor_id: uuid.UUID | None = None
     actor_role: str | None = None
     patient_id: str | None = None

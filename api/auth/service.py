@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from api.audit import repository as audit_repository
-from api.audit.schemas import AuditEvent, Outcome
+from api.audit.schemas import AuditEvent, AuditOutcome
 from api.auth import repository
 from api.auth.ratelimit import LoginRateLimiter, Refusal
 from api.auth.schemas import Principal, RefreshTokenRow, Session, TokenRead, User
@@ -91,7 +91,7 @@ def _event(
         detail["session_id"] = session_id
     if reason:
         detail["reason"] = reason
-    outcome: Outcome = "denied" if reason else "allowed"
+    outcome: AuditOutcome = "denied" if reason else "allowed"
     return AuditEvent(
         action=action,
         resource=resource,

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.access.service import Access, patient_access
 from api.audit import repository as audit_repository
-from api.audit.schemas import AuditEvent, Outcome
+from api.audit.schemas import AuditEvent, AuditOutcome
 from api.auth.schemas import Principal
 from api.careplans import repository
 from api.careplans.schemas import (
@@ -86,7 +86,7 @@ class _Audit:
     def __init__(self, conn: Conn, principal: Principal, patient_id: str, action: str) -> None:
         self.conn, self.principal, self.patient_id, self.action = conn, principal, patient_id, action
 
-    async def __call__(self, outcome: Outcome, **detail: Any) -> None:
+    async def __call__(self, outcome: AuditOutcome, **detail: Any) -> None:
         await audit_repository.record(
             self.conn,
             AuditEvent(

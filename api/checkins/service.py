@@ -22,7 +22,7 @@ from typing import Final, Protocol
 
 from api.access.repository import clinician_cares_for
 from api.audit import repository as audit_repository
-from api.audit.schemas import AuditEvent, Outcome
+from api.audit.schemas import AuditEvent, AuditOutcome
 from api.auth.schemas import Principal
 from api.checkins import repository
 from api.checkins.schemas import ConsciousnessCheckIn, ConsciousnessRecorded, observed_time
@@ -89,7 +89,7 @@ async def record_consciousness(
     source = checkin_source(principal)
     asked = {"metric": METRIC, "observed_at": observed_at.isoformat(), "source": source}
 
-    async def audit(outcome: Outcome, **detail: str) -> None:
+    async def audit(outcome: AuditOutcome, **detail: str) -> None:
         event = AuditEvent(
             action=ACTION,
             resource=RESOURCE,

@@ -34,7 +34,7 @@ from typing import Final
 
 from api.access.service import patient_access
 from api.audit import repository as audit_repository
-from api.audit.schemas import AuditEvent, Outcome
+from api.audit.schemas import AuditEvent, AuditOutcome
 from api.auth.schemas import Principal
 from api.consents import repository
 from api.consents.repository import Grant
@@ -122,7 +122,7 @@ def joined(grants: list[Grant]) -> datetime | None:
 
 
 async def _audit(
-    conn: Conn, principal: Principal, action: str, patient_id: str | None, outcome: Outcome, **detail: object
+    conn: Conn, principal: Principal, action: str, patient_id: str | None, outcome: AuditOutcome, **detail: object
 ) -> None:
     event = AuditEvent(
         action=action,

@@ -17,7 +17,7 @@ from typing import Any, Final
 from starlette.concurrency import run_in_threadpool
 
 from api.audit import repository as audit_repository
-from api.audit.schemas import AuditEvent, Outcome
+from api.audit.schemas import AuditEvent, AuditOutcome
 from api.auth.schemas import Principal
 from api.db import Conn
 from api.devices import repository
@@ -48,7 +48,7 @@ class Refusal:
 
 
 def _audit(conn: Conn, principal: Principal, action: str, patient_id: str | None = None) -> Any:
-    async def audit(outcome: Outcome, **detail: Any) -> None:
+    async def audit(outcome: AuditOutcome, **detail: Any) -> None:
         await audit_repository.record(
             conn,
             AuditEvent(

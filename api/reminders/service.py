@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from api.audit import repository as audit_repository
-from api.audit.schemas import AuditEvent, Outcome
+from api.audit.schemas import AuditEvent, AuditOutcome
 from api.auth.schemas import Principal
 from api.db import Conn
 from api.portal.text import catalogue, t
@@ -46,7 +46,9 @@ class Refusal:
     detail: str
 
 
-async def _audit(conn: Conn, principal: Principal, action: str, resource: str, outcome: Outcome, **detail: Any) -> None:
+async def _audit(
+    conn: Conn, principal: Principal, action: str, resource: str, outcome: AuditOutcome, **detail: Any
+) -> None:
     await audit_repository.record(
         conn,
         AuditEvent(

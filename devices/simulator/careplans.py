@@ -34,11 +34,19 @@ from core.careplan import (
 )
 from core.rules import Rule, Severity
 from devices.simulator.physiology import COHORTS, METRICS
-from devices.simulator.schedule import DEVICE_CLASSES, DOSE_WINDOW_S, MEASUREMENT_WINDOW_S
+from devices.simulator.schedule import DEVICE_SPECS, DOSE_WINDOW_S, MEASUREMENT_WINDOW_S
 
 PLAN_VERSION: Final = 1
-COPD_SPO2_LOW: Final = Limit(rule=Rule.SPO2_LOW, metric="spo2", direction="low", raise_at=86, clear_at=88,
-                             sustained_s=600, clear_sustained_s=600, severity=Severity.HIGH)
+COPD_SPO2_LOW: Final = Limit(
+    rule=Rule.SPO2_LOW,
+    metric="spo2",
+    direction="low",
+    raise_at=86,
+    clear_at=88,
+    sustained_s=600,
+    clear_sustained_s=600,
+    severity=Severity.HIGH,
+)
 HF_GAIN_3D_KG: Final = 2.0
 
 
@@ -50,22 +58,26 @@ def _time_of_day(hours: float) -> time:
 def scheduled_metric(device_class: str, device_classes: set[str]) -> str | None:
     """The metric a spot device's schedule watches for this patient, or None when the
     patient has no schedule for it (not a spot device, or a continuous device reports it)."""
-    spec = DEVICE_CLASSES[device_class]
+    spec = DEVICE_SPECS[device_class]
     if spec.continuous or not spec.hours or not spec.metrics:
         return None
-    continuous = {m for c in device_classes if DEVICE_CLASSES[c].continuous for m in DEVICE_CLASSES[c].metrics}
+    continuous = {m for c in device_classes if DEVICE_SPECS[c].continuous for m in DEVICE_SPECS[c].metrics}
     primary = spec.metrics[0]
     return None if primary in continuous else METRICS[primary]
 
 
 def scheduled_hours(device_class: str) -> tuple[float, ...]:
-    spec = DEVICE_CLASSES[device_class]
+    spec = DEVICE_SPECS[device_class]
     return spec.hours[:-1] if spec.optional_last else spec.hours
 
 
 def care_plan_for(
-    patient_id: str, cohort: str, on_oxygen: bool, device_classes: set[str],
-    *, effective_from: datetime | None = None,
+    patient_id: str,
+    cohort: str,
+    on_oxygen: bool,
+    device_classes: set[str],
+    *,
+    effective_from: datetime | None = None,
 ) -> CarePlan:
     """The plan of one simulated patient."""
     spec = COHORTS[cohort]
@@ -73,16 +85,26 @@ def care_plan_for(
     for device_class in sorted(device_classes):
         metric = scheduled_metric(device_class, device_classes)
         if metric is not None:
-            measurements.append(MeasurementSchedule(
-                metric=metric, times_of_day=tuple(_time_of_day(h) for h in scheduled_hours(device_class)),
-                tolerance_s=int(MEASUREMENT_WINDOW_S)))
+            measurements.append(
+                MeasurementSchedule(
+                    metric=metric,
+                    times_of_day=tuple(_time_of_day(h) for h in scheduled_hours(device_class)),
+                    tolerance_s=int(MEASUREMENT_WINDOW_S),
+                )
+            )
     medications = []
     if "pill_bottle" in device_classes and spec.medication:
-        medications.append(MedicationSchedule(
-            dose_id=spec.medication, times_of_day=tuple(_time_of_day(h) for h in spec.dose_hours or (8.0,)),
-            window_s=int(DOSE_WINDOW_S)))
-    silence = {c: SilencePolicy(mode="continuous") if DEVICE_CLASSES[c].continuous else SilencePolicy(mode="off")
-               for c in DEVICE_CLASSES}
+        medications.append(
+            MedicationSchedule(
+                dose_id=spec.medication,
+                times_of_day=tuple(_time_of_day(h) for h in spec.dose_hours or (8.0,)),
+                window_s=int(DOSE_WINDOW_S),
+            )
+        )
+    silence = {
+        c: SilencePolicy(mode="continuous") if DEVICE_SPECS[c].continuous else SilencePolicy(mode="off")
+        for c in DEVICE_SPECS
+    }
     limits = DEFAULT_LIMITS
     news2 = News2Settings()
     if cohort == "copd":
@@ -90,7 +112,15 @@ def care_plan_for(
         news2 = News2Settings(spo2_scale=2)
     hf = HfWeightGain(enabled=True, gain_3d_kg=HF_GAIN_3D_KG) if cohort == "heart_failure" else HfWeightGain()
     return CarePlan(
-        patient_id=patient_id, version=PLAN_VERSION, timezone="UTC", effective_from=effective_from,
-        on_oxygen=on_oxygen, news2=news2, limits=limits, hf_weight=hf,
-        measurements=tuple(measurements), medications=tuple(medications), silence=silence,
+        patient_id=patient_id,
+        version=PLAN_VERSION,
+        timezone="UTC",
+        effective_from=effective_from,
+        on_oxygen=on_oxygen,
+        news2=news2,
+        limits=limits,
+        hf_weight=hf,
+        measurements=tuple(measurements),
+        medications=tuple(medications),
+        silence=silence,
     )

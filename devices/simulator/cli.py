@@ -1,8 +1,8 @@
 """Command line of the device simulator (`python -m devices.simulator`, mounted as `rpm sim`).
 
-    run        simulate the devices of a credentials file against the MQTT broker
-    provision  create simulated patients (with consent) and provision their devices
-    scenarios  list the scenarios and their parameters
+run        simulate the devices of a credentials file against the MQTT broker
+provision  create simulated patients (with consent) and provision their devices
+scenarios  list the scenarios and their parameters
 """
 
 from __future__ import annotations
@@ -24,8 +24,12 @@ from devices.simulator.scenarios import SCENARIO_HELP, ScenarioError, ScenarioRe
 from devices.simulator.view import LiveView, summary_lines
 
 DEFAULT_KAFKA_BOOTSTRAP: str = KafkaSettings.model_fields["kafka_bootstrap"].default
-app = typer.Typer(help="Simulated patients wearing real MQTT devices.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Simulated patients wearing real MQTT devices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 err = Console(stderr=True)
 
 
@@ -46,7 +50,8 @@ def run(
     ] = None,
     ground_truth: Annotated[Path | None, typer.Option(help="JSON-lines log of what was sent and expected")] = None,
     queue_dir: Annotated[Path, typer.Option(help="Directory of the on-disk store-and-forward queue")] = Path(
-        ".rpm/simulator-queue"),
+        ".rpm/simulator-queue"
+    ),
     workers: Annotated[int, typer.Option(min=1, help="Processes to spread the devices over")] = 1,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No live view (CI, services)")] = False,
     mqtt_host: Annotated[str, typer.Option(envvar="RPM_MQTT_HOST", help="MQTT broker host")] = "127.0.0.1",
@@ -73,12 +78,25 @@ def run(
             ScenarioRequest.parse(text)
         now = time.time()
         opts = RunOptions(
-            mqtt_host=mqtt_host, mqtt_port=mqtt_port, rate=rate, duration=duration, speed=speed, seed=seed,
-            start=parse_start(start, now, speed, duration), wall0=now, interval=interval,
+            mqtt_host=mqtt_host,
+            mqtt_port=mqtt_port,
+            rate=rate,
+            duration=duration,
+            speed=speed,
+            seed=seed,
+            start=parse_start(start, now, speed, duration),
+            wall0=now,
+            interval=interval,
             # An absolute --start must match to resume a killed run; a relative one moves with now.
             start_explicit=bool(start) and not str(start).startswith(("+", "-")),
-            scenarios=list(scenario or []), ground_truth=ground_truth, queue_dir=queue_dir, window=window,
-            connect_timeout=connect_timeout, drain_timeout=drain, dry_run=dry_run, workers=workers,
+            scenarios=list(scenario or []),
+            ground_truth=ground_truth,
+            queue_dir=queue_dir,
+            window=window,
+            connect_timeout=connect_timeout,
+            drain_timeout=drain,
+            dry_run=dry_run,
+            workers=workers,
         )
     except (ConfigError, ScenarioError) as exc:
         raise _fail(str(exc)) from exc
@@ -116,17 +134,21 @@ def provision(
     cohorts: Annotated[str | None, typer.Option(help="Cohort mix, e.g. healthy=0.5,copd=0.5")] = None,
     only: Annotated[list[str] | None, typer.Option(help="Provision only these device classes")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the cohort allocation")] = 1,
-    backdate_days: Annotated[float, typer.Option(help="Bindings and consent start this many days ago "
-                                                      "(for runs that start in the past)")] = 2.0,
+    backdate_days: Annotated[
+        float, typer.Option(help="Bindings and consent start this many days ago (for runs that start in the past)")
+    ] = 2.0,
     database_url: Annotated[str, typer.Option(envvar="RPM_DATABASE_URL", help="Database URL (insert rights)")] = "",
     mqtt_host: Annotated[str, typer.Option(envvar="RPM_MQTT_HOST")] = "127.0.0.1",
     mqtt_port: Annotated[int, typer.Option(envvar="RPM_MQTT_PORT")] = 18830,
     mqtt_admin_username: Annotated[str, typer.Option(envvar="RPM_MQTT_ADMIN_USERNAME")] = "rpm-admin",
     mqtt_admin_password: Annotated[str, typer.Option(envvar="RPM_MQTT_ADMIN_PASSWORD")] = "",
-    kafka_bootstrap: Annotated[str, typer.Option(envvar="RPM_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers "
-                                                 "(care plans go to rpm.care-plans.v1)")] = DEFAULT_KAFKA_BOOTSTRAP,
-    care_plans: Annotated[bool, typer.Option("--care-plans/--no-care-plans",
-                                             help="Publish each patient's care plan")] = True,
+    kafka_bootstrap: Annotated[
+        str,
+        typer.Option(envvar="RPM_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers (care plans go to rpm.care-plans.v1)"),
+    ] = DEFAULT_KAFKA_BOOTSTRAP,
+    care_plans: Annotated[
+        bool, typer.Option("--care-plans/--no-care-plans", help="Publish each patient's care plan")
+    ] = True,
 ) -> None:
     """Create N patients with active consent, provision their devices, write the credentials
     file, publish their care plans."""
@@ -165,8 +187,10 @@ def provision(
         try:
             sent = asyncio.run(publish_care_plans(kafka_bootstrap, plans_of(roster, valid_from)))
         except (KafkaError, OSError, TimeoutError) as exc:
-            raise _fail(f"care plans not published to Kafka at {kafka_bootstrap}: {exc or type(exc).__name__} "
-                        "(check --kafka-bootstrap or RPM_KAFKA_BOOTSTRAP; the credentials file is written)") from exc
+            raise _fail(
+                f"care plans not published to Kafka at {kafka_bootstrap}: {exc or type(exc).__name__} "
+                "(check --kafka-bootstrap or RPM_KAFKA_BOOTSTRAP; the credentials file is written)"
+            ) from exc
         typer.echo(f"published {sent} care plans -> rpm.care-plans.v1")
 
 

@@ -18,7 +18,7 @@ import msgspec
 
 from devices.simulator.physiology import COHORTS, PatientSpec
 from devices.simulator.scenarios import ScenarioError, parse_duration
-from devices.simulator.schedule import DEVICE_CLASSES
+from devices.simulator.schedule import DEVICE_SPECS
 
 
 class ConfigError(ValueError):
@@ -56,7 +56,7 @@ class Roster:
         oxygen = {p.patient_id: p.on_oxygen for p in creds.patients}
         order: list[str] = [p.patient_id for p in creds.patients]
         for d in creds.devices:
-            if d.device_class not in DEVICE_CLASSES:
+            if d.device_class not in DEVICE_SPECS:
                 raise ConfigError(f"device {d.device_id}: unknown device class {d.device_class!r}")
             if d.patient_id not in cohorts:
                 cohorts[d.patient_id] = "healthy"
@@ -96,8 +96,9 @@ def load_credentials(path: Path) -> Roster:
 def write_credentials(path: Path, roster: Roster) -> None:
     body = {
         "devices": [msgspec.structs.asdict(d) for d in roster.devices],
-        "patients": [{"patient_id": p.patient_id, "cohort": p.cohort, "on_oxygen": p.on_oxygen}
-                     for p in roster.patients],
+        "patients": [
+            {"patient_id": p.patient_id, "cohort": p.cohort, "on_oxygen": p.on_oxygen} for p in roster.patients
+        ],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(msgspec.json.format(msgspec.json.encode(body), indent=2) + b"\n")

@@ -121,14 +121,17 @@ class Link:
                 return None
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    _t, conn = await loop.create_connection(
-                        lambda: mqtt.MqttConnection(self), fleet.host, fleet.port
-                    )
+                    _t, conn = await loop.create_connection(lambda: mqtt.MqttConnection(self), fleet.host, fleet.port)
                     self._connack = loop.create_future()
-                    conn.write(mqtt.encode_connect(
-                        self.device_id, self.device_id, self.password, keepalive=fleet.keepalive,
-                        will=mqtt.Will(status_topic(self.device_id), b"offline"),
-                    ))
+                    conn.write(
+                        mqtt.encode_connect(
+                            self.device_id,
+                            self.device_id,
+                            self.password,
+                            keepalive=fleet.keepalive,
+                            will=mqtt.Will(status_topic(self.device_id), b"offline"),
+                        )
+                    )
                     self.conn = conn
                     reason, props = await self._connack
             except (OSError, TimeoutError, ConnectionError) as exc:
@@ -223,8 +226,9 @@ class Link:
         try:
             command = _resend_decoder.decode(payload)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            self.fleet.gt.record("command_ignored", device_id=self.device_id,
-                                 payload=payload[:200].decode("utf-8", "replace"))
+            self.fleet.gt.record(
+                "command_ignored", device_id=self.device_id, payload=payload[:200].decode("utf-8", "replace")
+            )
             return
         self.fleet.resend_from(self, command.from_seq)
 
@@ -412,15 +416,27 @@ class Fleet:
         rows = [r for r in self.outbox.history_from(link.device_id, from_seq, 5000) if r[0] < head]
         for seq, payload in rows:
             link.resend.append(Entry(seq, payload, 0))
-        self.gt.record("resend", device_id=link.device_id, from_seq=from_seq, count=len(rows),
-                       first=rows[0][0] if rows else None, last=rows[-1][0] if rows else None)
+        self.gt.record(
+            "resend",
+            device_id=link.device_id,
+            from_seq=from_seq,
+            count=len(rows),
+            first=rows[0][0] if rows else None,
+            last=rows[-1][0] if rows else None,
+        )
         link.pump()
 
     def oob_answered(self, link: Link, tag: tuple[str, Any], reason: int) -> None:
         kind, detail = tag
         if kind in ("fault", "duplicate"):
-            self.gt.record(f"{kind}_answer", device_id=link.device_id, detail=detail,
-                           puback=reason, refused=mqtt.is_failure(reason), reason=mqtt.reason_name(reason))
+            self.gt.record(
+                f"{kind}_answer",
+                device_id=link.device_id,
+                detail=detail,
+                puback=reason,
+                refused=mqtt.is_failure(reason),
+                reason=mqtt.reason_name(reason),
+            )
 
     # --- periodic and final ------------------------------------------------------------------
     async def keepalive_loop(self) -> None:

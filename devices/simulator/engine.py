@@ -27,7 +27,7 @@ from devices.simulator.config import Roster, RunOptions
 from devices.simulator.device import Entry, Fleet, Link
 from devices.simulator.expectations import GroundTruthKeeper
 from devices.simulator.groundtruth import GroundTruth
-from devices.simulator.messages import Reading, convert, encode_message, fault_payload
+from devices.simulator.messages import DeviceReading, convert, encode_message, fault_payload
 from devices.simulator.outbox import Outbox
 from devices.simulator.physiology import (
     GLUCOSE,
@@ -45,7 +45,7 @@ from devices.simulator.placement import place
 from devices.simulator.scenarios import Action, Book, Context, DeviceInfo, ScenarioRequest
 from devices.simulator.schedule import (
     DAY,
-    DEVICE_CLASSES,
+    DEVICE_SPECS,
     WEARABLE_METRICS,
     SimClock,
     SpotEvent,
@@ -85,7 +85,7 @@ class Engine:
             for i, d in enumerate(roster.devices)
         ]
         self.keys = [stable_key(opts.seed, "device:" + d.device_id) for d in roster.devices]
-        wearables = [i.index for i in self.infos if DEVICE_CLASSES[i.device_class].continuous]
+        wearables = [i.index for i in self.infos if DEVICE_SPECS[i.device_class].continuous]
         self.n_wearables = len(wearables)
         if opts.rate:
             self.interval = self.n_wearables * WEARABLE_READINGS / opts.rate if wearables else 0.0
@@ -119,7 +119,7 @@ class Engine:
         for info, entry in zip(self.infos, roster.devices, strict=True):
             if info.patient in mine:
                 key = self.keys[info.index]
-                units = {m: unit_for(info.device_class, m, key) for m in DEVICE_CLASSES[info.device_class].metrics}
+                units = {m: unit_for(info.device_class, m, key) for m in DEVICE_SPECS[info.device_class].metrics}
                 self.devices[info.index] = SimDevice(info, entry.patient_id, key, units)
         self.local_patients = sorted(mine)
         rank = {g: r for r, g in enumerate(wearables)}
@@ -187,7 +187,7 @@ class Engine:
         t = np.array([e.sim_t for e in events])
         pidx = np.full(len(events), info.patient)
         effects = self.ctx.book.effects(pidx, t)
-        if GLUCOSE in DEVICE_CLASSES[info.device_class].metrics and self.pop.dose_drop[info.patient] > 0 and len(t):
+        if GLUCOSE in DEVICE_SPECS[info.device_class].metrics and self.pop.dose_drop[info.patient] > 0 and len(t):
             effects = self._with_doses(info.patient, t, effects)
         true = self.pop.true_state(pidx, t, effects)
         values = self.pop.measure(true, noise_keys(self.keys[device], [e.counter for e in events]))
@@ -201,7 +201,7 @@ class Engine:
         device reports, then normalised to the canonical unit."""
         values = self.spot_values(device, events)
         key = self.keys[device]
-        for m in DEVICE_CLASSES[self.infos[device].device_class].metrics:
+        for m in DEVICE_SPECS[self.infos[device].device_class].metrics:
             unit = unit_for(self.infos[device].device_class, m, key)
             for row in range(len(events)):
                 value, u = convert(m, float(values[row, m]), unit)
@@ -256,7 +256,7 @@ class Engine:
         while self.planned_day < last:
             self.planned_day += 1
             for dev in self.devices.values():
-                if not DEVICE_CLASSES[dev.info.device_class].continuous:
+                if not DEVICE_SPECS[dev.info.device_class].continuous:
                     for event in self._day(dev.info, self.planned_day):
                         if event.sim_t >= self.opts.start:
                             self._push(event.sim_t, event)
@@ -327,7 +327,7 @@ class Engine:
                     continue
                 skew = self.book.skew(g, ts)
             at = ts + skew
-            readings = [Reading(METRICS[m], *convert(m, row[m], dev.units.get(m)), at) for m in WEARABLE_METRICS]
+            readings = [DeviceReading(METRICS[m], *convert(m, row[m], dev.units.get(m)), at) for m in WEARABLE_METRICS]
             self.make_message(dev, readings, at, self._battery(dev, ts))
 
     def _battery(self, dev: SimDevice, sim_t: float) -> float:
@@ -346,12 +346,12 @@ class Engine:
             return
         at = event.sim_t + self.book.skew(g, event.sim_t)
         if event.kind == "dose":
-            readings = [Reading("medication_taken", 1.0, "1", at, event.dose_id)]
+            readings = [DeviceReading("medication_taken", 1.0, "1", at, event.dose_id)]
         else:
             row = self.spot_values(g, [event])[0]
             readings = [
-                Reading(METRICS[m], *convert(m, float(row[m]), dev.units.get(m)), at)
-                for m in DEVICE_CLASSES[dev.info.device_class].metrics
+                DeviceReading(METRICS[m], *convert(m, float(row[m]), dev.units.get(m)), at)
+                for m in DEVICE_SPECS[dev.info.device_class].metrics
             ]
             for r in readings:
                 if r.metric == "glucose":
@@ -395,7 +395,7 @@ class Engine:
             self._fault(dev, action.params["fault"], action.sim_t)
 
     def _fault(self, dev: SimDevice, kind: str, sim_t: float) -> None:
-        reading = Reading("heart_rate", 72.0, "/min", sim_t)
+        reading = DeviceReading("heart_rate", 72.0, "/min", sim_t)
         if kind in ("wrong_unit", "unknown_unit"):
             self.make_message(dev, [reading], sim_t, None, fault=kind)
             return
@@ -418,7 +418,12 @@ class Engine:
         )
 
     def make_message(
-        self, dev: SimDevice, readings: list[Reading], sent_at: float, battery: float | None, fault: str | None = None
+        self,
+        dev: SimDevice,
+        readings: list[DeviceReading],
+        sent_at: float,
+        battery: float | None,
+        fault: str | None = None,
     ) -> None:
         seq = dev.next_seq
         dev.next_seq += 1

@@ -19,10 +19,10 @@ from devices.simulator import clinical
 from devices.simulator.careplans import scheduled_hours, scheduled_metric
 from devices.simulator.config import RunOptions
 from devices.simulator.groundtruth import GroundTruth
-from devices.simulator.messages import Reading
+from devices.simulator.messages import DeviceReading
 from devices.simulator.physiology import METRICS, Population
 from devices.simulator.scenarios import Book, DeviceInfo, Expectation
-from devices.simulator.schedule import DAY, DEVICE_CLASSES, DOSE_WINDOW_S, MEASUREMENT_WINDOW_S, SpotEvent, iso
+from devices.simulator.schedule import DAY, DEVICE_SPECS, DOSE_WINDOW_S, MEASUREMENT_WINDOW_S, SpotEvent, iso
 
 NEWS2_PARAMETERS = frozenset({"resp_rate", "spo2", "bp_systolic", "heart_rate", "body_temp"})
 
@@ -112,9 +112,9 @@ class GroundTruthKeeper:
                     for info, units in by_patient.get(p, [])
                 ],
                 measurement_hours={
-                    info.device_class: list(DEVICE_CLASSES[info.device_class].hours)
+                    info.device_class: list(DEVICE_SPECS[info.device_class].hours)
                     for info, _ in by_patient.get(p, [])
-                    if DEVICE_CLASSES[info.device_class].hours
+                    if DEVICE_SPECS[info.device_class].hours
                 },
                 care_plan=msgspec.to_builtins(self.plans[p]),
             )
@@ -181,7 +181,7 @@ class GroundTruthKeeper:
         return False
 
     # --- what the readings imply ----------------------------------------------------------------
-    def glucose(self, info: DeviceInfo, patient_id: str, reading: Reading, sim_t: float) -> None:
+    def glucose(self, info: DeviceInfo, patient_id: str, reading: DeviceReading, sim_t: float) -> None:
         """Record the glucose detections this reading implies, as the platform will see it
         (normalised to mg/dL), unless a scenario already expects them."""
         mg_dl = CATALOGUE["glucose"].normalise(reading.value, reading.unit)
@@ -201,7 +201,7 @@ class GroundTruthKeeper:
             at = round(reading.ts * 1000.0) / 1000.0  # the reading's time as the payload states it
             self._record_expect(info, patient_id, rule, at, "glucose_reading", reading_mg_dl=round(mg_dl, 1))
 
-    def from_readings(self, info: DeviceInfo, patient_id: str, readings: list[Reading]) -> None:
+    def from_readings(self, info: DeviceInfo, patient_id: str, readings: list[DeviceReading]) -> None:
         """Record the detections the readings imply as the platform receives them (canonical
         units, at the time the payload states): the NEWS2 bands under the patient's care plan
         (scale, oxygen), and what a scenario watching these readings expects of them. A

@@ -16,8 +16,8 @@ from devices.simulator.physiology import CANONICAL_UNITS, GLUCOSE, METRICS, TEMP
 DECIMALS: Final = (0, 0, 0, 1, 0, 0, 1, 0)
 
 
-class Reading:
-    """One measured value, ready for the wire."""
+class DeviceReading:
+    """One measured value as a device sends it (with its unit; the bridge makes it a core.wire.Reading)."""
 
     __slots__ = ("dose_id", "metric", "ts", "unit", "value")
 
@@ -43,7 +43,9 @@ def _dt(t: float) -> datetime:
     return datetime.fromtimestamp(round(t * 1000.0) / 1000.0, UTC)
 
 
-def encode_message(device_id: str, seq: int, sent_at: float, readings: list[Reading], battery: float | None) -> bytes:
+def encode_message(
+    device_id: str, seq: int, sent_at: float, readings: list[DeviceReading], battery: float | None
+) -> bytes:
     payload = DevicePayload(
         schema=SCHEMA_VERSION,
         device_id=device_id,
@@ -59,7 +61,7 @@ def encode_message(device_id: str, seq: int, sent_at: float, readings: list[Read
 _PLACEHOLDER: Final = 987654.321
 
 
-def fault_payload(kind: str, device_id: str, seq: int, at: float, reading: Reading) -> bytes:
+def fault_payload(kind: str, device_id: str, seq: int, at: float, reading: DeviceReading) -> bytes:
     """A payload that a correct platform must refuse (or that the broker refuses).
 
     `nan`, `inf`, `malformed_json` and `oversize` cannot be parsed, or never reach the
@@ -67,22 +69,22 @@ def fault_payload(kind: str, device_id: str, seq: int, at: float, reading: Readi
     messages with one bad reading and do use a seq.
     """
     if kind in ("nan", "inf"):
-        raw = encode_message(device_id, seq, at, [Reading(reading.metric, _PLACEHOLDER, reading.unit, at)], None)
+        raw = encode_message(device_id, seq, at, [DeviceReading(reading.metric, _PLACEHOLDER, reading.unit, at)], None)
         return raw.replace(repr(_PLACEHOLDER).encode(), b"NaN" if kind == "nan" else b"1e999")
     if kind == "malformed_json":
         return encode_message(device_id, seq, at, [reading], None)[:-17] + b',"readings":[{'
     if kind == "oversize":
-        filler = [Reading(reading.metric, reading.value, reading.unit, at - i * 0.001) for i in range(1000)]
+        filler = [DeviceReading(reading.metric, reading.value, reading.unit, at - i * 0.001) for i in range(1000)]
         raw = encode_message(device_id, seq, at, filler, None)
         assert len(raw) > MAX_PAYLOAD_BYTES
         return raw
     if kind == "foreign_topic":
         return encode_message(device_id, seq, at, [reading], None)  # valid, but for another device's topic
     if kind == "unknown_unit":
-        bad = Reading("heart_rate", 72.0, "bpm", at + 0.002)
+        bad = DeviceReading("heart_rate", 72.0, "bpm", at + 0.002)
         return encode_message(device_id, seq, at, [reading, bad], None)
     if kind == "wrong_unit":
         # A Celsius value labelled Fahrenheit: 37.0 [degF] is 2.8 Cel, outside plausibility.
-        bad = Reading("body_temp", 37.0, "[degF]", at + 0.001)
+        bad = DeviceReading("body_temp", 37.0, "[degF]", at + 0.001)
         return encode_message(device_id, seq, at, [reading, bad], None)
     raise ValueError(f"unknown fault kind {kind!r}")

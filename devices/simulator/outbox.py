@@ -170,13 +170,9 @@ class Outbox:
                     list(self._next_seq.items()),
                 )
             if self._acked:
-                db.executemany(
-                    "UPDATE outbox SET state = 1 WHERE device_id = ? AND seq = ? AND state = 0", self._acked
-                )
+                db.executemany("UPDATE outbox SET state = 1 WHERE device_id = ? AND seq = ? AND state = 0", self._acked)
             if self._refused:
-                db.executemany(
-                    "UPDATE outbox SET state = 2, reason = ? WHERE device_id = ? AND seq = ?", self._refused
-                )
+                db.executemany("UPDATE outbox SET state = 2, reason = ? WHERE device_id = ? AND seq = ?", self._refused)
             if self._progress is not None:
                 db.execute("UPDATE run_checkpoint SET upto = ?, gt_pos = ? WHERE id = 1", self._progress)
             db.execute("COMMIT")
@@ -208,8 +204,7 @@ class Outbox:
     def history_from(self, device_id: str, from_seq: int, limit: int) -> list[tuple[int, bytes]]:
         """Messages from `from_seq` on that are still held (pending or acknowledged)."""
         rows = self._db.execute(
-            "SELECT seq, payload FROM outbox WHERE device_id = ? AND seq >= ? AND state IN (0, 1) "
-            "ORDER BY seq LIMIT ?",
+            "SELECT seq, payload FROM outbox WHERE device_id = ? AND seq >= ? AND state IN (0, 1) ORDER BY seq LIMIT ?",
             (device_id, from_seq, limit),
         ).fetchall()
         return [(int(s), bytes(p)) for s, p in rows]

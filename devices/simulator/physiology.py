@@ -37,7 +37,14 @@ KeyArray = npt.NDArray[np.uint64]
 Effects = tuple[FloatArray, FloatArray, FloatArray]
 
 METRICS: Final = (
-    "heart_rate", "resp_rate", "spo2", "body_temp", "bp_systolic", "bp_diastolic", "body_weight", "glucose",
+    "heart_rate",
+    "resp_rate",
+    "spo2",
+    "body_temp",
+    "bp_systolic",
+    "bp_diastolic",
+    "body_weight",
+    "glucose",
 )
 HR, RR, SPO2, TEMP, SBP, DBP, WEIGHT, GLUCOSE = range(8)
 N_METRICS: Final = len(METRICS)
@@ -86,18 +93,48 @@ class Cohort:
 COHORTS: Final[dict[str, Cohort]] = {
     c.name: c
     for c in (
-        Cohort("healthy", (68, 14, 97.5, 36.75, 118, 76, 74, 92), (7, 1.5, 0.7, 0.12, 9, 6, 12, 6),
-               ("wearable",)),
-        Cohort("copd", (86, 19, 90.5, 36.8, 132, 80, 70, 98), (7, 1.5, 0.8, 0.12, 10, 6, 12, 8),
-               ("wearable", "pulse_oximeter", "pill_bottle"), (8.0, 20.0), 0.85, 0.3, 2, medication="inhaler"),
-        Cohort("heart_failure", (78, 17, 95.5, 36.7, 116, 70, 86, 104), (8, 1.5, 0.8, 0.12, 10, 6, 14, 8),
-               ("wearable", "scale", "bp_cuff", "pill_bottle"), (8.0, 20.0), 0.88, medication="diuretic"),
-        Cohort("hypertension", (74, 15, 97.0, 36.75, 148, 93, 88, 100), (7, 1.5, 0.7, 0.12, 9, 6, 14, 8),
-               ("wearable", "bp_cuff", "pill_bottle"), (8.0,), 0.85, medication="antihypertensive"),
+        Cohort("healthy", (68, 14, 97.5, 36.75, 118, 76, 74, 92), (7, 1.5, 0.7, 0.12, 9, 6, 12, 6), ("wearable",)),
+        Cohort(
+            "copd",
+            (86, 19, 90.5, 36.8, 132, 80, 70, 98),
+            (7, 1.5, 0.8, 0.12, 10, 6, 12, 8),
+            ("wearable", "pulse_oximeter", "pill_bottle"),
+            (8.0, 20.0),
+            0.85,
+            0.3,
+            2,
+            medication="inhaler",
+        ),
+        Cohort(
+            "heart_failure",
+            (78, 17, 95.5, 36.7, 116, 70, 86, 104),
+            (8, 1.5, 0.8, 0.12, 10, 6, 14, 8),
+            ("wearable", "scale", "bp_cuff", "pill_bottle"),
+            (8.0, 20.0),
+            0.88,
+            medication="diuretic",
+        ),
+        Cohort(
+            "hypertension",
+            (74, 15, 97.0, 36.75, 148, 93, 88, 100),
+            (7, 1.5, 0.7, 0.12, 9, 6, 14, 8),
+            ("wearable", "bp_cuff", "pill_bottle"),
+            (8.0,),
+            0.85,
+            medication="antihypertensive",
+        ),
         # Glucose mean is the untreated level; mealtime insulin with each meal brings it down.
-        Cohort("diabetes", (76, 15, 97.0, 36.75, 132, 82, 92, 150), (7, 1.5, 0.7, 0.12, 10, 6, 15, 16),
-               ("wearable", "glucometer", "pill_bottle"), MEAL_HOURS, 0.88, meal_rise=95.0,
-               dose_glucose_drop=1.0, medication="mealtime-insulin"),
+        Cohort(
+            "diabetes",
+            (76, 15, 97.0, 36.75, 132, 82, 92, 150),
+            (7, 1.5, 0.7, 0.12, 10, 6, 15, 16),
+            ("wearable", "glucometer", "pill_bottle"),
+            MEAL_HOURS,
+            0.88,
+            meal_rise=95.0,
+            dose_glucose_drop=1.0,
+            medication="mealtime-insulin",
+        ),
     )
 }
 

@@ -47,9 +47,17 @@ def queue_path(opts: RunOptions, worker: int, workers: int) -> Path:
 def run_fingerprint(opts: RunOptions, roster: Roster, worker: int, workers: int) -> str:
     """What must be the same for a restarted simulator to resume an unfinished run."""
     devices = hashlib.sha256("\n".join(f"{d.device_id}:{d.patient_id}" for d in roster.devices).encode())
-    body = {"seed": opts.seed, "speed": opts.speed, "rate": opts.rate, "interval": opts.interval,
-            "scenarios": opts.scenarios, "worker": worker, "workers": workers, "devices": devices.hexdigest(),
-            "ground_truth": str(opts.ground_truth) if opts.ground_truth else None}
+    body = {
+        "seed": opts.seed,
+        "speed": opts.speed,
+        "rate": opts.rate,
+        "interval": opts.interval,
+        "scenarios": opts.scenarios,
+        "worker": worker,
+        "workers": workers,
+        "devices": devices.hexdigest(),
+        "ground_truth": str(opts.ground_truth) if opts.ground_truth else None,
+    }
     return json.dumps(body, sort_keys=True)
 
 
@@ -62,21 +70,24 @@ def _resume_point(outbox: Outbox, opts: RunOptions, fingerprint: str) -> Checkpo
 
 def _stats(engine: Engine, fleet: Fleet | None, started: float, offset: float) -> dict[str, Any]:
     stats: dict[str, Any] = dict(fleet.stats.as_dict()) if fleet is not None else {}
-    stats.update(generated=engine.generated, generated_readings=engine.generated_readings,
-                 devices=len(engine.devices), elapsed=time.monotonic() - (engine.generating_since or started),
-                 sim_time=engine.clock.sim(offset))
+    stats.update(
+        generated=engine.generated,
+        generated_readings=engine.generated_readings,
+        devices=len(engine.devices),
+        elapsed=time.monotonic() - (engine.generating_since or started),
+        sim_time=engine.clock.sim(offset),
+    )
     if fleet is None:  # dry run: nothing to acknowledge
         stats.update(acked=engine.generated, acked_readings=engine.generated_readings, queued=0)
     return stats
 
 
-async def _connect_all(
-    fleet: Fleet, engine: Engine, seconds: float, opts: RunOptions, stop: asyncio.Event
-) -> None:
+async def _connect_all(fleet: Fleet, engine: Engine, seconds: float, opts: RunOptions, stop: asyncio.Event) -> None:
     """Start every link (except devices offline or dead when a run resumes); wait until all
     are up (or refused), `seconds` passed or stop is set."""
-    links = [link for link in fleet.links
-             if not (engine.devices[link.index].offline or engine.devices[link.index].dead)]
+    links = [
+        link for link in fleet.links if not (engine.devices[link.index].offline or engine.devices[link.index].dead)
+    ]
     if not links:
         return
     for link in links:
@@ -141,13 +152,19 @@ async def run_worker(
         engine.gt = GroundTruth(gt_path)
         if outbox is not None:
             engine.outbox = outbox
-            fleet = Fleet(opts.mqtt_host, opts.mqtt_port, outbox, engine.gt,
-                          window=opts.window, keepalive=opts.keepalive)
+            fleet = Fleet(
+                opts.mqtt_host, opts.mqtt_port, outbox, engine.gt, window=opts.window, keepalive=opts.keepalive
+            )
             _attach_links(engine, fleet, roster, outbox)
         if resume is not None:
             engine.resume(resume.upto)
-            engine.gt.record("resume", worker=worker, offset_s=resume.upto, sim_time=iso(engine.clock.sim(resume.upto)),
-                             offline=[d.info.device_id for d in engine.devices.values() if d.offline])
+            engine.gt.record(
+                "resume",
+                worker=worker,
+                offset_s=resume.upto,
+                sim_time=iso(engine.clock.sim(resume.upto)),
+                offline=[d.info.device_id for d in engine.devices.values() if d.offline],
+            )
             engine.gt.flush()
         else:
             before_header = engine.gt.position()
@@ -164,9 +181,11 @@ async def run_worker(
         await _connect_all(fleet, engine, opts.connect_timeout, opts, stop)
         connect_seconds = time.monotonic() - connecting
         if fleet.refused and warn is not None:
-            warn(f"{len(fleet.refused)} device(s) could not log in "
-                 f"({mqtt.reason_name(next(iter(fleet.refused.values())))}), e.g. "
-                 f"{', '.join(list(fleet.refused)[:3])}; retrying every minute")
+            warn(
+                f"{len(fleet.refused)} device(s) could not log in "
+                f"({mqtt.reason_name(next(iter(fleet.refused.values())))}), e.g. "
+                f"{', '.join(list(fleet.refused)[:3])}; retrying every minute"
+            )
         fleet.spawn(fleet.keepalive_loop(), name="keepalive", job=False)
         watch_failure = asyncio.ensure_future(_stop_on_failure(fleet, stop))
         try:
@@ -181,13 +200,25 @@ async def run_worker(
         outbox.commit()
         final = _stats(engine, fleet, started, offset)
         # What was acknowledged while generating (before the final drain): the sustained rate.
-        final.update(connect_seconds=connect_seconds, generation_seconds=offset,
-                     acked_in_window=generation["acked"], acked_readings_in_window=generation["acked_readings"])
-        engine.gt.record("summary", worker=worker, stats=final, devices={
-            link.device_id: {"last_seq": engine.devices[link.index].next_seq - 1, "acked_upto": link.acked_upto,
-                             "pending": link.pending}
-            for link in fleet.links
-        })
+        final.update(
+            connect_seconds=connect_seconds,
+            generation_seconds=offset,
+            acked_in_window=generation["acked"],
+            acked_readings_in_window=generation["acked_readings"],
+        )
+        engine.gt.record(
+            "summary",
+            worker=worker,
+            stats=final,
+            devices={
+                link.device_id: {
+                    "last_seq": engine.devices[link.index].next_seq - 1,
+                    "acked_upto": link.acked_upto,
+                    "pending": link.pending,
+                }
+                for link in fleet.links
+            },
+        )
         engine.gt.flush()
         outbox.finish_run()
         return final
@@ -276,14 +307,21 @@ def install_stop_handlers(stop: asyncio.Event) -> None:
 
 
 # --- several processes --------------------------------------------------------------------------
-def _child(opts: RunOptions, roster: Roster, worker: int, workers: int,
-           conn: multiprocessing.connection.Connection) -> None:
+def _child(
+    opts: RunOptions, roster: Roster, worker: int, workers: int, conn: multiprocessing.connection.Connection
+) -> None:
     async def main() -> dict[str, Any]:
         stop = asyncio.Event()
         install_stop_handlers(stop)
-        return await run_worker(opts, roster, worker, workers, stop=stop,
-                                report=lambda s: conn.send(("stats", worker, s)),
-                                warn=lambda m: conn.send(("warn", worker, m)))
+        return await run_worker(
+            opts,
+            roster,
+            worker,
+            workers,
+            stop=stop,
+            report=lambda s: conn.send(("stats", worker, s)),
+            warn=lambda m: conn.send(("warn", worker, m)),
+        )
 
     try:
         final = asyncio.run(main())

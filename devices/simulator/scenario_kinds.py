@@ -34,7 +34,7 @@ from devices.simulator.scenarios import (
     ScenarioError,
     parse_duration,
 )
-from devices.simulator.schedule import DAY, DEVICE_CLASSES, DOSE_WINDOW_S, MEASUREMENT_WINDOW_S, SpotEvent
+from devices.simulator.schedule import DAY, DEVICE_SPECS, DOSE_WINDOW_S, MEASUREMENT_WINDOW_S, SpotEvent
 
 SPOT_CLASSES = ("bp_cuff", "scale", "glucometer", "pulse_oximeter", "thermometer")
 Effects = tuple[FloatArray, FloatArray, FloatArray]
@@ -91,14 +91,14 @@ class Sepsis(Scenario):
         x = self.ctx.true_state(self.patient, t)
         scale, oxygen = plan.news2.spo2_scale, plan.on_oxygen
         self.peak = max(
-            clinical.news2(resp_rate=r[RR], spo2=r[SPO2], pulse=r[HR], temperature=r[TEMP],
-                           on_oxygen=oxygen, scale=scale)
+            clinical.news2(
+                resp_rate=r[RR], spo2=r[SPO2], pulse=r[HR], temperature=r[TEMP], on_oxygen=oxygen, scale=scale
+            )
             for r in x
         )
 
     def describe(self) -> dict[str, Any]:
-        return {"ramp_s": self.ramp, "plateau_s": self.plateau, "recovery_s": self.recovery,
-                "news2_peak": self.peak}
+        return {"ramp_s": self.ramp, "plateau_s": self.plateau, "recovery_s": self.recovery, "news2_peak": self.peak}
 
 
 @register
@@ -118,9 +118,12 @@ class Hypoxia(Scenario):
         self.nadir = self.num("nadir", self.threshold - 5.0)
         self.end = self.start + self.RAMP + self.duration + self.RECOVER
         self.tracker = clinical.LowLimitEpisode(
-            raise_at=self.threshold, clear_at=limit.clear_at if limit is not None else self.threshold + 2.0,
-            sustained_s=self.sustain, repeat=limit.repeat_count if limit is not None else 1,
-            max_gap_s=limit.max_gap_s if limit is not None else 600.0)
+            raise_at=self.threshold,
+            clear_at=limit.clear_at if limit is not None else self.threshold + 2.0,
+            sustained_s=self.sustain,
+            repeat=limit.repeat_count if limit is not None else 1,
+            max_gap_s=limit.max_gap_s if limit is not None else 600.0,
+        )
 
     def effects(self, t: FloatArray) -> Effects:
         add, weight, target = self._zeros(len(t))
@@ -163,8 +166,11 @@ class HeartFailureFluid(Scenario):
         against the patient's care plan: 1 day, optional 3 days, 7 days."""
         scale = self.device_of("scale")
         hf = self.ctx.plans[self.patient].hf_weight
-        limits: dict[str, float | None] = {"gain_1d_kg": hf.gain_1d_kg, "gain_3d_kg": hf.gain_3d_kg,
-                                           "gain_7d_kg": hf.gain_7d_kg}
+        limits: dict[str, float | None] = {
+            "gain_1d_kg": hf.gain_1d_kg,
+            "gain_3d_kg": hf.gain_3d_kg,
+            "gain_7d_kg": hf.gain_7d_kg,
+        }
         windows = [(Rule.HF_WEIGHT_GAIN_1D.value, DAY, hf.gain_1d_kg)]
         if hf.gain_3d_kg is not None:
             windows.append((Rule.HF_WEIGHT_GAIN_3D.value, 3 * DAY, hf.gain_3d_kg))
@@ -175,11 +181,15 @@ class HeartFailureFluid(Scenario):
             return
         weights = [float(w) for w in self.ctx.recorded_values(scale.index, events)[:, WEIGHT]]
         times = [e.sim_t for e in events]
-        self.max_gain_7d = max((w - min(weights[:j + 1]) for j, w in enumerate(weights)), default=0.0)
+        self.max_gain_7d = max((w - min(weights[: j + 1]) for j, w in enumerate(weights)), default=0.0)
         if not hf.enabled:
-            self.expectations.append(Expectation(
-                rule=Rule.HF_WEIGHT_GAIN_7D.value, absent=True,
-                detail={**limits, "note": "weight-gain rules are off in this patient's care plan"}))
+            self.expectations.append(
+                Expectation(
+                    rule=Rule.HF_WEIGHT_GAIN_7D.value,
+                    absent=True,
+                    detail={**limits, "note": "weight-gain rules are off in this patient's care plan"},
+                )
+            )
             return
         raised = clinical.weight_gain_raises(times, weights, windows, hf.slack_s)
         for rule, _span, _limit in windows:
@@ -187,11 +197,17 @@ class HeartFailureFluid(Scenario):
             if at is not None and at >= self.start:
                 self.expectations.append(_expect(self.ctx, Rule(rule), at, **limits))
         if not any(e.rule for e in self.expectations):
-            self.expectations.append(Expectation(
-                rule=Rule.HF_WEIGHT_GAIN_7D.value, absent=True,
-                detail={**limits, "note": "recorded gain stays under the care plan's limits",
-                        "max_gain_kg": round(self.max_gain_7d, 2)},
-            ))
+            self.expectations.append(
+                Expectation(
+                    rule=Rule.HF_WEIGHT_GAIN_7D.value,
+                    absent=True,
+                    detail={
+                        **limits,
+                        "note": "recorded gain stays under the care plan's limits",
+                        "max_gain_kg": round(self.max_gain_7d, 2),
+                    },
+                )
+            )
 
     def describe(self) -> dict[str, Any]:
         return {"gain_kg": self.gain, "days": self.days}
@@ -217,8 +233,7 @@ class Hypertensive(Scenario):
     def adjust_events(self, device: int, day: int, events: list[SpotEvent]) -> list[SpotEvent]:
         for n, (at, values) in enumerate(((self.start, self.first), (self.repeat_at, self.second))):
             if int(at // DAY) == day:
-                events.append(SpotEvent(at, device, "measure", 10_000 + n, at, overrides=values,
-                                        note="hypertensive"))
+                events.append(SpotEvent(at, device, "measure", 10_000 + n, at, overrides=values, note="hypertensive"))
         return events
 
     def expect(self) -> None:
@@ -227,8 +242,9 @@ class Hypertensive(Scenario):
         if self.confirmed:
             self.expectations.append(_expect(self.ctx, Rule.BP_CRISIS_CONFIRMED, self.repeat_at, reading=second))
         else:
-            self.expectations.append(Expectation(rule=Rule.BP_CRISIS_CONFIRMED.value, absent=True,
-                                                 detail={"repeat_reading": second}))
+            self.expectations.append(
+                Expectation(rule=Rule.BP_CRISIS_CONFIRMED.value, absent=True, detail={"repeat_reading": second})
+            )
 
     def describe(self) -> dict[str, Any]:
         return {"confirmed": self.confirmed, "first": _named(self.first), "repeat": _named(self.second)}
@@ -257,8 +273,9 @@ class Hypoglycaemia(Scenario):
 
     def adjust_events(self, device: int, day: int, events: list[SpotEvent]) -> list[SpotEvent]:
         if int(self.measured_at // DAY) == day:
-            events.append(SpotEvent(self.measured_at, device, "measure", 10_100, self.measured_at,
-                                    note="hypoglycaemia"))
+            events.append(
+                SpotEvent(self.measured_at, device, "measure", 10_100, self.measured_at, note="hypoglycaemia")
+            )
         return events
 
     def expect(self) -> None:
@@ -290,14 +307,16 @@ class _DeviceScenario(Scenario):
 
     @property
     def continuous(self) -> bool:
-        return DEVICE_CLASSES[self.device.device_class].continuous
+        return DEVICE_SPECS[self.device.device_class].continuous
 
     def silence_expectations(self, silent_from: float, silent_to: float) -> list[Expectation]:
         if not self.continuous:
             return []
         out = []
-        for rule, after in ((Rule.DEVICE_SILENT_WARN, clinical.SILENT_WARN_S),
-                            (Rule.DEVICE_SILENT_URGENT, clinical.SILENT_URGENT_S)):
+        for rule, after in (
+            (Rule.DEVICE_SILENT_WARN, clinical.SILENT_WARN_S),
+            (Rule.DEVICE_SILENT_URGENT, clinical.SILENT_URGENT_S),
+        ):
             if silent_to - silent_from > after:
                 out.append(_expect(self.ctx, rule, silent_from + after, device_id=self.device.device_id))
         return out
@@ -327,14 +346,28 @@ class MissedMeasurements(_DeviceScenario):
             return
         classes = {d.device_class for d in self.ctx.by_patient.get(self.patient, [])}
         if scheduled_metric(self.device.device_class, classes) is None:
-            self.expectations = [Expectation(rule=Rule.MEASUREMENT_MISSED.value, absent=True, detail={
-                "device_id": self.device.device_id,
-                "note": "not in the care plan: a continuous device of the patient reports this metric"})]
+            self.expectations = [
+                Expectation(
+                    rule=Rule.MEASUREMENT_MISSED.value,
+                    absent=True,
+                    detail={
+                        "device_id": self.device.device_id,
+                        "note": "not in the care plan: a continuous device of the patient reports this metric",
+                    },
+                )
+            ]
             return
         for e in self.ctx.spot_events(self.device.index, self.start, self.end + MEASUREMENT_WINDOW_S):
             if e.kind == "measurement_missed" and self.inside(e.scheduled_t):
-                self.expectations.append(_expect(self.ctx, Rule.MEASUREMENT_MISSED, e.sim_t,
-                                                 device_id=self.device.device_id, scheduled_at=e.scheduled_t))
+                self.expectations.append(
+                    _expect(
+                        self.ctx,
+                        Rule.MEASUREMENT_MISSED,
+                        e.sim_t,
+                        device_id=self.device.device_id,
+                        scheduled_at=e.scheduled_t,
+                    )
+                )
 
 
 @register
@@ -353,8 +386,9 @@ class MissedDoses(_DeviceScenario):
     def expect(self) -> None:
         for e in self.ctx.spot_events(self.device.index, self.start, self.end + DOSE_WINDOW_S):
             if e.kind == "dose_missed" and self.inside(e.scheduled_t):
-                self.expectations.append(_expect(self.ctx, Rule.DOSE_MISSED, e.sim_t, dose_id=e.dose_id,
-                                                 scheduled_at=e.scheduled_t))
+                self.expectations.append(
+                    _expect(self.ctx, Rule.DOSE_MISSED, e.sim_t, dose_id=e.dose_id, scheduled_at=e.scheduled_t)
+                )
 
 
 @register
@@ -364,13 +398,21 @@ class Offline(_DeviceScenario):
 
     # Measurements go on while offline: they wait in the device's on-disk queue.
     def actions(self) -> list[Action]:
-        return [Action(self.start, self.device.index, "offline_start", self),
-                Action(self.end, self.device.index, "offline_end", self)]
+        return [
+            Action(self.start, self.device.index, "offline_start", self),
+            Action(self.end, self.device.index, "offline_end", self),
+        ]
 
     def expect(self) -> None:
         self.expectations = self.silence_expectations(self.start, self.end)
-        self.expectations.append(Expectation(outcome="backfilled", at=self.end, by=self.end + self.ctx.grace,
-                                             detail={"device_id": self.device.device_id}))
+        self.expectations.append(
+            Expectation(
+                outcome="backfilled",
+                at=self.end,
+                by=self.end + self.ctx.grace,
+                detail={"device_id": self.device.device_id},
+            )
+        )
 
 
 @register
@@ -452,12 +494,18 @@ class Fault(_DeviceScenario):
     def actions(self) -> list[Action]:
         every = parse_duration(self.params.get("every", "1m"))
         count = int(self.num("count", 1))
-        return [Action(self.start + i * every, self.device.index, "fault", self, {"fault": self.kind})
-                for i in range(count)]
+        return [
+            Action(self.start + i * every, self.device.index, "fault", self, {"fault": self.kind}) for i in range(count)
+        ]
 
     def expect(self) -> None:
-        reasons = {"nan": "invalid_json", "inf": "not_finite", "wrong_unit": "implausible",
-                   "unknown_unit": "unknown_unit", "malformed_json": "invalid_json"}
+        reasons = {
+            "nan": "invalid_json",
+            "inf": "not_finite",
+            "wrong_unit": "implausible",
+            "unknown_unit": "unknown_unit",
+            "malformed_json": "invalid_json",
+        }
         if self.kind in ("oversize", "foreign_topic"):
             exp = Expectation(outcome="refused_by_broker", detail={"puback_reason": ">= 0x80"})
         else:

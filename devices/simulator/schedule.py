@@ -23,7 +23,7 @@ WEARABLE_METRICS: Final = (HR, SPO2, RR, TEMP)
 
 
 @dataclass(frozen=True, slots=True)
-class DeviceClass:
+class DeviceSpec:
     """What a kind of device measures, when, and in which units it may report."""
 
     name: str
@@ -36,19 +36,27 @@ class DeviceClass:
     alt_units: tuple[tuple[int, str, float], ...] = ()
 
 
-DEVICE_CLASSES: Final[dict[str, DeviceClass]] = {
+# The simulator's own description of each device class, keyed by the platform's class names
+# (core.catalogue.DEVICE_CLASSES; tests/devices/test_sim_units.py holds the two sets equal).
+DEVICE_SPECS: Final[dict[str, DeviceSpec]] = {
     c.name: c
     for c in (
-        DeviceClass("wearable", WEARABLE_METRICS, continuous=True),
-        DeviceClass("pulse_oximeter", (SPO2, HR), (8.0, 14.0, 20.0), 0.4),
-        DeviceClass("bp_cuff", (SBP, DBP, HR), (7.5, 19.5), 0.33),
-        DeviceClass("scale", (WEIGHT,), (7.0,), 0.25, alt_units=((WEIGHT, "[lb_av]", 0.2),)),
+        DeviceSpec("wearable", WEARABLE_METRICS, continuous=True),
+        DeviceSpec("pulse_oximeter", (SPO2, HR), (8.0, 14.0, 20.0), 0.4),
+        DeviceSpec("bp_cuff", (SBP, DBP, HR), (7.5, 19.5), 0.33),
+        DeviceSpec("scale", (WEIGHT,), (7.0,), 0.25, alt_units=((WEIGHT, "[lb_av]", 0.2),)),
         # Fasting, then 1.5 h after breakfast, lunch and dinner (meals 7:30, 12:30, 18:30),
         # where a missed mealtime dose shows.
-        DeviceClass("glucometer", (GLUCOSE,), (7.25, 9.0, 14.0, 20.0), 0.2, optional_last=True,
-                    alt_units=((GLUCOSE, "mmol/L", 0.25),)),
-        DeviceClass("thermometer", (TEMP,), (8.0, 20.0), 0.4, alt_units=((TEMP, "[degF]", 0.5),)),
-        DeviceClass("pill_bottle", ()),
+        DeviceSpec(
+            "glucometer",
+            (GLUCOSE,),
+            (7.25, 9.0, 14.0, 20.0),
+            0.2,
+            optional_last=True,
+            alt_units=((GLUCOSE, "mmol/L", 0.25),),
+        ),
+        DeviceSpec("thermometer", (TEMP,), (8.0, 20.0), 0.4, alt_units=((TEMP, "[degF]", 0.5),)),
+        DeviceSpec("pill_bottle", ()),
     )
 }
 MEASURE_ADHERENCE: Final = 0.97  # share of scheduled spot measurements a patient takes
@@ -80,9 +88,7 @@ class SimClock:
         return self.wall0 + offset
 
     def sim_array(self, offsets: np.ndarray) -> np.ndarray:
-        result: np.ndarray = np.where(
-            offsets <= self.catch_up, self.start + offsets * self.speed, self.wall0 + offsets
-        )
+        result: np.ndarray = np.where(offsets <= self.catch_up, self.start + offsets * self.speed, self.wall0 + offsets)
         return result
 
     def offset_of(self, sim_t: float) -> float:
@@ -127,7 +133,7 @@ def day_events(
 ) -> list[SpotEvent]:
     """The spot measurements or doses of one device on simulated day `day` (epoch days).
     A dose carries the care plan's id of its medication (`medication`) as `dose_id`."""
-    spec = DEVICE_CLASSES[device_class]
+    spec = DEVICE_SPECS[device_class]
     rng = np.random.default_rng([stable_key(seed, "day:" + device_id) & 0xFFFFFFFF, day])
     midnight = day * DAY
     events: list[SpotEvent] = []
@@ -141,8 +147,9 @@ def day_events(
             if taken:
                 events.append(SpotEvent(scheduled + delay, device_index, "dose", counter, scheduled, dose_id))
             else:
-                events.append(SpotEvent(scheduled + DOSE_WINDOW_S, device_index, "dose_missed", counter,
-                                        scheduled, dose_id))
+                events.append(
+                    SpotEvent(scheduled + DOSE_WINDOW_S, device_index, "dose_missed", counter, scheduled, dose_id)
+                )
         return events
     for slot, hour in enumerate(spec.hours):
         jitter = float(np.clip(rng.normal(0.0, spec.jitter_h), -2 * spec.jitter_h, 2 * spec.jitter_h))
@@ -155,8 +162,9 @@ def day_events(
         if taken:
             events.append(SpotEvent(scheduled + jitter * 3600.0, device_index, "measure", counter, scheduled))
         else:
-            events.append(SpotEvent(scheduled + MEASUREMENT_WINDOW_S, device_index, "measurement_missed",
-                                    counter, scheduled))
+            events.append(
+                SpotEvent(scheduled + MEASUREMENT_WINDOW_S, device_index, "measurement_missed", counter, scheduled)
+            )
     return events
 
 
@@ -172,7 +180,7 @@ def battery_level(device_class: str, sim_t: float, device_key: int) -> float:
 
 def unit_for(device_class: str, metric: int, device_key: int) -> str | None:
     """The accepted non-canonical unit this device reports `metric` in, if any."""
-    for alt_metric, unit, share in DEVICE_CLASSES[device_class].alt_units:
+    for alt_metric, unit, share in DEVICE_SPECS[device_class].alt_units:
         if alt_metric == metric and (device_key % 1000) / 1000.0 < share:
             return unit
     return None

@@ -47,8 +47,9 @@ class LiveView:
             self._live.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._live is not None:
             self._live.stop()
             self._live = None
@@ -58,8 +59,10 @@ class LiveView:
         if self._last is not None and now - self._last[0] >= 0.4:
             dt = now - self._last[0]
             prev = self._last[1]
-            self._rates = ((stats.get("acked", 0) - prev.get("acked", 0)) / dt,
-                           (stats.get("acked_readings", 0) - prev.get("acked_readings", 0)) / dt)
+            self._rates = (
+                (stats.get("acked", 0) - prev.get("acked", 0)) / dt,
+                (stats.get("acked_readings", 0) - prev.get("acked_readings", 0)) / dt,
+            )
             self._last = (now, stats)
         elif self._last is None:
             self._last = (now, stats)

@@ -50,8 +50,9 @@ def provision_roster(stack: Stack, roster: Roster, *, backdate_days: float = 2.0
 def provisioned(stack: Stack, tmp_path: Path) -> Callable[..., tuple[Roster, Path]]:
     """Provision N simulated patients (unique ids per test); returns roster and credentials file."""
 
-    def make(n: int, *, cohorts: dict[str, float] | None = None, only: tuple[str, ...] = ("wearable",),
-             seed: int = 1) -> tuple[Roster, Path]:
+    def make(
+        n: int, *, cohorts: dict[str, float] | None = None, only: tuple[str, ...] = ("wearable",), seed: int = 1
+    ) -> tuple[Roster, Path]:
         prefix = f"t{uuid.uuid4().hex[:6]}"
         plan = plan_population(n, cohorts or {"healthy": 1.0}, seed, prefix, only)
         roster = provision_roster(stack, plan)
@@ -103,11 +104,18 @@ def observer(stack: Stack) -> Iterator[Observer]:
     with stack.broker_admin() as admin:
         # BrokerAdmin.ensure_role fails when the role exists with these ACLs already
         # (addRoleACL answers "ACL with this topic already exists"): create it once.
-        admin.execute({"command": "createRole", "rolename": OBSERVER_ROLE, "acls": [
-            {"acltype": "subscribePattern", "topic": f"{TOPIC_PREFIX}/#", "allow": True},
-            {"acltype": "publishClientReceive", "topic": f"{TOPIC_PREFIX}/#", "allow": True},
-            {"acltype": "publishClientSend", "topic": f"{TOPIC_PREFIX}/+/commands", "allow": True},
-        ]}, allow_errors=("Role already exists",))
+        admin.execute(
+            {
+                "command": "createRole",
+                "rolename": OBSERVER_ROLE,
+                "acls": [
+                    {"acltype": "subscribePattern", "topic": f"{TOPIC_PREFIX}/#", "allow": True},
+                    {"acltype": "publishClientReceive", "topic": f"{TOPIC_PREFIX}/#", "allow": True},
+                    {"acltype": "publishClientSend", "topic": f"{TOPIC_PREFIX}/+/commands", "allow": True},
+                ],
+            },
+            allow_errors=("Role already exists",),
+        )
         admin.ensure_client(username, password, OBSERVER_ROLE)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)
     client.username_pw_set(username, password)
@@ -159,7 +167,11 @@ def simulator(stack: Stack) -> Iterator[Callable[..., SimProcess]]:
         env = {**os.environ, "RPM_MQTT_HOST": "127.0.0.1", "RPM_MQTT_PORT": str(stack.ports.mqtt)}
         proc = subprocess.Popen(
             [sys.executable, "-m", "devices.simulator", "run", "--no-progress", *args],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         sim = SimProcess(proc)
         started.append(sim)
@@ -170,4 +182,3 @@ def simulator(stack: Stack) -> Iterator[Callable[..., SimProcess]]:
         if sim.proc.poll() is None:
             sim.proc.kill()
             sim.proc.communicate()
-

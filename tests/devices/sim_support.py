@@ -15,10 +15,22 @@ from devices.simulator.provisioning import plan_population
 from infra.stack import Stack
 
 
-def dry_run(tmp_path: Path, name: str, *, patients: int = 10, cohorts: dict[str, float] | None = None,
-            seed: int = 1, duration: float = 60.0, speed: float = 60.0, interval: float = 5.0,
-            scenarios: tuple[str, ...] = (), start: str = "2025-03-01T00:00:00Z", workers: int = 1,
-            roster: Roster | None = None, rate: float | None = None) -> Path:
+def dry_run(
+    tmp_path: Path,
+    name: str,
+    *,
+    patients: int = 10,
+    cohorts: dict[str, float] | None = None,
+    seed: int = 1,
+    duration: float = 60.0,
+    speed: float = 60.0,
+    interval: float = 5.0,
+    scenarios: tuple[str, ...] = (),
+    start: str = "2025-03-01T00:00:00Z",
+    workers: int = 1,
+    roster: Roster | None = None,
+    rate: float | None = None,
+) -> Path:
     """Generate a ground truth without a broker (in process); returns its path."""
     from devices.simulator.config import RunOptions, parse_start
     from devices.simulator.runner import run_worker
@@ -26,9 +38,19 @@ def dry_run(tmp_path: Path, name: str, *, patients: int = 10, cohorts: dict[str,
     roster = roster or plan_population(patients, cohorts or {"healthy": 1.0}, seed)
     gt = tmp_path / f"{name}.jsonl"
     now = time.time()
-    opts = RunOptions(seed=seed, duration=duration, speed=speed, interval=interval, scenarios=list(scenarios),
-                      rate=rate, start=parse_start(start, now, speed, duration), wall0=now, ground_truth=gt,
-                      dry_run=True, workers=workers)
+    opts = RunOptions(
+        seed=seed,
+        duration=duration,
+        speed=speed,
+        interval=interval,
+        scenarios=list(scenarios),
+        rate=rate,
+        start=parse_start(start, now, speed, duration),
+        wall0=now,
+        ground_truth=gt,
+        dry_run=True,
+        workers=workers,
+    )
     for w in range(workers):
         asyncio.run(run_worker(opts, roster, w, workers))
     return gt
@@ -131,11 +153,15 @@ def stop_broker(stack: Stack) -> None:
     from core.clients.broker_admin import INGEST_ACLS, INGEST_ROLE
 
     with stack.broker_admin() as admin:
-        admin.execute({"command": "removeClientRole", "username": "rpm-ingest", "rolename": INGEST_ROLE},
-                      allow_errors=("Client not found", "Role not found"))
+        admin.execute(
+            {"command": "removeClientRole", "username": "rpm-ingest", "rolename": INGEST_ROLE},
+            allow_errors=("Client not found", "Role not found"),
+        )
         for acl in INGEST_ACLS:
-            admin.execute({"command": "removeRoleACL", "rolename": INGEST_ROLE, "acltype": acl["acltype"],
-                           "topic": acl["topic"]}, allow_errors=("ACL not found", "Role not found"))
+            admin.execute(
+                {"command": "removeRoleACL", "rolename": INGEST_ROLE, "acltype": acl["acltype"], "topic": acl["topic"]},
+                allow_errors=("ACL not found", "Role not found"),
+            )
     stack.stop(["mosquitto"])
 
 

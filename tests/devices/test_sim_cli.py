@@ -28,11 +28,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def provision_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RPM_DATABASE_URL": stack.admin_db_url, "RPM_MQTT_HOST": "127.0.0.1",
-           "RPM_MQTT_PORT": str(stack.ports.mqtt), "RPM_MQTT_ADMIN_USERNAME": "rpm-admin",
-           "RPM_MQTT_ADMIN_PASSWORD": stack.secrets.mqtt_admin_password, "RPM_KAFKA_BOOTSTRAP": stack.kafka_bootstrap}
-    return subprocess.run([sys.executable, "-m", "devices.simulator", "provision", *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    env = {
+        **os.environ,
+        "RPM_DATABASE_URL": stack.admin_db_url,
+        "RPM_MQTT_HOST": "127.0.0.1",
+        "RPM_MQTT_PORT": str(stack.ports.mqtt),
+        "RPM_MQTT_ADMIN_USERNAME": "rpm-admin",
+        "RPM_MQTT_ADMIN_PASSWORD": stack.secrets.mqtt_admin_password,
+        "RPM_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "devices.simulator", "provision", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_provision_then_run_with_two_workers(
@@ -40,8 +53,9 @@ def test_provision_then_run_with_two_workers(
 ) -> None:
     prefix = f"c{uuid.uuid4().hex[:6]}"
     creds = tmp_path / "creds.json"
-    done = provision_cli(stack, "--patients", "4", "--out", str(creds), "--prefix", prefix,
-                         "--cohorts", "heart_failure=1,diabetes=1")
+    done = provision_cli(
+        stack, "--patients", "4", "--out", str(creds), "--prefix", prefix, "--cohorts", "heart_failure=1,diabetes=1"
+    )
     assert done.returncode == 0, done.stderr
     body = json.loads(creds.read_text())
     assert {p["cohort"] for p in body["patients"]} == {"heart_failure", "diabetes"}
@@ -57,9 +71,24 @@ def test_provision_then_run_with_two_workers(
     assert bound == (len(body["devices"]),)
 
     gt = tmp_path / "gt.jsonl"
-    code, _out, err = simulator("--credentials", str(creds), "--workers", "2", "--rate", "60", "--duration", "4",
-                               "--speed", "600", "--ground-truth", str(gt), "--queue-dir", str(tmp_path / "q"),
-                               "--drain", "10").wait(90)
+    code, _out, err = simulator(
+        "--credentials",
+        str(creds),
+        "--workers",
+        "2",
+        "--rate",
+        "60",
+        "--duration",
+        "4",
+        "--speed",
+        "600",
+        "--ground-truth",
+        str(gt),
+        "--queue-dir",
+        str(tmp_path / "q"),
+        "--drain",
+        "10",
+    ).wait(90)
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.glob("gt.w*.jsonl")) == ["gt.w0.jsonl", "gt.w1.jsonl"]
     summaries = [r for r in read_records(gt) if r["kind"] == "summary"]
@@ -72,8 +101,14 @@ def test_provision_then_run_with_two_workers(
 
 
 def test_scenarios_are_listed() -> None:
-    done = subprocess.run([sys.executable, "-m", "devices.simulator", "scenarios"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "devices.simulator", "scenarios"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     for name in ("sepsis", "hypoxia", "hf_fluid", "hypertensive", "hypoglycaemia", "offline", "fault"):
         assert name in done.stdout
 
@@ -81,8 +116,17 @@ def test_scenarios_are_listed() -> None:
 def test_provision_publishes_a_care_plan_per_patient_matching_the_cohort(stack: Stack, tmp_path: Path) -> None:
     prefix = f"cp{uuid.uuid4().hex[:6]}"
     creds = tmp_path / "creds.json"
-    done = provision_cli(stack, "--patients", "12", "--out", str(creds), "--prefix", prefix,
-                         "--cohorts", "copd=4,heart_failure=2,diabetes=2,hypertension=2,healthy=2")
+    done = provision_cli(
+        stack,
+        "--patients",
+        "12",
+        "--out",
+        str(creds),
+        "--prefix",
+        prefix,
+        "--cohorts",
+        "copd=4,heart_failure=2,diabetes=2,hypertension=2,healthy=2",
+    )
     assert done.returncode == 0, done.stderr
     assert "published 12 care plans" in done.stdout
     patients = {p["patient_id"]: p for p in json.loads(creds.read_text())["patients"]}
@@ -135,6 +179,9 @@ def test_provision_publishes_a_care_plan_per_patient_matching_the_cohort(stack: 
 
     # The ground truth of a run judges each patient by the very plan that was published.
     gt = dry_run(tmp_path, "plans", roster=load_credentials(creds), duration=2)
-    judged = {r["patient_id"]: decode_care_plan(msgspec.json.encode(r["care_plan"]))
-              for r in read_records(gt) if r["kind"] == "patient"}
+    judged = {
+        r["patient_id"]: decode_care_plan(msgspec.json.encode(r["care_plan"]))
+        for r in read_records(gt)
+        if r["kind"] == "patient"
+    }
     assert judged == {pid: msgspec.structs.replace(plan, effective_from=None) for pid, plan in published.items()}

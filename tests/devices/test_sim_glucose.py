@@ -77,8 +77,11 @@ def expected_raises(path: Path) -> dict[str, list[tuple[str, float]]]:
 
 
 def post_meal(readings: list[tuple[float, float]], day_from: float, day_to: float) -> dict[float, float]:
-    return {t: v for t, v in readings
-            if day_from <= t < day_to and min(abs((t % DAY) / 3600 - h) for h in POST_MEAL_HOURS) < 1.0}
+    return {
+        t: v
+        for t, v in readings
+        if day_from <= t < day_to and min(abs((t % DAY) / 3600 - h) for h in POST_MEAL_HOURS) < 1.0
+    }
 
 
 def test_missed_doses_leave_post_meal_glucose_higher(tmp_path: Path) -> None:
@@ -105,9 +108,16 @@ def test_missed_doses_leave_post_meal_glucose_higher(tmp_path: Path) -> None:
 
 
 def test_ground_truth_expects_what_the_recorded_glucose_implies(tmp_path: Path) -> None:
-    gt = dry_run(tmp_path, "week", patients=30, cohorts={"diabetes": 1.0}, seed=9, speed=7 * 86400 / 60,
-                 duration=60, scenarios=("missed_doses:patients=5,start=2d,duration=1d",
-                                         "hypoglycaemia:patient=#3,start=3d,level=2"))
+    gt = dry_run(
+        tmp_path,
+        "week",
+        patients=30,
+        cohorts={"diabetes": 1.0},
+        seed=9,
+        speed=7 * 86400 / 60,
+        duration=60,
+        scenarios=("missed_doses:patients=5,start=2d,duration=1d", "hypoglycaemia:patient=#3,start=3d,level=2"),
+    )
     readings = glucose_readings(gt)
     expected = expected_raises(gt)
     raised = {p: implied_raises(r) for p, r in readings.items()}

@@ -48,13 +48,23 @@ def sub_score(metric: str, v: float, *, scale: int, oxygen: bool) -> int:
 
 
 def band(total: int, top: int) -> str | None:
-    return ("news2_high" if total >= 7 else "news2_medium" if total >= 5 else "news2_single_parameter"
-            if top >= 3 else "news2_low" if total >= 1 else None)
+    return (
+        "news2_high"
+        if total >= 7
+        else "news2_medium"
+        if total >= 5
+        else "news2_single_parameter"
+        if top >= 3
+        else "news2_low"
+        if total >= 1
+        else None
+    )
 
 
 def test_every_medium_or_high_news2_of_a_copd_day_is_expected(tmp_path: Path) -> None:
-    gt = dry_run(tmp_path, "copd", patients=24, cohorts={"copd": 1.0}, seed=2, speed=1440, interval=2.5,
-                 duration=60)  # one simulated day, a wearable reading each simulated minute
+    gt = dry_run(
+        tmp_path, "copd", patients=24, cohorts={"copd": 1.0}, seed=2, speed=1440, interval=2.5, duration=60
+    )  # one simulated day, a wearable reading each simulated minute
     records = list(read_records(gt))
     plans = {r["patient_id"]: r["care_plan"] for r in records if r["kind"] == "patient"}
     assert all(p["news2"]["spo2_scale"] == 2 for p in plans.values())
@@ -82,8 +92,9 @@ def test_every_medium_or_high_news2_of_a_copd_day_is_expected(tmp_path: Path) ->
             latest[metric] = (value, t)
             if i + 1 < len(rows) and rows[i + 1][0] == t:
                 continue  # score once every reading taken at this time is in
-            scores = [2 if oxygen else 0] + [sub_score(k, v, scale=scale, oxygen=oxygen)
-                                             for k, (v, at) in latest.items() if t - at <= 3600]
+            scores = [2 if oxygen else 0] + [
+                sub_score(k, v, scale=scale, oxygen=oxygen) for k, (v, at) in latest.items() if t - at <= 3600
+            ]
             now = band(sum(scores), max(scores))
             if RANK[now] < RANK["news2_medium"]:
                 continue

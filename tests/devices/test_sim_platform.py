@@ -35,15 +35,32 @@ def stored(db: psycopg.Connection, patients: list[str]) -> int:
 
 
 def run_through_platform(
-    platform: Stack, db: psycopg.Connection, provisioned: Provision, simulator: Any, tmp_path: Path,
-    *, devices: int, rate: int, duration: int,
+    platform: Stack,
+    db: psycopg.Connection,
+    provisioned: Provision,
+    simulator: Any,
+    tmp_path: Path,
+    *,
+    devices: int,
+    rate: int,
+    duration: int,
 ) -> None:
     roster, creds = provisioned(devices)
     patients = sorted({d.patient_id for d in roster.devices})
     gt = tmp_path / "gt.jsonl"
     code, _out, err = simulator(
-        "--credentials", str(creds), "--rate", str(rate), "--duration", str(duration), "--drain", "60",
-        "--ground-truth", str(gt), "--queue-dir", str(tmp_path / "q"),
+        "--credentials",
+        str(creds),
+        "--rate",
+        str(rate),
+        "--duration",
+        str(duration),
+        "--drain",
+        "60",
+        "--ground-truth",
+        str(gt),
+        "--queue-dir",
+        str(tmp_path / "q"),
     ).wait(duration + 240)
     assert code == 0, err
     (summary,) = [r for r in read_records(gt) if r["kind"] == "summary"]

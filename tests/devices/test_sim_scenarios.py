@@ -42,8 +42,21 @@ def news2(v: dict[str, float], *, scale: int, oxygen: bool) -> int:
     if scale == 1:
         score += 3 if s <= 91 else 2 if s <= 93 else 1 if s <= 95 else 0
     else:
-        score += (3 if s <= 83 else 2 if s <= 85 else 1 if s <= 87 else 0 if s <= 92 or not oxygen
-                  else 1 if s <= 94 else 2 if s <= 96 else 3)
+        score += (
+            3
+            if s <= 83
+            else 2
+            if s <= 85
+            else 1
+            if s <= 87
+            else 0
+            if s <= 92 or not oxygen
+            else 1
+            if s <= 94
+            else 2
+            if s <= 96
+            else 3
+        )
     score += 2 if oxygen else 0
     score += 3 if hr <= 40 else 1 if hr <= 50 else 0 if hr <= 90 else 1 if hr <= 110 else 2 if hr <= 130 else 3
     score += 3 if t <= 35.0 else 1 if t <= 36.0 else 0 if t <= 38.0 else 1 if t <= 39.0 else 2
@@ -106,8 +119,9 @@ def test_payloads_follow_the_wire_contract(tmp_path: Path) -> None:
 
 
 def test_sepsis_reaches_news2_high_in_its_own_recorded_vitals(tmp_path: Path) -> None:
-    gt = dry_run(tmp_path, "sepsis", patients=6, seed=3, speed=360, interval=0.5, duration=130,
-                 scenarios=("sepsis:start=30m",))
+    gt = dry_run(
+        tmp_path, "sepsis", patients=6, seed=3, speed=360, interval=0.5, duration=130, scenarios=("sepsis:start=30m",)
+    )
     (scenario,) = records(gt, "scenario")
     assert "news2_high" in scenario["expect_from_readings"]
     patient = next(p for p in records(gt, "patient") if p["patient_id"] == scenario["patient_id"])
@@ -130,16 +144,22 @@ def test_sepsis_reaches_news2_high_in_its_own_recorded_vitals(tmp_path: Path) ->
 
 
 def test_hypoxia_expectation_matches_recorded_spo2(tmp_path: Path) -> None:
-    gt = dry_run(tmp_path, "hypoxia", patients=4, speed=60, interval=0.5, duration=60,
-                 scenarios=("hypoxia:start=5m,duration=20m",))
+    gt = dry_run(
+        tmp_path,
+        "hypoxia",
+        patients=4,
+        speed=60,
+        interval=0.5,
+        duration=60,
+        scenarios=("hypoxia:start=5m,duration=20m",),
+    )
     (scenario,) = records(gt, "scenario")
     assert scenario["expect_from_readings"] == ["spo2_low"]
     (exp,) = [e for e in records(gt, "expect") if e["cause"] == "hypoxia"]
     assert exp["rule"] == "spo2_low"
     assert exp["patient_id"] == scenario["patient_id"]
     threshold = scenario["threshold"]
-    vitals = [(t, v["spo2"]) for t, v in vitals_by_time(gt, scenario["device_ids"][0])
-              if t >= ts(scenario["start"])]
+    vitals = [(t, v["spo2"]) for t, v in vitals_by_time(gt, scenario["device_ids"][0]) if t >= ts(scenario["start"])]
     low = [t for t, v in vitals if v < threshold]
     assert low
     assert low[-1] - low[0] >= 600  # below the threshold for at least the 10 min the rule needs
@@ -155,8 +175,14 @@ def test_hypoxia_expectation_matches_recorded_spo2(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("confirmed", [True, False])
 def test_hypertensive_reading_and_its_repeat(tmp_path: Path, confirmed: bool) -> None:
-    gt = dry_run(tmp_path, f"bp{confirmed}", patients=3, cohorts={"hypertension": 1.0}, speed=60,
-                 scenarios=(f"hypertensive:start=10m,confirmed={str(confirmed).lower()}",))
+    gt = dry_run(
+        tmp_path,
+        f"bp{confirmed}",
+        patients=3,
+        cohorts={"hypertension": 1.0},
+        speed=60,
+        scenarios=(f"hypertensive:start=10m,confirmed={str(confirmed).lower()}",),
+    )
     (scenario,) = records(gt, "scenario")
     cuff = scenario["device_ids"][0]
     readings = [(t, v) for t, v in vitals_by_time(gt, cuff) if t >= ts(scenario["start"])]
@@ -176,8 +202,14 @@ def test_hypertensive_reading_and_its_repeat(tmp_path: Path, confirmed: bool) ->
 
 
 def test_hypoglycaemia_reading_is_in_the_expected_band(tmp_path: Path) -> None:
-    gt = dry_run(tmp_path, "hypo", patients=3, cohorts={"diabetes": 1.0}, speed=120,
-                 scenarios=("hypoglycaemia:start=20m,level=2", "hypoglycaemia:start=20m,level=1"))
+    gt = dry_run(
+        tmp_path,
+        "hypo",
+        patients=3,
+        cohorts={"diabetes": 1.0},
+        speed=120,
+        scenarios=("hypoglycaemia:start=20m,level=2", "hypoglycaemia:start=20m,level=1"),
+    )
     for scenario in records(gt, "scenario"):
         (exp,) = scenario["expect"]
         glucose = [v["glucose"] for t, v in vitals_by_time(gt, scenario["device_ids"][0]) if t == ts(exp["at"])]
@@ -188,8 +220,15 @@ def test_hypoglycaemia_reading_is_in_the_expected_band(tmp_path: Path) -> None:
 
 
 def test_heart_failure_fluid_retention_gains_weight(tmp_path: Path) -> None:
-    gt = dry_run(tmp_path, "hf", patients=2, cohorts={"heart_failure": 1.0}, speed=86400 / 10, duration=60,
-                 scenarios=("hf_fluid:start=1d,gain_kg=3",))
+    gt = dry_run(
+        tmp_path,
+        "hf",
+        patients=2,
+        cohorts={"heart_failure": 1.0},
+        speed=86400 / 10,
+        duration=60,
+        scenarios=("hf_fluid:start=1d,gain_kg=3",),
+    )
     (scenario,) = records(gt, "scenario")
     weights = [v["body_weight"] for _, v in vitals_by_time(gt, scenario["device_ids"][0])]
     weights = [w * 0.45359237 if w > 250 else w for w in weights]
@@ -199,8 +238,15 @@ def test_heart_failure_fluid_retention_gains_weight(tmp_path: Path) -> None:
 
 
 def test_offline_device_queues_every_reading_as_it_is_taken(tmp_path: Path) -> None:
-    gt = dry_run(tmp_path, "offline", patients=2, speed=60, interval=1.0, duration=90,
-                 scenarios=("offline:patient=#0,start=10m,duration=40m",))
+    gt = dry_run(
+        tmp_path,
+        "offline",
+        patients=2,
+        speed=60,
+        interval=1.0,
+        duration=90,
+        scenarios=("offline:patient=#0,start=10m,duration=40m",),
+    )
     (scenario,) = records(gt, "scenario")
     device = scenario["device_ids"][0]
     start, end = ts(scenario["start"]), ts(scenario["end"])
@@ -219,8 +265,15 @@ def test_offline_device_queues_every_reading_as_it_is_taken(tmp_path: Path) -> N
 
 
 def test_missed_doses_are_not_sent_and_are_expected(tmp_path: Path) -> None:
-    gt = dry_run(tmp_path, "doses", patients=2, cohorts={"heart_failure": 1.0}, speed=86400 / 20, duration=60,
-                 scenarios=("missed_doses:patient=#0,start=1d,duration=1d",))
+    gt = dry_run(
+        tmp_path,
+        "doses",
+        patients=2,
+        cohorts={"heart_failure": 1.0},
+        speed=86400 / 20,
+        duration=60,
+        scenarios=("missed_doses:patient=#0,start=1d,duration=1d",),
+    )
     (scenario,) = records(gt, "scenario")
     bottle = scenario["device_ids"][0]
     (plan,) = [p["care_plan"] for p in records(gt, "patient") if p["patient_id"] == scenario["patient_id"]]
@@ -239,9 +292,18 @@ def test_missed_doses_are_not_sent_and_are_expected(tmp_path: Path) -> None:
 
 
 def test_clock_skew_and_battery_drain(tmp_path: Path) -> None:
-    gt = dry_run(tmp_path, "skew", patients=2, speed=60, interval=1.0, duration=90,
-                 scenarios=("clock_skew:patient=#0,start=10m,duration=20m,offset=10m",
-                            "battery_drain:patient=#1,start=5m,hours=1"))
+    gt = dry_run(
+        tmp_path,
+        "skew",
+        patients=2,
+        speed=60,
+        interval=1.0,
+        duration=90,
+        scenarios=(
+            "clock_skew:patient=#0,start=10m,duration=20m,offset=10m",
+            "battery_drain:patient=#1,start=5m,hours=1",
+        ),
+    )
     skew, drain = sorted(records(gt, "scenario"), key=lambda s: s["scenario"])[::-1]
     skewed = [m for m in records(gt, "msg") if m["device_id"] == skew["device_ids"][0]]
     shifted = [m for m in skewed if ts(skew["start"]) + 600 <= ts(m["sent_at"]) < ts(skew["end"]) + 600]
@@ -255,14 +317,24 @@ def test_clock_skew_and_battery_drain(tmp_path: Path) -> None:
 
 
 def test_heart_failure_plus_2_kg_in_3_days_expects_the_3_day_rule_from_recorded_weights(tmp_path: Path) -> None:
-    gt = dry_run(tmp_path, "hf3", patients=3, cohorts={"heart_failure": 1.0}, speed=86400 / 6, duration=60, seed=5,
-                 scenarios=("hf_fluid:patients=3,start=2d,gain_kg=2.3,days=3",))
+    gt = dry_run(
+        tmp_path,
+        "hf3",
+        patients=3,
+        cohorts={"heart_failure": 1.0},
+        speed=86400 / 6,
+        duration=60,
+        seed=5,
+        scenarios=("hf_fluid:patients=3,start=2d,gain_kg=2.3,days=3",),
+    )
     plans = {p["patient_id"]: p["care_plan"] for p in records(gt, "patient")}
     seen_3d = 0
     for scenario in records(gt, "scenario"):
         assert plans[scenario["patient_id"]]["hf_weight"]["gain_3d_kg"] == 2.0
-        weights = [(t, CATALOGUE["body_weight"].normalise(v["body_weight"], unit))
-                   for t, v, unit in weighings(gt, scenario["device_ids"][0])]
+        weights = [
+            (t, CATALOGUE["body_weight"].normalise(v["body_weight"], unit))
+            for t, v, unit in weighings(gt, scenario["device_ids"][0])
+        ]
         rules = {e["rule"]: e for e in scenario["expect"] if not e.get("absent")}
         if "hf_weight_gain_3d" not in rules:
             continue
@@ -313,11 +385,18 @@ def test_a_missed_slot_kept_by_a_scenario_reading_expects_no_miss(tmp_path: Path
     # Glucometer slots at 07:15 and 09:00 (+/- 1 h); each patient's hypoglycaemia reading comes
     # at 07:20, so wherever the 07:15 measurement itself is missed, the platform counts that
     # reading for the slot (the nearest one) and raises no `measurement_missed`.
-    gt = dry_run(tmp_path, "kept", patients=40, cohorts={"diabetes": 1.0}, seed=5, speed=2880, duration=60,
-                 scenarios=("hypoglycaemia:patients=40,start=405m",))
+    gt = dry_run(
+        tmp_path,
+        "kept",
+        patients=40,
+        cohorts={"diabetes": 1.0},
+        seed=5,
+        speed=2880,
+        duration=60,
+        scenarios=("hypoglycaemia:patients=40,start=405m",),
+    )
     plan_hours = {"glucometer": (7.25, 9.0, 14.0)}
-    meters = {d["device_id"] for p in records(gt, "patient") for d in p["devices"]
-              if d["device_class"] == "glucometer"}
+    meters = {d["device_id"] for p in records(gt, "patient") for d in p["devices"] if d["device_class"] == "glucometer"}
     taken: dict[str, list[float]] = {}
     for m in records(gt, "msg"):
         if m["device_id"] in meters:
@@ -329,8 +408,11 @@ def test_a_missed_slot_kept_by_a_scenario_reading_expects_no_miss(tmp_path: Path
         slot = ts(e["scheduled"])
         day = slot - slot % 86400
         slots = [day + h * 3600 for h in plan_hours["glucometer"]]
-        counted = [t for t in taken.get(e["device_id"], [])
-                   if abs(t - slot) <= 3600 and min(slots, key=lambda s: abs(s - t)) == slot]
+        counted = [
+            t
+            for t in taken.get(e["device_id"], [])
+            if abs(t - slot) <= 3600 and min(slots, key=lambda s: abs(s - t)) == slot
+        ]
         if counted:
             kept += 1
             assert e["expect"] == [], e

@@ -28,13 +28,33 @@ def _ts(text: str) -> float:
 
 
 def run_with_outage(
-    provisioned: Provision, observer: Any, simulator: Any, stack: Stack, tmp_path: Path,
-    *, devices: int, rate: float, outage: float, duration: float,
+    provisioned: Provision,
+    observer: Any,
+    simulator: Any,
+    stack: Stack,
+    tmp_path: Path,
+    *,
+    devices: int,
+    rate: float,
+    outage: float,
+    duration: float,
 ) -> None:
     _roster, creds = provisioned(devices)
     gt = tmp_path / "gt.jsonl"
-    sim = simulator("--credentials", str(creds), "--rate", str(rate), "--duration", str(duration),
-                    "--drain", "90", "--ground-truth", str(gt), "--queue-dir", str(tmp_path / "q"))
+    sim = simulator(
+        "--credentials",
+        str(creds),
+        "--rate",
+        str(rate),
+        "--duration",
+        str(duration),
+        "--drain",
+        "90",
+        "--ground-truth",
+        str(gt),
+        "--queue-dir",
+        str(tmp_path / "q"),
+    )
     observer.wait_for(lambda: len(observer.messages()) >= devices * 2, 60, "traffic before the outage")
     stop_broker(stack)
     down_from = time.time()
@@ -52,14 +72,17 @@ def run_with_outage(
     during = [r for r in records if r["kind"] == "msg" and down_from < _ts(r["sent_at"]) < down_to]
     assert len(during) >= rate / 4 * (outage - 2)  # generated while the broker was down
     expected = sum(1 for r in records if r["kind"] == "msg")
-    observer.wait_for(lambda: check_delivery(gt, observer.messages()).delivered >= expected, 60,
-                      "every message at the subscriber")
+    observer.wait_for(
+        lambda: check_delivery(gt, observer.messages()).delivered >= expected, 60, "every message at the subscriber"
+    )
     report = check_delivery(gt, observer.messages())
     assert report.missing == []
     assert report.out_of_order == []
     assert report.delivered == report.expected == expected
-    print(f"\n{expected} messages, {report.duplicates} delivered twice by QoS 1 across the restart "
-          f"(identical payloads, same seq)")
+    print(
+        f"\n{expected} messages, {report.duplicates} delivered twice by QoS 1 across the restart "
+        f"(identical payloads, same seq)"
+    )
 
 
 def test_broker_outage_loses_nothing_and_keeps_order(
@@ -81,8 +104,20 @@ def test_a_thousand_devices_for_60_seconds_lose_nothing(
 ) -> None:
     _roster, creds = provisioned(1000)
     gt = tmp_path / "gt.jsonl"
-    code, out, err = simulator("--credentials", str(creds), "--rate", "4000", "--duration", "60", "--drain", "60",
-                               "--ground-truth", str(gt), "--queue-dir", str(tmp_path / "q")).wait(300)
+    code, out, err = simulator(
+        "--credentials",
+        str(creds),
+        "--rate",
+        "4000",
+        "--duration",
+        "60",
+        "--drain",
+        "60",
+        "--ground-truth",
+        str(gt),
+        "--queue-dir",
+        str(tmp_path / "q"),
+    ).wait(300)
     assert code == 0, err
     records = list(read_records(gt))
     (summary,) = [r for r in records if r["kind"] == "summary"]
@@ -107,9 +142,28 @@ def test_kill_9_while_offline_then_restart_delivers_everything_once(
     device = roster.devices[0].device_id
     gt, queue = tmp_path / "gt.jsonl", tmp_path / "q"
     start = datetime.fromtimestamp(time.time() - 3600, UTC).replace(microsecond=0).isoformat()
-    args = ("--credentials", str(creds), "--rate", "8", "--speed", "60", "--duration", "30", "--seed", "5",
-            "--start", start, "--scenario", f"offline:patient={roster.devices[0].patient_id},start=2m,duration=15m",
-            "--drain", "20", "--ground-truth", str(gt), "--queue-dir", str(queue))
+    args = (
+        "--credentials",
+        str(creds),
+        "--rate",
+        "8",
+        "--speed",
+        "60",
+        "--duration",
+        "30",
+        "--seed",
+        "5",
+        "--start",
+        start,
+        "--scenario",
+        f"offline:patient={roster.devices[0].patient_id},start=2m,duration=15m",
+        "--drain",
+        "20",
+        "--ground-truth",
+        str(gt),
+        "--queue-dir",
+        str(queue),
+    )
     sim = simulator(*args)
 
     def went_offline() -> bool:
@@ -135,13 +189,17 @@ def test_kill_9_while_offline_then_restart_delivers_everything_once(
     stamps = [(m["device_id"], r["ts"]) for m in msgs for r in m["readings"] if r["metric"] == "heart_rate"]
     assert len(stamps) == len(set(stamps)), "a reading generated twice under another seq"
     (scenario,) = [r for r in records if r["kind"] == "scenario"]
-    window = [m for m in msgs if m["device_id"] == device
-              and _ts(scenario["start"]) <= _ts(m["sent_at"]) < _ts(scenario["end"])]
+    window = [
+        m
+        for m in msgs
+        if m["device_id"] == device and _ts(scenario["start"]) <= _ts(m["sent_at"]) < _ts(scenario["end"])
+    ]
     assert len(window) >= 14  # about one a simulated minute over 15 minutes
 
     expected = len(msgs)
-    observer.wait_for(lambda: check_delivery(gt, observer.messages()).delivered >= expected, 30,
-                      "every message at the subscriber")
+    observer.wait_for(
+        lambda: check_delivery(gt, observer.messages()).delivered >= expected, 30, "every message at the subscriber"
+    )
     report = check_delivery(gt, observer.messages())
     assert report.missing == []
     assert report.out_of_order == []
@@ -149,8 +207,17 @@ def test_kill_9_while_offline_then_restart_delivers_everything_once(
     assert all(d["pending"] == 0 for d in summary["devices"].values())
 
     # Same seed and start without the crash: the very same messages.
-    uninterrupted = dry_run(tmp_path, "again", roster=roster, seed=5, speed=60, duration=30, rate=8,
-                            start=start, scenarios=(scenario_arg(args),))
+    uninterrupted = dry_run(
+        tmp_path,
+        "again",
+        roster=roster,
+        seed=5,
+        speed=60,
+        duration=30,
+        rate=8,
+        start=start,
+        scenarios=(scenario_arg(args),),
+    )
     assert gt_messages(uninterrupted) == gt_messages(gt)
 
 

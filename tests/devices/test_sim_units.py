@@ -8,6 +8,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.catalogue import DEVICE_CLASSES
 from core.clients import mqtt5 as mqtt
 from devices.simulator import clinical
 from devices.simulator.outbox import Outbox
@@ -21,7 +22,7 @@ from devices.simulator.physiology import (
     noise_keys,
     normals,
 )
-from devices.simulator.schedule import SimClock
+from devices.simulator.schedule import DEVICE_SPECS, SimClock
 
 T0 = 1_740_787_200.0  # 2025-03-01T00:00:00Z
 
@@ -274,3 +275,8 @@ def test_ground_truth_news2_scores_a_late_cuff_reading_as_the_platform_does() ->
     assert monitor.score(200.0) == (3, 3)
     assert monitor.observe(120.0, {"heart_rate": 140.0}) is None  # older than the kept 72
     assert monitor.score(200.0) == (3, 3)
+
+
+def test_the_simulator_describes_exactly_the_platforms_device_classes() -> None:
+    assert set(DEVICE_SPECS) == set(DEVICE_CLASSES)
+    assert all(spec.name == name for name, spec in DEVICE_SPECS.items())

@@ -134,36 +134,3 @@ def test_gathering_waits_no_longer_than_its_limit() -> None:
     handled, _, _ = asyncio.run(_gathering(behind=5000, gather_s=0.05))
     assert [e for batch in handled for e in batch] == list(range(6))
     assert len(handled) >= 2  # the last batch came 0.2 s after the first: not waited for
-
-
-async def _lingering() -> tuple[list[list[int]], list[list[int]], list[int]]:
-    lingering: list[list[int]] = []
-    eager: list[list[int]] = []
-    acked: list[int] = []
-
-    async def ack(event: int) -> None:
-        acked.append(event)
-
-    async def detect(events: Sequence[int]) -> None:
-        lingering.append(list(events))
-
-    async def store(events: Sequence[int]) -> None:
-        eager.append(list(events))
-
-    fanout = Fanout([("detect", detect, 100, 0.3), ("store", store, 100, 0.0)], ack=ack)
-    fanout.start()
-    try:
-        for start in range(0, 9, 3):
-            await fanout.submit([start, start + 1, start + 2])
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
-    finally:
-        await fanout.stop()
-    return lingering, eager, acked
-
-
-def test_a_lingering_lane_takes_what_arrives_within_its_linger_in_one_call() -> None:
-    lingering, eager, acked = asyncio.run(_lingering())
-    assert lingering == [list(range(9))]  # three batches 50 ms apart, within 0.3 s: one call
-    assert eager == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]  # the lane without linger takes each at once
-    assert acked == list(range(9))  # acknowledged once both lanes are done, in order

@@ -275,9 +275,7 @@ def test_garbage_on_the_worker_topics_is_dead_lettered_and_the_stream_goes_on(wo
             if not wait_for(settled, timeout=60):
                 seen = {d.payload for d in kafka.letters}
                 missing = [k for k, v in case.bad_readings if payload_text(v) not in seen]
-                missing += [
-                    f"plan:{k}" for k, _, v in case.bad_plans if payload_text(v) not in seen
-                ]
+                missing += [f"plan:{k}" for k, _, v in case.bad_plans if payload_text(v) not in seen]
                 pytest.fail(f"invalid records without a dead letter: {missing}")
             ours = set(owed)
             for letter in kafka.letters[counted[0] :]:
