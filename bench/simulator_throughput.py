@@ -138,7 +138,7 @@ def write_report(steps: list[Step], devices: int, provision_s: float, seconds: f
         "",
         f"- Machine: {os.cpu_count()} cores, Python {platform.python_version()}, {version}, loopback.",
         f"- {devices:,} simulated wearables, each its own MQTT v5 connection with its own credentials "
-        f"(provisioned through `core.devices.provision_device` in {provision_s:.0f} s), QoS 1, "
+        f"(provisioned through `core.clients.provisioning.provision_device` in {provision_s:.0f} s), QoS 1, "
         "4 readings per message, store-and-forward queue (SQLite WAL) on; the ground-truth log only in the "
         "`-gt` step; `-w2` is `--workers 2`.",
         "- A C subscriber (`mosquitto_sub`, QoS 1) receives every telemetry message during each step.",

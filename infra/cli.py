@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core.catalogue import DEVICE_CLASSES
-from core.devices import ProvisioningError, provision_device, revoke_device
+from core.clients.provisioning import ProvisioningError, provision_device, revoke_device
 from infra.grafana.cli import app as grafana_app
 from infra.stack import PLATFORM_COMPONENTS, SERVICE_COMPONENTS, Stack, StackError, StackSettings
 

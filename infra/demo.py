@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 
 from api.security import hash_password
 from core.careplan import CarePlan
-from core.devices import provision_device
+from core.clients.provisioning import provision_device
 from devices.simulator.config import load_credentials
 from devices.simulator.provisioning import care_plans, publish_care_plans
 from infra.stack import Stack

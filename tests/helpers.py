@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from psycopg import AsyncConnection
 
-from core.devices import DeviceCredentials, provision_device
+from core.clients.provisioning import DeviceCredentials, provision_device
 from core.wire import telemetry_topic
 from infra.stack import Stack
 

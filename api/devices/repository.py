@@ -1,5 +1,5 @@
 """SQL of the device list (devices, their bindings, last seen). Provisioning, revocation and
-binding are `core.devices`, the library the `rpm devices` CLI uses too."""
+binding are `core.clients.provisioning`, the library the `rpm devices` CLI uses too."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Rules of devices: admins provision, revoke and bind; admins list every device, clinicians
 the devices bound to the patients of their care teams, patients their own. Every request is
-audited (the secret never is). Provisioning goes through `core.devices` (database rows in the
+audited (the secret never is). Provisioning goes through `core.clients.provisioning` (database rows in the
 request's transaction, then the broker's dynamic security; a broker that does not answer
 rolls the rows back and answers 503).
 
@@ -23,7 +23,7 @@ from api.db import Conn
 from api.devices import repository
 from api.devices.schemas import DeviceBind, DeviceCredentialsRead, DevicePage, DeviceProvision, DeviceQuery, DeviceRead
 from core.clients.broker_admin import BrokerAdmin, BrokerAdminError
-from core.devices import ProvisioningError, bind_device, provision_device, revoke_device
+from core.clients.provisioning import ProvisioningError, bind_device, provision_device, revoke_device
 
 RESOURCE: Final = "device"
 _STATUS: Final = {

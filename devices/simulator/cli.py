@@ -156,7 +156,7 @@ def provision(
     from aiokafka.errors import KafkaError
 
     from core.clients.broker_admin import BrokerAdmin, BrokerAdminError
-    from core.devices import ProvisioningError
+    from core.clients.provisioning import ProvisioningError
     from devices.simulator.provisioning import backdated, publish_care_plans
     from devices.simulator.provisioning import care_plans as plans_of
     from devices.simulator.provisioning import provision as do_provision

@@ -1,6 +1,6 @@
 """Provisioning simulated patients through the platform's own path: patients with active
 consent in the database, their devices created, bound and given broker credentials by
-`core.devices.provision_device`, a credentials file for `rpm sim run`, and each patient's
+`core.clients.provisioning.provision_device`, a credentials file for `rpm sim run`, and each patient's
 care plan (`careplans.care_plan_for`) published on the compacted topic `rpm.care-plans.v1`,
 keyed by patient id, as the API would.
 """
@@ -16,7 +16,7 @@ from psycopg import AsyncConnection
 
 from core.careplan import CarePlan, encode_care_plan
 from core.clients.broker_admin import BrokerAdmin
-from core.devices import provision_device
+from core.clients.provisioning import provision_device
 from core.wire import CARE_PLANS
 from devices.simulator.careplans import care_plan_for
 from devices.simulator.config import ConfigError, DeviceEntry, Roster

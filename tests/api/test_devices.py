@@ -1,4 +1,4 @@
-"""Devices through the API: provisioning through `core.devices` (the secret answered once,
+"""Devices through the API: provisioning through `core.clients.provisioning` (the secret answered once,
 credentials that the real broker accepts), revocation (the broker refuses them), binding
 with a validity start, the list per role with binding and last seen, the errors, the audit."""
 

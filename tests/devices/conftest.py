@@ -35,7 +35,7 @@ OBSERVER_ROLE = "sim-test-observer"
 
 
 def provision_roster(stack: Stack, roster: Roster, *, backdate_days: float = 2.0) -> Roster:
-    """Create the roster's patients (with consent) and devices through core.devices."""
+    """Create the roster's patients (with consent) and devices through core.clients.provisioning."""
     from devices.simulator.provisioning import backdated
 
     async def go() -> Roster:

@@ -67,7 +67,7 @@ EXPECTED: dict[str, list[tuple[str, str]]] = {
         ("INSERT", "care_plans(patient_id, version, plan, updated_at, updated_by)"),
         ("UPDATE", "care_plans(version, plan, updated_at, updated_by)"),
         ("SELECT", "observations(dose_id)"),
-        # 0010, api/devices/repository.py and core/devices.py: provision, revoke, bind, list
+        # 0010, api/devices/repository.py and core/clients/provisioning.py: provision, revoke, bind, list
         ("SELECT", "devices(id, device_class, model, created_at, revoked_at)"),
         ("INSERT", "devices(id, device_class, model)"),
         ("UPDATE", "devices(device_class, revoked_at)"),

@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from psycopg import AsyncConnection
 
-from core.devices import revoke_device
+from core.clients.provisioning import revoke_device
 from core.wire import REJECTED, rejected_decoder, telemetry_topic
 from infra.stack import Stack
 from tests.helpers import Device, count_rows, create_patient, payload, provision, reading, wait_for

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from playwright.sync_api import BrowserContext, expect
 
-from core.devices import DeviceCredentials
+from core.clients.provisioning import DeviceCredentials
 from infra.stack import Stack
 from tests.api.conftest import TestUser
 from tests.helpers import Device, create_patient, provision

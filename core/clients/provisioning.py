@@ -1,4 +1,5 @@
-"""Device provisioning and revocation: the library call used by `rpm devices` and the API.
+"""Device provisioning and revocation: the library call used by `rpm devices`, the simulator and
+the API (in core/clients, since it talks to the database and the broker).
 
 A device gets a row, a binding to a patient for a validity period, and its own MQTT
 credentials in the broker (dynamic security, no restart). Revocation closes the binding
