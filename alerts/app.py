@@ -42,7 +42,7 @@ from alerts.reminders import run_reminders
 from alerts.retention import run_retention
 from alerts.settings import AlertsSettings
 from core.alert_lifecycle import PERSON_DISPOSITIONS, alerts_per_patient_day, precision
-from core.db import create_pool
+from core.clients.db import create_pool
 from core.dead_letters import INTERNAL_ERROR, dead_letter
 from core.logging import get_logger
 from core.progress import Progress

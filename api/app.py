@@ -48,7 +48,7 @@ from api.problems import install_problem_handlers
 from api.reminders import endpoints as reminder_endpoints
 from api.security import PasswordWork, dummy_hash
 from api.settings import ApiSettings
-from core.db import create_pool
+from core.clients.db import create_pool
 from core.logging import get_logger
 
 API_PREFIX = "/api/v1"

@@ -28,7 +28,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from api.security import hash_password
 from core.clients.broker_admin import BrokerAdmin, BrokerAdminError
-from core.db import apply_migrations
+from core.clients.db import apply_migrations
 from core.settings import BrokerAdminSettings
 from infra.stack import DB_ROLES  # process -> its group role (migration 0005)
 

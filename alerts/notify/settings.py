@@ -1,7 +1,7 @@
 """Settings of the notification sender (e-mail through SMTP, signed webhooks).
 
 `NotifySettings` is a settings group: the alerts process's own settings class inherits it
-(prefix `RPM_`, like every process). The local stack (infra/stack.py) points it at its own
+(prefix `RPM_`, like every process). The local stack (infra/stack/) points it at its own
 SMTP server and lets webhooks reach loopback; production points it at any relay and keeps
 webhooks to public addresses of the allow-listed hosts.
 """

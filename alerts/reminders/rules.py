@@ -1,6 +1,6 @@
 """Reminder rules (pure: plain data in, decisions out, the clock passed in; ADR 0026).
 
-Slots are the adherence detector's own (core/detectors/adherence.py: `schedules_of` and its
+Slots are the adherence detector's own (core/detectors/rules/adherence.py: `schedules_of` and its
 slot maths in the plan's time zone), so a reminder, a missed-measurement alert and the
 adherence figures always speak of the same slot.
 

@@ -13,7 +13,7 @@ from functools import cached_property
 import psycopg
 from psycopg import sql
 
-from core.db import apply_migrations
+from core.clients.db import apply_migrations
 from core.wire import ALL_TOPICS
 from infra.stack.config import DB_ROLES, ROOT
 from infra.stack.probes import port_answers, smtp_greets

@@ -27,7 +27,7 @@ from alerts.notify import NotifySettings, OutboxSender
 from alerts.notify.channels import webhook_client
 from alerts.repository import ALERT_COLUMNS, alert_from_row
 from core.alert_lifecycle import CANCEL_QUEUED_SQL, Detection, acknowledge
-from core.db import create_pool
+from core.clients.db import create_pool
 from infra.stack import Stack
 from tests.helpers import create_patient, unique
 

@@ -14,7 +14,7 @@ import psycopg
 
 from alerts.reminders import LoopSettings, ReminderLoop
 from core.careplan import CarePlan, MeasurementSchedule, encode_care_plan
-from core.db import create_pool
+from core.clients.db import create_pool
 from infra.stack import Stack
 from tests.alerts.notify_support import mail_to
 from tests.helpers import create_patient, unique

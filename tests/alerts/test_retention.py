@@ -19,7 +19,7 @@ from alerts.retention import RetentionRound, RetentionSettings, retention_round,
 from api.careplans.schemas import MAX_WHAT_IF_DAYS
 from api.patients.schemas import ADHERENCE_DAYS
 from api.portal.service import WEEKS
-from core.db import MIGRATIONS_DIR, create_pool
+from core.clients.db import MIGRATIONS_DIR, create_pool
 from core.retention import MIN_RETENTION_DAYS, READER_WINDOWS
 from core.wire import MAX_READING_AGE
 from infra.stack import Stack

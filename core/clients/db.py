@@ -13,7 +13,7 @@ from typing import Final
 
 from psycopg_pool import AsyncConnectionPool
 
-MIGRATIONS_DIR: Final = Path(__file__).parent / "migrations"
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def create_pool(url: str, min_size: int = 1, max_size: int = 8, name: str = "rpm") -> AsyncConnectionPool:
