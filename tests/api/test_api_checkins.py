@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from api.app import create_app
-from core.wire import READINGS, Reading, ReadingBatch, batch_decoder
+from core.wire import READINGS, Reading, ReadingBatch, readings_record_decoder
 from infra.stack import Stack
 from tests.api.support import assert_problem, closed_port
 
@@ -61,7 +61,8 @@ def ward(make_patient: Any, make_user: Any, make_care_team: Any, consent: Any) -
 
 
 async def published(bootstrap: str, patient_id: str, count: int = 1, wait_s: float = 30) -> list[ReadingBatch]:
-    """The reading batches keyed by this patient on the readings topic (waits for `count`)."""
+    """This patient's reading batches on the readings topic (waits for `count`); a record holds
+    one batch or the batches of several patients of its partition (ADR 0034)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -73,7 +74,10 @@ async def published(bootstrap: str, patient_id: str, count: int = 1, wait_s: flo
         while len(found) < count and time.monotonic() < deadline:
             fetched = await consumer.getmany(timeout_ms=200)
             for records in fetched.values():
-                found += [batch_decoder.decode(r.value) for r in records if r.key == patient_id.encode()]
+                for r in records:
+                    decoded = readings_record_decoder.decode(r.value)
+                    batches = decoded if isinstance(decoded, list) else [decoded]
+                    found += [b for b in batches if b.patient_id == patient_id]
         return found
     finally:
         await consumer.stop()
