@@ -256,15 +256,18 @@ def _judge(
             outcome.rejections.append(verdict)
             continue
         patient_id, reading = verdict
-        where = f"readings[{index}] ({reading.metric})"
         if patient_id not in consent:
             consent[patient_id] = registry.has_consent(patient_id, received_at)
         if not consent[patient_id]:
-            outcome.rejections.append(Rejection(Reason.NO_CONSENT, f"{where}: patient has no active consent"))
+            outcome.rejections.append(
+                _refused(index, reading.metric, Reason.NO_CONSENT, "patient has no active consent")
+            )
             continue
         key = (reading.metric, reading.ts)
         if key in seen:
-            outcome.rejections.append(Rejection(Reason.DUPLICATE_READING, f"{where}: same metric and time twice"))
+            outcome.rejections.append(
+                _refused(index, reading.metric, Reason.DUPLICATE_READING, "same metric and time twice")
+            )
             continue
         seen.add(key)
         bucket = outcome.accepted.setdefault(patient_id, PatientReadings(patient_id))
@@ -276,40 +279,50 @@ def _judge(
     return outcome
 
 
+def _refused(index: int, metric: str, reason: Reason, what: str) -> Rejection:
+    """A reading's rejection, naming the reading (built only then: most readings pass)."""
+    return Rejection(reason, _printable(f"{_printable(f'readings[{index}] ({metric})', 80)}: {what}"))
+
+
 def _judge_reading(
     index: int, wire: WireReading, received_at: datetime, bindings: list[Binding]
 ) -> tuple[str, Reading] | Rejection:
     """One reading against the catalogue, the clock and the device's bindings."""
     spec = CATALOGUE.get(wire.metric)
-    where = _printable(f"readings[{index}] ({wire.metric})", 80)
     if spec is None:
-        return Rejection(Reason.UNKNOWN_METRIC, f"{where}: unknown metric")
+        return _refused(index, wire.metric, Reason.UNKNOWN_METRIC, "unknown metric")
     if not math.isfinite(wire.value):
-        return Rejection(Reason.NOT_FINITE, f"{where}: value is not finite")
+        return _refused(index, wire.metric, Reason.NOT_FINITE, "value is not finite")
     value = spec.normalise(wire.value, wire.unit)
     if value is None:
-        return Rejection(
-            Reason.UNKNOWN_UNIT, _printable(f"{where}: unit {wire.unit[:40]!r} is not accepted for {spec.name}")
+        return _refused(
+            index, wire.metric, Reason.UNKNOWN_UNIT, f"unit {wire.unit[:40]!r} is not accepted for {spec.name}"
         )
     if not spec.plausible(value):
-        return Rejection(Reason.IMPLAUSIBLE, f"{where}: {value:g} {spec.unit} outside {spec.low:g}-{spec.high:g}")
+        return _refused(
+            index, wire.metric, Reason.IMPLAUSIBLE, f"{value:g} {spec.unit} outside {spec.low:g}-{spec.high:g}"
+        )
     dose_id = wire.dose_id
     if spec.is_event and not dose_id:
-        return Rejection(Reason.MISSING_DOSE_ID, f"{where}: dose event without dose_id")
+        return _refused(index, wire.metric, Reason.MISSING_DOSE_ID, "dose event without dose_id")
     if dose_id is not None and (len(dose_id) > MAX_DOSE_ID_CHARS or _printable(dose_id, 10_000) != dose_id):
-        return Rejection(
-            Reason.SCHEMA_INVALID, f"{where}: dose_id must be up to {MAX_DOSE_ID_CHARS} characters of text"
+        return _refused(
+            index, wire.metric, Reason.SCHEMA_INVALID, f"dose_id must be up to {MAX_DOSE_ID_CHARS} characters of text"
         )
     ts = wire.ts.astimezone(UTC)
     if ts - received_at > FUTURE_TOLERANCE:
-        return Rejection(Reason.FUTURE_TIMESTAMP, f"{where}: timestamp {_stamp(ts)} more than 5 min ahead")
+        return _refused(index, wire.metric, Reason.FUTURE_TIMESTAMP, f"timestamp {_stamp(ts)} more than 5 min ahead")
     if received_at - ts > MAX_READING_AGE:
-        return Rejection(
+        return _refused(
+            index,
+            wire.metric,
             Reason.TOO_OLD,
-            f"{where}: taken {_stamp(ts)}, more than {MAX_READING_AGE.days} days before it arrived",
+            f"taken {_stamp(ts)}, more than {MAX_READING_AGE.days} days before it arrived",
         )
-    binding = next((b for b in bindings if b.covers(ts)), None)
-    if binding is None:
-        spans = ", ".join(f"{_stamp(b.valid_from)} to {_stamp(b.valid_to)}" for b in bindings[-3:])
-        return Rejection(Reason.OUTSIDE_BINDING, f"{where}: taken {_stamp(ts)}, outside the device's binding ({spans})")
-    return binding.patient_id, Reading(spec.name, value, ts, dose_id)
+    for binding in bindings:
+        if binding.covers(ts):
+            return binding.patient_id, Reading(spec.name, value, ts, dose_id)
+    spans = ", ".join(f"{_stamp(b.valid_from)} to {_stamp(b.valid_to)}" for b in bindings[-3:])
+    return _refused(
+        index, wire.metric, Reason.OUTSIDE_BINDING, f"taken {_stamp(ts)}, outside the device's binding ({spans})"
+    )

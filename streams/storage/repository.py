@@ -1,5 +1,9 @@
-"""SQL of the storage lane: COPY into a per-connection staging table, then
-`INSERT ... ON CONFLICT DO NOTHING` so that a replay changes nothing."""
+"""SQL of the storage lane: binary COPY into a per-connection staging table, then
+`INSERT ... ON CONFLICT DO NOTHING` so that a replay changes nothing.
+
+Binary COPY (ADR 0035): the worker packs each time as 8 bytes instead of formatting it as text,
+and PostgreSQL reads it back without parsing; text COPY cost about a quarter of the worker's
+CPU and a good part of the database's at five readings per message."""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from psycopg import AsyncConnection
 Row = tuple[str, str, str, datetime, float, datetime, int, str | None]
 
 COLUMNS: Final = "patient_id, device_id, metric, ts, value, received_at, seq, dose_id"
+# the columns' types, in COLUMNS' order (binary COPY sends no type with a value)
+TYPES: Final = ("text", "text", "text", "timestamptz", "float8", "timestamptz", "int8", "text")
 
 
 async def store_rows(conn: AsyncConnection, table: str, rows: Sequence[Row]) -> int:
@@ -25,7 +31,8 @@ async def store_rows(conn: AsyncConnection, table: str, rows: Sequence[Row]) -> 
     await conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
-    async with conn.cursor().copy(f"COPY {stage} ({COLUMNS}) FROM STDIN") as copy:
+    async with conn.cursor().copy(f"COPY {stage} ({COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(TYPES)
         for row in rows:
             await copy.write_row(row)
     cur = await conn.execute(

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 from itertools import groupby
 from typing import Any, Final
 
@@ -44,7 +45,7 @@ from core.careplan import CarePlan
 from core.catalogue import acvpu_level
 from core.detectors.episodes import EpisodeTracker
 from core.detectors.model import Detection, Episode, iso, new_readings
-from core.detectors.news2 import BAND_RANK, News2Input, News2Score, score_news2
+from core.detectors.news2 import BAND_RANK, News2Input, News2Score, Scale, score_news2
 from core.rules import Rule
 from core.wire import Reading
 
@@ -66,6 +67,14 @@ class News2State(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     open: Episode | None = None
     lower_since: datetime | None = None
     low_since: datetime | None = None  # the low band pending since (no episode open)
+
+
+@lru_cache(maxsize=4096)
+def _scored(obs: News2Input, scale: Scale) -> News2Score:
+    """`score_news2`, remembered: scoring runs at every reading time and a patient's vitals repeat
+    (whole beats, breaths and percent), so most sets of observations were scored before. The
+    scores are shared between callers: `_evidence` copies what it keeps."""
+    return score_news2(obs, scale=scale)
 
 
 def _keep(latest: dict[str, News2Param], r: Reading) -> bool:
@@ -109,7 +118,7 @@ def _evidence(
     evidence: dict[str, Any] = {
         "reason": reason,
         "total": score.total,
-        "scores": score.scores,
+        "scores": dict(score.scores),
         "missing": list(score.missing),
         "complete": score.complete,
         "scale": score.scale,
@@ -166,7 +175,7 @@ def detect_news2(
     for at, late in _instants(batch, latest, state.last_ts, max_age):
         last_ts = at if last_ts is None or at > last_ts else last_ts
         obs, used = _observations(latest, at, max_age, plan.on_oxygen)
-        score = score_news2(obs, scale=settings.spo2_scale)
+        score = _scored(obs, settings.spo2_scale)
         open_ = band.episode
         current = BAND_RANK[open_.rule if open_ else None]
         new = BAND_RANK[score.rule]
