@@ -96,10 +96,25 @@ def decode_record(raw: bytes | None) -> list[ReadingBatch]:
     return batches
 
 
-def source_of(raw: bytes, batches: list[ReadingBatch], batch: ReadingBatch) -> bytes:
+class Source:
     """What a dead letter about one batch of a record carries: the record itself when it holds
-    that batch alone, else the batch on its own (so a dead letter never holds other patients')."""
-    return raw if len(batches) == 1 else encode(batch)
+    that batch alone, else the batch on its own (so a dead letter never holds other patients').
+    Worked out only when a dead letter is sent: re-encoding every batch of every array record
+    on the way in cost more than storing it."""
+
+    __slots__ = ("_batch", "_raw")
+
+    def __init__(self, raw: bytes, batches: list[ReadingBatch], batch: ReadingBatch) -> None:
+        self._raw: bytes | None = raw if len(batches) == 1 else None
+        self._batch = batch
+
+    def value(self) -> bytes:
+        return self._raw if self._raw is not None else encode(self._batch)
+
+
+def source_of(raw: bytes, batches: list[ReadingBatch], batch: ReadingBatch) -> bytes:
+    """The bytes of `Source`, at once."""
+    return Source(raw, batches, batch).value()
 
 
 class _Checks:

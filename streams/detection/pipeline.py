@@ -47,7 +47,7 @@ from streams import metrics
 from streams.careplans.service import PlanBook
 from streams.dead_letters import DeadLetters
 from streams.detection.state_store import StateStore
-from streams.records import Decode, UndecodableRecordError, decode_record, source_of
+from streams.records import Decode, Source, UndecodableRecordError, decode_record
 
 log = get_logger("streams.detection")
 
@@ -75,7 +75,8 @@ class PatientRecords:
     partition: int
     readings: list[Reading] = field(default_factory=list)
     by_device: dict[str, list[Reading]] = field(default_factory=dict)
-    raw: list[bytes] = field(default_factory=list)
+    # what a dead letter about each batch carries (`Source`), in the order of `batches`
+    sources: list[Source] = field(default_factory=list)
     batches: list[ReadingBatch] = field(default_factory=list)  # one per record, in order
     # reading time -> when the platform received the record holding it (latency of detections)
     received: dict[datetime, datetime] = field(default_factory=dict)
@@ -109,11 +110,11 @@ def group_records(records: Iterable[tuple[int, int, bytes | None]], decode: Deco
             out.quarantined += 1
         for batch in batches:
             if not batch.quarantined:
-                _add_batch(out, partition, batch, source_of(raw, batches, batch))
+                _add_batch(out, partition, batch, Source(raw, batches, batch))
     return out
 
 
-def _add_batch(out: Grouped, partition: int, batch: ReadingBatch, raw: bytes) -> None:
+def _add_batch(out: Grouped, partition: int, batch: ReadingBatch, source: Source) -> None:
     group = out.patients.get(batch.patient_id)
     if group is None:
         group = out.patients[batch.patient_id] = PatientRecords(batch.patient_id, partition)
@@ -123,7 +124,7 @@ def _add_batch(out: Grouped, partition: int, batch: ReadingBatch, raw: bytes) ->
         log.warning("patient's readings on two partitions", partitions=[group.partition, partition])
     group.readings.extend(batch.readings)
     group.by_device.setdefault(batch.device_id, []).extend(batch.readings)
-    group.raw.append(raw)
+    group.sources.append(source)
     group.batches.append(batch)
     for r in batch.readings:
         previous = group.received.get(r.ts)
@@ -190,7 +191,7 @@ class PatientOutcome:
     state: DetectorState
     found: list[Detection]
     received: dict[datetime, datetime]
-    raw: list[bytes]
+    sources: list[Source]
 
 
 class DetectionPipeline:
@@ -251,7 +252,7 @@ class DetectionPipeline:
                         outcomes.append(outcome)
                     continue
                 outcomes.append(
-                    PatientOutcome(group.patient_id, group.partition, state, found, group.received, group.raw)
+                    PatientOutcome(group.patient_id, group.partition, state, found, group.received, group.sources)
                 )
             offsets = {p: seen[0] for p, seen in grouped.progress.items()}
             published = await self._commit(outcomes, offsets, by="batch")
@@ -285,18 +286,18 @@ class DetectionPipeline:
         time, so that only the records they refuse are left out (and dead-lettered)."""
         state = self._states.get(group.patient_id)
         found: list[Detection] = []
-        kept: list[bytes] = []
-        for raw, batch in zip(group.raw, group.batches, strict=True):
+        kept: list[Source] = []
+        for source, batch in zip(group.sources, group.batches, strict=True):
             one = PatientRecords(
                 group.patient_id, group.partition, list(batch.readings), {batch.device_id: list(batch.readings)}
             )
             try:
                 state, more = self._detect(one, classes, state)
             except Exception as exc:
-                refused.append((raw, error_detail(exc)))
+                refused.append((source.value(), error_detail(exc)))
                 continue
             found += more
-            kept.append(raw)
+            kept.append(source)
         if not kept:
             return None
         return PatientOutcome(group.patient_id, group.partition, state, found, group.received, kept)
@@ -365,7 +366,7 @@ class DetectionPipeline:
                 log.error("state marker not written")
         for i in sorted(failed):
             metrics.DETECTION_FAILURES.labels(reason="publish_failed").inc()
-            await self._dead_letter_all("detection_publish_failed", "detections not published", outcomes[i].raw)
+            await self._dead_letter_all("detection_publish_failed", "detections not published", outcomes[i].sources)
         acked = datetime.now(UTC)
         count = 0
         for i, _, d in detections:
@@ -412,8 +413,8 @@ class DetectionPipeline:
                 log.warning(f"{what} failed; giving up", error=str(exc))
         return errors
 
-    async def _dead_letter_all(self, reason: str, detail: str, raws: Sequence[bytes]) -> None:
-        await self._dead_letters.send_all(reason, detail, raws)
+    async def _dead_letter_all(self, reason: str, detail: str, sources: Sequence[Source]) -> None:
+        await self._dead_letters.send_all(reason, detail, [s.value() for s in sources])
 
 
 class _UndeliveredError(Exception):

@@ -23,7 +23,7 @@ from core.logging import get_logger
 from core.retry import DATABASE_DOWN, until_done
 from core.supervision import error_detail
 from core.wire import ReadingBatch
-from streams.records import Decode, UndecodableRecordError, decode_record, source_of
+from streams.records import Decode, Source, UndecodableRecordError, decode_record
 from streams.storage.repository import Row, store_rows
 
 log = get_logger("streams.storage")
@@ -46,8 +46,8 @@ class DecodedBatch:
     quarantined: list[Row] = field(default_factory=list)
     # the record each row came from (its raw value; its batch alone when the record holds
     # several patients' batches), by table
-    observation_sources: list[bytes] = field(default_factory=list)
-    quarantined_sources: list[bytes] = field(default_factory=list)
+    observation_sources: list[Source] = field(default_factory=list)
+    quarantined_sources: list[Source] = field(default_factory=list)
     batches: list[ReadingBatch] = field(default_factory=list)
     undecodable: list[tuple[bytes | None, str]] = field(default_factory=list)
 
@@ -72,7 +72,7 @@ def decode_records(values: Sequence[bytes | None], decode: Decode = decode_recor
         assert raw is not None  # decode_record refuses a tombstone
         for batch in batches:
             out.batches.append(batch)
-            source = source_of(raw, batches, batch)
+            source = Source(raw, batches, batch)
             rows, sources = (
                 (out.quarantined, out.quarantined_sources)
                 if batch.quarantined
@@ -165,7 +165,7 @@ class StorageWriter:
                 try:
                     inserted += await self._store([(table, [row])])
                 except DATA_REFUSED as exc:
-                    refused.append(Refused(source, "storage_refused", f"{which}: {exc}"))
+                    refused.append(Refused(source.value(), "storage_refused", f"{which}: {exc}"))
                 except Exception as exc:
-                    refused.append(Refused(source, "internal_error", f"{which}: {error_detail(exc)}"))
+                    refused.append(Refused(source.value(), "internal_error", f"{which}: {error_detail(exc)}"))
         return inserted, refused

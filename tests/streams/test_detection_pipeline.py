@@ -76,8 +76,8 @@ def test_a_record_of_several_patients_is_grouped_per_patient_each_with_its_own_s
     assert (grouped.records, grouped.quarantined, grouped.undecodable) == (1, 0, 0)
     assert {p: (g.partition, len(g.readings)) for p, g in grouped.patients.items()} == {"a": (2, 4), "b": (2, 1)}
     # What a dead letter about one patient would carry: that patient's batch alone.
-    (alone,) = grouped.patients["b"].raw
-    assert decode_record(alone) == decode_record(encode(b))
+    (alone,) = grouped.patients["b"].sources
+    assert decode_record(alone.value()) == decode_record(encode(b))
     assert grouped.progress[2] == (40, received)
 
 
