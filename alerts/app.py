@@ -3,7 +3,8 @@ snoozes; the notification sender (alerts/notify) runs beside them.
 
 Consumer: `rpm.detections.v1` in a consumer group, offsets committed by hand only after the
 database transactions of every detection fetched have committed. Each detection is its own
-transaction (alerts/service.py) behind a barrier: a record that cannot be decoded is
+transaction (alerts/service.py); one patient's are applied in order, different patients' side
+by side (`alerts_parallel` at once). Each is behind a barrier: a record that cannot be decoded is
 dead-lettered `undecodable_record`; one whose patient is unknown `unknown_patient`; one that
 keeps failing for a reason of its own (after `alerts_attempts` tries) `internal_error`; the
 stream goes on. A database or Kafka outage is waited out (core/retry.py), never dead-lettered.
@@ -145,14 +146,32 @@ class AlertService:
             held = sum(len(m) for m in fetched.values())
             await self._report_lag(held)
             for tp, messages in fetched.items():
-                for message in messages:
-                    await self._one(message)
-                    held -= 1
+                await self._each_patient(messages)
                 offsets[tp] = messages[-1].offset + 1
             if offsets:
                 await self._commit(offsets)
                 self.progress.advanced()
                 await self._report_lag(0)
+
+    async def _each_patient(self, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply the detections of one partition: each patient's in order (they are keyed by
+        patient), different patients' side by side, up to `alerts_parallel` transactions at
+        once, so an alert storm waits on round trips and commits in parallel, not one by one."""
+        by_patient: dict[bytes | None, list[ConsumerRecord[bytes, bytes]]] = {}
+        for message in messages:
+            by_patient.setdefault(message.key, []).append(message)
+        if len(by_patient) == 1:
+            for message in messages:
+                await self._one(message)
+            return
+        slots = asyncio.Semaphore(self.settings.alerts_parallel)
+
+        async def in_order(mine: list[ConsumerRecord[bytes, bytes]]) -> None:
+            async with slots:
+                for message in mine:
+                    await self._one(message)
+
+        await asyncio.gather(*(in_order(mine) for mine in by_patient.values()))
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None

@@ -18,6 +18,13 @@ class AlertsSettings(DatabaseSettings, KafkaSettings, LoopSettings, RetentionSet
         "rpm-alerts", description="Kafka consumer group of the alert service (several processes share the partitions)"
     )
     alerts_batch_max: int = Field(500, ge=1, description="Most detections fetched from Kafka at once")
+    alerts_parallel: int = Field(
+        4,
+        ge=1,
+        le=32,
+        description="Detections of different patients applied at once, each in its own transaction "
+        "(one patient's always in order)",
+    )
     alerts_fetch_max_wait_ms: int = Field(
         100, ge=1, description="How long a Kafka fetch may wait for detections (the embedded broker holds it that long)"
     )

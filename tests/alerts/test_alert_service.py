@@ -414,3 +414,21 @@ def test_a_patient_who_withdrew_sharing_gets_alerts_but_their_care_team_is_not_n
     assert alert.state == "open"
     assert outbox(db, alert.id) == []
     assert [row[1] for row in outbox(db, control.id)] == ["email", "webhook"]
+
+
+def test_many_patients_detections_at_once_keep_each_patients_order(service: Stack, db: psycopg.Connection) -> None:
+    """Different patients' detections are applied side by side (RPM_ALERTS_PARALLEL); one
+    patient's raise, clear and next raise still land in that order: a clear applied before
+    its raise would leave nothing to resolve and the first episode open."""
+    patients = [create_patient(db) for _ in range(24)]
+    make_team(db, patients)
+    first = {p: detection(p, rule="heart_rate_high", severity="medium") for p in patients}
+    cleared = {
+        p: detection(p, rule="heart_rate_high", severity="medium", kind="clear", clears=first[p].detection_id)
+        for p in patients
+    }
+    again = {p: detection(p, rule="heart_rate_high", severity="medium") for p in patients}
+    send(service, *first.values(), *cleared.values(), *again.values())  # interleaved across patients
+    assert wait_for(lambda: all(processed(db, again[p].detection_id) for p in patients), timeout=90)
+    for p in patients:
+        assert [(a.state, a.disposition) for a in alerts_of(db, p)] == [("resolved", "self_resolved"), ("open", None)]
