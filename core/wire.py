@@ -15,6 +15,9 @@ from core.rules import Rule, Severity
 SCHEMA_VERSION: Final = 1
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 MAX_READINGS_PER_MESSAGE: Final = 2000
+# A message's seq is stored with each of its readings in a bigint column: larger is refused at
+# the bridge (schema_invalid) and in a Kafka record (undecodable_record), never by the database.
+MAX_SEQ: Final = 2**63 - 1
 # A reading's time against the moment the bridge received it: up to 5 min ahead (device clock
 # skew), up to 365 days behind (a device that kept readings offline for long). The bridge
 # refuses readings outside these bounds; the stream worker refuses records that break them.
@@ -60,7 +63,7 @@ class WireReading(msgspec.Struct, forbid_unknown_fields=True):
 class DevicePayload(msgspec.Struct, forbid_unknown_fields=True):
     schema: int
     device_id: str
-    seq: Annotated[int, msgspec.Meta(ge=0)]
+    seq: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
     sent_at: AwareDatetime
     readings: Annotated[list[WireReading], msgspec.Meta(min_length=1)]
     battery: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None

@@ -27,6 +27,7 @@ from core.wire import (
     MAX_PAYLOAD_BYTES,
     MAX_READING_AGE,
     MAX_READINGS_PER_MESSAGE,
+    MAX_SEQ,
     SCHEMA_VERSION,
     AwareDatetime,
     Reading,
@@ -179,8 +180,8 @@ def _validate_lenient(device_id: str, raw: bytes, received_at: datetime, registr
         reason = Reason.UNSUPPORTED_SCHEMA if isinstance(schema, int) and not isinstance(schema, bool) else None
         return _reject(device_id, reason or Reason.SCHEMA_INVALID, f"schema {schema!r}, expected {SCHEMA_VERSION}")
     seq = doc.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        return _reject(device_id, Reason.SCHEMA_INVALID, f"seq must be a non-negative integer, got {seq!r:.60}")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
+        return _reject(device_id, Reason.SCHEMA_INVALID, f"seq must be an integer from 0 to 2**63-1, got {seq!r:.60}")
     # From here the seq is known: a message refused as a whole still fills its seq slot.
     unknown = sorted(set(doc) - _ENVELOPE_FIELDS)
     if unknown:

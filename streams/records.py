@@ -25,10 +25,19 @@ from typing import Final
 import msgspec
 
 from core.catalogue import metric
-from core.wire import FUTURE_TOLERANCE, MAX_READING_AGE, Reading, ReadingBatch, encode, readings_record_decoder
+from core.wire import (
+    FUTURE_TOLERANCE,
+    MAX_READING_AGE,
+    MAX_SEQ,
+    Reading,
+    ReadingBatch,
+    encode,
+    readings_record_decoder,
+)
 
 EARLIEST_RECEIVED: Final = datetime(2000, 1, 1, tzinfo=UTC)
 RECEIVED_AHEAD_TOLERANCE: Final = timedelta(days=1)
+BIGINT: Final = range(-MAX_SEQ - 1, MAX_SEQ + 1)  # what the seq column holds
 
 
 class UndecodableRecordError(ValueError):
@@ -149,6 +158,8 @@ class _Checks:
             return "device_id contains a NUL character"
         if batch.seqs is not None and len(batch.seqs) != len(batch.readings):
             return f"{len(batch.seqs)} seqs for {len(batch.readings)} readings"
+        if batch.seq not in BIGINT or (batch.seqs and (min(batch.seqs) not in BIGINT or max(batch.seqs) not in BIGINT)):
+            return "a seq does not fit in a bigint"
         earliest, latest = bounds
         for index, reading in enumerate(batch.readings):
             fault = _reading_fault(reading, earliest, latest)

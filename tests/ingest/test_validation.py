@@ -276,3 +276,13 @@ def test_fuzz_validator_2000_examples_per_metric(metric: str) -> None:
 @given(raw=st.binary(max_size=300))
 def test_fuzz_raw_bytes_never_raise(raw: bytes) -> None:
     _check(raw)
+
+
+@pytest.mark.parametrize("seq", [2**63, 2**64 - 1, 2**64, 10**40])
+def test_a_seq_the_database_cannot_hold_is_refused_with_a_clear_reason(seq: int) -> None:
+    out = validate("dev-1", message([r("heart_rate", 72, "/min")], seq=seq), NOW, registry())
+    assert out.message_rejected
+    assert [(x.reason, "2**63-1" in x.detail) for x in out.rejections] == [(Reason.SCHEMA_INVALID, True)]
+    largest = validate("dev-1", message([r("heart_rate", 72, "/min")], seq=2**63 - 1), NOW, registry())
+    assert largest.rejections == []
+    assert largest.seq == 2**63 - 1

@@ -3,6 +3,7 @@ the bridge would have let through, nothing the detectors' arithmetic cannot hold
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -96,3 +97,16 @@ def test_both_lanes_decode_a_record_once_until_it_is_acknowledged() -> None:
     again = once.decode(value)  # decoded anew after forgetting
     assert again == first
     assert again is not first
+
+
+@pytest.mark.parametrize(("seq", "seqs"), [(2**63, None), (-(2**63) - 1, None), (1, [1, 2**64]), (1, [-(2**70), 1])])
+def test_a_seq_outside_a_bigint_is_undecodable_not_a_database_error(seq: int, seqs: list[int] | None) -> None:
+    def with_seqs(seq: int, seqs: list[int] | None) -> bytes:
+        record = json.loads(raw([Reading("heart_rate", 72, NOW), Reading("spo2", 97, NOW)]))
+        record["seq"], record["seqs"] = seq, seqs
+        return json.dumps(record).encode()
+
+    with pytest.raises(UndecodableRecordError, match="seq does not fit in a bigint"):
+        decode_record(with_seqs(seq, seqs))
+    (fits,) = decode_record(with_seqs(2**63 - 1, [-(2**63), 2**63 - 1]))
+    assert (fits.seq, fits.seqs) == (2**63 - 1, [-(2**63), 2**63 - 1])
