@@ -160,10 +160,6 @@ class AlertService:
         by_patient: dict[bytes | None, list[ConsumerRecord[bytes, bytes]]] = {}
         for message in messages:
             by_patient.setdefault(message.key, []).append(message)
-        if len(by_patient) == 1:
-            for message in messages:
-                await self._one(message)
-            return
         slots = asyncio.Semaphore(self.settings.alerts_parallel)
 
         async def in_order(mine: list[ConsumerRecord[bytes, bytes]]) -> None:

@@ -121,11 +121,6 @@ class Source:
         return self._raw if self._raw is not None else encode(self._batch)
 
 
-def source_of(raw: bytes, batches: list[ReadingBatch], batch: ReadingBatch) -> bytes:
-    """The bytes of `Source`, at once."""
-    return Source(raw, batches, batch).value()
-
-
 class _Checks:
     """The checks of one record's batches. The batches of one bridge batch share `received_at`,
     so its checks and the reading-time bounds around it are worked out once per value."""

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from core.wire import Reading, encode
-from streams.records import DecodedOnce, UndecodableRecordError, decode_record, source_of
+from streams.records import DecodedOnce, Source, UndecodableRecordError, decode_record
 from tests.streams.support import batch
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -34,8 +34,8 @@ def test_a_record_of_several_patients_batches_decodes_in_order() -> None:
     decoded = decode_record(encode([one, two]))
     assert [(b.patient_id, [r.value for r in b.readings]) for b in decoded] == [("p1", [72]), ("p2", [97, 96])]
     # A dead letter about one batch of it carries that batch alone; a lone batch, the record itself.
-    assert decode_record(source_of(encode([one, two]), decoded, decoded[1])) == [two]
-    assert source_of(raw([Reading("spo2", 97, NOW)]), [one], one) == raw([Reading("spo2", 97, NOW)])
+    assert decode_record(Source(encode([one, two]), decoded, decoded[1]).value()) == [two]
+    assert Source(raw([Reading("spo2", 97, NOW)]), [one], one).value() == raw([Reading("spo2", 97, NOW)])
 
 
 def test_one_bad_batch_refuses_the_record_and_says_which() -> None:
